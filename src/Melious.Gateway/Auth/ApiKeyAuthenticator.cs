@@ -1,0 +1,205 @@
+using System.Collections.Concurrent;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Microsoft.Net.Http.Headers;
+
+namespace Melious.Gateway.Auth;
+
+public enum AuthStatus
+{
+    Ok,
+
+    /// <summary>No key in <c>x-api-key</c> or <c>Authorization: Bearer</c>.</summary>
+    Missing,
+
+    /// <summary>A key that is not in the table.</summary>
+    Unknown,
+
+    /// <summary>A revoked key.</summary>
+    Disabled,
+
+    /// <summary>Storage is unreachable and the key is not in the cache.</summary>
+    Unavailable,
+}
+
+public readonly record struct AuthResult(AuthStatus Status, ApiKeyRecord? Key);
+
+/// <summary>
+/// Checks <c>x-api-key</c> or <c>Authorization: Bearer</c> against the hashed keys in the <c>apikeys</c> table.
+/// Lookups are cached per key hash: valid keys for <see cref="AuthOptions.CacheTtl"/> (so a revocation applies
+/// within that time), unknown keys for <see cref="AuthOptions.NegativeCacheTtl"/>. While storage is unreachable,
+/// keys that were valid keep working for <see cref="AuthOptions.StaleIfErrorFor"/>; keys never seen before cannot be
+/// verified and get 503 until storage is back. Concurrent lookups of one key share a single storage read.
+/// </summary>
+public sealed partial class ApiKeyAuthenticator(ApiKeyStore store, IOptions<GatewayOptions> options, TimeProvider time, ILogger<ApiKeyAuthenticator> logger)
+{
+    private const int MaxCacheEntries = 100_000;
+    private const int MaxKeyLength = 256;
+
+    private readonly ConcurrentDictionary<string, CacheEntry> _cache = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, Task<CacheEntry>> _inflight = new(StringComparer.Ordinal);
+
+    private sealed record CacheEntry(ApiKeyRecord? Record, long FetchedAt);
+
+    public async ValueTask<AuthResult> AuthenticateAsync(IHeaderDictionary headers, CancellationToken cancellationToken)
+    {
+        var apiKey = headers["x-api-key"].ToString().Trim();
+        var bearer = BearerToken(headers[HeaderNames.Authorization].ToString());
+
+        if (apiKey.Length == 0 && bearer.Length == 0)
+        {
+            return new AuthResult(AuthStatus.Missing, null);
+        }
+
+        // Claude Code sends both headers when both variables are set; accept the request if either key is good.
+        var first = apiKey.Length > 0 ? await CheckAsync(apiKey, cancellationToken) : new AuthResult(AuthStatus.Missing, null);
+        if (first.Status is AuthStatus.Ok || bearer.Length == 0 || bearer == apiKey)
+        {
+            return first.Status == AuthStatus.Missing ? new AuthResult(AuthStatus.Unknown, null) : first;
+        }
+
+        var second = await CheckAsync(bearer, cancellationToken);
+        return Worst(first, second);
+    }
+
+    /// <summary>Drops every cached lookup (tests, and the admin CLI after a revocation in-process).</summary>
+    public void Clear() => _cache.Clear();
+
+    private static AuthResult Worst(AuthResult a, AuthResult b)
+    {
+        if (b.Status == AuthStatus.Ok)
+        {
+            return b;
+        }
+
+        // Prefer the most informative failure: disabled > unavailable > unknown.
+        static int Rank(AuthStatus s) => s switch { AuthStatus.Disabled => 3, AuthStatus.Unavailable => 2, AuthStatus.Unknown => 1, _ => 0 };
+        return Rank(a.Status) >= Rank(b.Status) ? a : b;
+    }
+
+    private static string BearerToken(string authorization)
+    {
+        const string scheme = "Bearer ";
+        return authorization.StartsWith(scheme, StringComparison.OrdinalIgnoreCase) ? authorization[scheme.Length..].Trim() : "";
+    }
+
+    private async ValueTask<AuthResult> CheckAsync(string key, CancellationToken cancellationToken)
+    {
+        if (key.Length > MaxKeyLength || !key.StartsWith(ApiKeys.Prefix, StringComparison.Ordinal))
+        {
+            return new AuthResult(AuthStatus.Unknown, null);
+        }
+
+        var hash = ApiKeys.Hash(key);
+        var now = time.GetTimestamp();
+        _cache.TryGetValue(hash, out var cached);
+        if (cached is not null && time.GetElapsedTime(cached.FetchedAt, now) < Ttl(cached))
+        {
+            return ToResult(cached.Record, hash);
+        }
+
+        try
+        {
+            var entry = await FetchAsync(hash).WaitAsync(cancellationToken);
+            return ToResult(entry.Record, hash);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            if (cached?.Record is not null && time.GetElapsedTime(cached.FetchedAt, now) < options.Value.Auth.StaleIfErrorFor)
+            {
+                Log.ServingStale(logger, cached.Record.KeyId, ex.GetType().Name);
+                return ToResult(cached.Record, hash);
+            }
+
+            if (cached is not null && cached.Record is null)
+            {
+                return new AuthResult(AuthStatus.Unknown, null);
+            }
+
+            Log.StoreUnavailable(logger, ex.GetType().Name, ex.Message);
+            return new AuthResult(AuthStatus.Unavailable, null);
+        }
+    }
+
+    private TimeSpan Ttl(CacheEntry entry) => entry.Record is null ? options.Value.Auth.NegativeCacheTtl : options.Value.Auth.CacheTtl;
+
+    private static AuthResult ToResult(ApiKeyRecord? record, string hash)
+    {
+        if (record is null || !ApiKeys.HashesEqual(record.Hash, hash))
+        {
+            return new AuthResult(AuthStatus.Unknown, null);
+        }
+
+        return record.Enabled ? new AuthResult(AuthStatus.Ok, record) : new AuthResult(AuthStatus.Disabled, record);
+    }
+
+    private Task<CacheEntry> FetchAsync(string hash)
+    {
+        var completion = new TaskCompletionSource<CacheEntry>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var running = _inflight.GetOrAdd(hash, completion.Task);
+        if (running != completion.Task)
+        {
+            return running;
+        }
+
+        _ = CompleteAsync(hash, completion);
+        return completion.Task;
+    }
+
+    private async Task CompleteAsync(string hash, TaskCompletionSource<CacheEntry> completion)
+    {
+        try
+        {
+            completion.SetResult(await FetchCoreAsync(hash));
+        }
+        catch (Exception ex)
+        {
+            completion.SetException(ex);
+        }
+        finally
+        {
+            _inflight.TryRemove(new KeyValuePair<string, Task<CacheEntry>>(hash, completion.Task));
+        }
+    }
+
+    private async Task<CacheEntry> FetchCoreAsync(string hash)
+    {
+        // Not tied to any one caller's token: a shared lookup must not be cancelled by one client leaving.
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        var record = await store.FindByHashAsync(hash, timeout.Token);
+        var entry = new CacheEntry(record, time.GetTimestamp());
+        if (_cache.Count >= MaxCacheEntries)
+        {
+            Trim();
+        }
+
+        _cache[hash] = entry;
+        return entry;
+    }
+
+    private void Trim()
+    {
+        foreach (var (key, value) in _cache)
+        {
+            if (value.Record is null)
+            {
+                _cache.TryRemove(key, out _);
+            }
+        }
+
+        if (_cache.Count >= MaxCacheEntries)
+        {
+            _cache.Clear();
+        }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(1, LogLevel.Warning, "Key store unreachable ({Error}); accepting cached key {KeyId}")]
+        public static partial void ServingStale(ILogger logger, string keyId, string error);
+
+        [LoggerMessage(2, LogLevel.Error, "Key store unreachable and key not cached ({Error}: {Message})")]
+        public static partial void StoreUnavailable(ILogger logger, string error, string message);
+    }
+}

@@ -1,0 +1,33 @@
+namespace Melious.Gateway.Auth;
+
+/// <summary>What the <c>apikeys</c> table knows about a key (never the key itself).</summary>
+public sealed record ApiKeyRecord
+{
+    public required string Hash { get; init; }
+
+    public required string KeyId { get; init; }
+
+    public required string Account { get; init; }
+
+    public required string Name { get; init; }
+
+    public bool Enabled { get; init; } = true;
+
+    public DateTimeOffset CreatedAt { get; init; }
+
+    public DateTimeOffset? RevokedAt { get; init; }
+
+    /// <summary>Requests per minute; 0 = unlimited.</summary>
+    public int RequestsPerMinute { get; init; }
+
+    /// <summary>Concurrent in-flight /v1/messages requests; 0 = unlimited.</summary>
+    public int MaxConcurrentStreams { get; init; }
+
+    /// <summary>Monthly spend limit in <see cref="BudgetCurrency"/>; null = none.</summary>
+    public decimal? MonthlyBudget { get; init; }
+
+    public string BudgetCurrency { get; init; } = "USD";
+
+    /// <summary>Model patterns this key may use (requested or upstream names, <c>*</c> wildcards); empty = all.</summary>
+    public IReadOnlyList<string> AllowedModels { get; init; } = [];
+}

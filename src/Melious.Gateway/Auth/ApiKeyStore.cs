@@ -1,0 +1,162 @@
+using System.Globalization;
+using Azure;
+using Azure.Data.Tables;
+using Melious.Gateway.Storage;
+
+namespace Melious.Gateway.Auth;
+
+/// <summary>
+/// The <c>apikeys</c> table. PartitionKey <c>key</c>, RowKey = SHA-256 hex of the key, so a lookup is one point
+/// read by hash. Columns: <c>KeyId</c>, <c>Account</c>, <c>Name</c>, <c>Enabled</c>, <c>CreatedAt</c>,
+/// <c>RevokedAt</c>, <c>RequestsPerMinute</c>, <c>MaxConcurrentStreams</c>, <c>MonthlyBudget</c> (decimal string),
+/// <c>BudgetCurrency</c>, <c>AllowedModels</c> (comma-separated).
+/// </summary>
+public sealed class ApiKeyStore(StorageClients storage)
+{
+    public const string Partition = "key";
+
+    private TableClient Table => storage.Table(TableNames.ApiKeys);
+
+    public async Task<ApiKeyRecord?> FindByHashAsync(string hash, CancellationToken cancellationToken)
+    {
+        var response = await Table.GetEntityIfExistsAsync<TableEntity>(Partition, hash, cancellationToken: cancellationToken);
+        return response.HasValue ? Read(response.Value!) : null;
+    }
+
+    /// <summary>Creates a key and returns it. The key is shown once; only its hash is stored.</summary>
+    public async Task<(string Key, ApiKeyRecord Record)> CreateAsync(string account, string name, KeyLimits? limits, CancellationToken cancellationToken)
+    {
+        ValidateAccount(account);
+        var key = ApiKeys.Generate();
+        var hash = ApiKeys.Hash(key);
+        var record = new ApiKeyRecord
+        {
+            Hash = hash,
+            KeyId = ApiKeys.KeyIdFromHash(hash),
+            Account = account,
+            Name = name,
+            Enabled = true,
+            CreatedAt = DateTimeOffset.UtcNow,
+        };
+        record = limits is null ? record : limits.ApplyTo(record);
+        await Table.AddEntityAsync(ToEntity(record), cancellationToken);
+        return (key, record);
+    }
+
+    public async Task<IReadOnlyList<ApiKeyRecord>> ListAsync(string? account, CancellationToken cancellationToken)
+    {
+        var filter = account is null
+            ? TableClient.CreateQueryFilter($"PartitionKey eq {Partition}")
+            : TableClient.CreateQueryFilter($"PartitionKey eq {Partition} and Account eq {account}");
+        var list = new List<ApiKeyRecord>();
+        await foreach (var entity in Table.QueryAsync<TableEntity>(filter, cancellationToken: cancellationToken))
+        {
+            list.Add(Read(entity));
+        }
+
+        return list;
+    }
+
+    public async Task<ApiKeyRecord?> FindByKeyIdAsync(string keyId, CancellationToken cancellationToken)
+    {
+        var filter = TableClient.CreateQueryFilter($"PartitionKey eq {Partition} and KeyId eq {keyId}");
+        await foreach (var entity in Table.QueryAsync<TableEntity>(filter, cancellationToken: cancellationToken))
+        {
+            return Read(entity);
+        }
+
+        return null;
+    }
+
+    /// <summary>Disables a key. Gateways stop accepting it within the auth cache TTL (30 s by default).</summary>
+    public async Task<bool> RevokeAsync(string keyId, CancellationToken cancellationToken)
+    {
+        var record = await FindByKeyIdAsync(keyId, cancellationToken);
+        if (record is null)
+        {
+            return false;
+        }
+
+        var patch = new TableEntity(Partition, record.Hash) { ["Enabled"] = false, ["RevokedAt"] = DateTimeOffset.UtcNow };
+        await Table.UpdateEntityAsync(patch, ETag.All, TableUpdateMode.Merge, cancellationToken);
+        return true;
+    }
+
+    public async Task<ApiKeyRecord?> SetLimitsAsync(string keyId, KeyLimits limits, CancellationToken cancellationToken)
+    {
+        var record = await FindByKeyIdAsync(keyId, cancellationToken);
+        if (record is null)
+        {
+            return null;
+        }
+
+        var updated = limits.ApplyTo(record);
+        await Table.UpdateEntityAsync(ToEntity(updated), ETag.All, TableUpdateMode.Replace, cancellationToken);
+        return updated;
+    }
+
+    internal static void ValidateAccount(string account)
+    {
+        if (string.IsNullOrWhiteSpace(account) || account.Length > 128 || !account.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.' or '@'))
+        {
+            throw new ArgumentException("account must be 1-128 characters of letters, digits, '-', '_', '.' or '@'", nameof(account));
+        }
+    }
+
+    internal static TableEntity ToEntity(ApiKeyRecord r)
+    {
+        var entity = new TableEntity(Partition, r.Hash)
+        {
+            ["KeyId"] = r.KeyId,
+            ["Account"] = r.Account,
+            ["Name"] = r.Name,
+            ["Enabled"] = r.Enabled,
+            ["CreatedAt"] = r.CreatedAt,
+            ["RequestsPerMinute"] = r.RequestsPerMinute,
+            ["MaxConcurrentStreams"] = r.MaxConcurrentStreams,
+            ["BudgetCurrency"] = r.BudgetCurrency,
+            ["AllowedModels"] = string.Join(',', r.AllowedModels),
+        };
+        if (r.RevokedAt is { } revoked)
+        {
+            entity["RevokedAt"] = revoked;
+        }
+
+        if (r.MonthlyBudget is { } budget)
+        {
+            entity["MonthlyBudget"] = budget.ToString(CultureInfo.InvariantCulture);
+        }
+
+        return entity;
+    }
+
+    internal static ApiKeyRecord Read(TableEntity e) => new()
+    {
+        Hash = e.RowKey,
+        KeyId = EntityValues.String(e, "KeyId") ?? ApiKeys.KeyIdFromHash(e.RowKey),
+        Account = EntityValues.String(e, "Account") ?? "unknown",
+        Name = EntityValues.String(e, "Name") ?? "",
+        Enabled = EntityValues.Bool(e, "Enabled") ?? true,
+        CreatedAt = EntityValues.Date(e, "CreatedAt") ?? e.Timestamp ?? DateTimeOffset.MinValue,
+        RevokedAt = EntityValues.Date(e, "RevokedAt"),
+        RequestsPerMinute = (int)(EntityValues.Long(e, "RequestsPerMinute") ?? 0),
+        MaxConcurrentStreams = (int)(EntityValues.Long(e, "MaxConcurrentStreams") ?? 0),
+        MonthlyBudget = EntityValues.Decimal(e, "MonthlyBudget"),
+        BudgetCurrency = EntityValues.String(e, "BudgetCurrency") is { Length: > 0 } currency ? currency.ToUpperInvariant() : "USD",
+        AllowedModels = (EntityValues.String(e, "AllowedModels") ?? "")
+            .Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
+    };
+}
+
+/// <summary>Per-key limits as the admin CLI sets them; null leaves a limit unchanged.</summary>
+public sealed record KeyLimits(int? RequestsPerMinute = null, int? MaxConcurrentStreams = null, decimal? MonthlyBudget = null, string? BudgetCurrency = null, IReadOnlyList<string>? AllowedModels = null, bool ClearBudget = false)
+{
+    public ApiKeyRecord ApplyTo(ApiKeyRecord record) => record with
+    {
+        RequestsPerMinute = RequestsPerMinute ?? record.RequestsPerMinute,
+        MaxConcurrentStreams = MaxConcurrentStreams ?? record.MaxConcurrentStreams,
+        MonthlyBudget = ClearBudget ? null : MonthlyBudget ?? record.MonthlyBudget,
+        BudgetCurrency = BudgetCurrency?.ToUpperInvariant() ?? record.BudgetCurrency,
+        AllowedModels = AllowedModels ?? record.AllowedModels,
+    };
+}

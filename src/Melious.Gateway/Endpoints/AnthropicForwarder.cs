@@ -1,0 +1,368 @@
+using System.Buffers;
+using System.Net.Http.Headers;
+using System.Net.ServerSentEvents;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Melious.Gateway.Protocol.Anthropic;
+using Melious.Gateway.Routing;
+using Melious.Gateway.Streaming;
+using Melious.Gateway.Tokens;
+using Melious.Gateway.Upstream;
+using Melious.Gateway.Usage;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace Melious.Gateway.Endpoints;
+
+/// <summary>
+/// Serves a Messages request from an upstream that speaks Anthropic Messages natively (vLLM's and Ollama's
+/// <c>/v1/messages</c>, or Anthropic itself). The body is forwarded byte for byte with only <c>model</c> replaced;
+/// the response comes back event for event with only <c>message.model</c> restored and <c>billing_cost</c> /
+/// <c>environment_impact</c> added, so events and fields the gateway does not know survive. Client headers are
+/// not forwarded except <c>anthropic-version</c> and <c>anthropic-beta</c>.
+/// </summary>
+public sealed partial class AnthropicForwarder(UpstreamClient upstream, UsageCalculator calculator, IOptions<GatewayOptions> options, TimeProvider time, ILogger<AnthropicForwarder> logger)
+{
+    private const string DefaultVersion = "2023-06-01";
+    private static readonly MediaTypeHeaderValue Json = new("application/json");
+
+    private readonly StreamingOptions _streaming = options.Value.Streaming;
+
+    internal async Task ForwardAsync(RequestContext context, MessagesRequest request, PooledBuffer body, ModelRoute route, UsageRecorder recorder)
+    {
+        var http = context.Http;
+        var cancellationToken = http.RequestAborted;
+        var model = route.Model;
+        var estimate = TokenEstimator.EstimateRequest(request);
+
+        using var payload = ReplaceModel(body.WrittenSpan, model.Id);
+        var url = new Uri(model.BaseUrl.EndsWith("/v1", StringComparison.Ordinal) ? model.BaseUrl + "/messages" : model.BaseUrl + "/v1/messages");
+        var version = http.Request.Headers["anthropic-version"].ToString();
+        var beta = http.Request.Headers["anthropic-beta"].ToString();
+        var upstreamContext = new UpstreamContext(request.Model!, model.Id, model.ApiKey, model.ContextWindow, estimate);
+
+        using var upstreamCts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        upstreamCts.CancelAfter(_streaming.HeadersTimeout);
+        recorder.UpstreamStartTimestamp = time.GetTimestamp();
+        UpstreamResult result;
+        try
+        {
+            result = await upstream.SendAsync(() => CreateRequest(url, payload, model.ApiKey, version, beta), upstreamContext, upstreamCts.Token);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            result = new UpstreamResult(null, new GatewayError(504, "timeout_error", $"the upstream sent no response within {_streaming.HeadersTimeout.TotalSeconds:0} s"), 1);
+        }
+
+        if (result.Error is { } error)
+        {
+            recorder.Status = error.Status;
+            recorder.ErrorType = error.Type;
+            await ErrorWriter.WriteAsync(http, error);
+            return;
+        }
+
+        using var response = result.Response!;
+        recorder.Tokens = new TokenUsage(estimate, 0, 0, 0, 0);
+        recorder.Estimated = true;
+        if (request.Stream == true)
+        {
+            await StreamAsync(context, request, response, recorder, model, estimate, upstreamCts);
+            return;
+        }
+
+        await NonStreamingAsync(context, request, response, recorder, model, upstreamCts);
+    }
+
+    private async Task StreamAsync(RequestContext context, MessagesRequest request, HttpResponseMessage response, UsageRecorder recorder, ModelEntry model, long estimate, CancellationTokenSource upstreamCts)
+    {
+        var http = context.Http;
+        var cancellationToken = http.RequestAborted;
+        await using var session = new StreamingSession(http, request.Model!, upstreamCts, _streaming.IdleTimeout, _streaming.PingInterval, time);
+        await session.StartAsync(cancellationToken);
+        var state = new PassThroughState(request.Model!, estimate);
+        var output = http.Response.BodyWriter;
+        string? failure = null;
+        try
+        {
+            await using var raw = await response.Content.ReadAsStreamAsync(upstreamCts.Token);
+            await using var observed = new ObservedReadStream(raw, session);
+            var parser = SseParser.Create(observed, (eventType, data) =>
+            {
+                Relay(eventType, data, state, session.Writer, output, model, recorder);
+                return 0;
+            });
+            await foreach (var _ in parser.EnumerateAsync(upstreamCts.Token))
+            {
+                if (recorder.TtftMs is null && state.Deltas > 0)
+                {
+                    recorder.MarkFirstOutput();
+                }
+
+                if (state.Finished || session.ClientGone)
+                {
+                    break;
+                }
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested || session.ClientGone)
+        {
+            recorder.Cancelled = true;
+        }
+        catch (OperationCanceledException)
+        {
+            failure = $"the upstream sent nothing for {_streaming.IdleTimeout.TotalSeconds:0} s";
+        }
+        catch (Exception ex) when (ex is HttpRequestException or IOException)
+        {
+            failure = "the upstream connection was lost mid-response";
+            Log.UpstreamBroke(logger, ex.GetType().Name);
+        }
+
+        recorder.Status = 200;
+        recorder.Tokens = state.Usage();
+        recorder.Estimated = !state.SawUsage;
+        recorder.StopReason = state.StopReason;
+        if (session.ClientGone)
+        {
+            recorder.Cancelled = true;
+        }
+
+        if (recorder.Cancelled || state.Failed)
+        {
+            recorder.ErrorType = state.Failed ? "api_error" : null;
+            return;
+        }
+
+        if (!state.Finished)
+        {
+            // Never a made-up end: a stream without message_stop is an error.
+            session.Writer.Error("api_error", failure ?? "the upstream stream ended unexpectedly");
+            recorder.ErrorType = "api_error";
+        }
+    }
+
+    /// <summary>Copies one upstream event to the client, rewriting only what the gateway owns.</summary>
+    private void Relay(string eventType, ReadOnlySpan<byte> data, PassThroughState state, SseMessageWriter writer, IBufferWriter<byte> output, ModelEntry model, UsageRecorder recorder)
+    {
+        if (state.Finished)
+        {
+            return;
+        }
+
+        switch (eventType)
+        {
+            case "message_start":
+                var start = JsonNode.Parse(data)!.AsObject();
+                if (start["message"] is JsonObject message)
+                {
+                    message["model"] = state.Model;
+                    state.Read(message["usage"] as JsonObject);
+                }
+
+                WriteEvent(output, eventType, Encoding.UTF8.GetBytes(start.ToJsonString()));
+                break;
+            case "message_delta":
+                var delta = JsonNode.Parse(data)!.AsObject();
+                state.Read(delta["usage"] as JsonObject);
+                state.StopReason = delta["delta"]?["stop_reason"]?.GetValue<string>() ?? state.StopReason;
+                var (cost, energy) = calculator.Compute(model, state.Usage(), recorder.UpstreamSeconds);
+                recorder.Cost = cost;
+                recorder.Energy = energy;
+                delta["billing_cost"] = JsonSerializer.SerializeToNode(cost.ToWire(), AnthropicJsonContext.Default.BillingCost);
+                delta["environment_impact"] = JsonSerializer.SerializeToNode(energy.ToWire(), AnthropicJsonContext.Default.EnvironmentImpact);
+                WriteEvent(output, eventType, Encoding.UTF8.GetBytes(delta.ToJsonString()));
+                break;
+            case "content_block_delta":
+                state.Deltas++;
+                WriteEvent(output, eventType, data);
+                break;
+            case "message_stop":
+                state.Finished = true;
+                WriteEvent(output, eventType, data);
+                break;
+            case "error":
+                state.Failed = true;
+                state.Finished = true;
+                WriteEvent(output, eventType, data);
+                break;
+            default:
+                WriteEvent(output, eventType, data);
+                break;
+        }
+
+        writer.MarkPending();
+    }
+
+    private static void WriteEvent(IBufferWriter<byte> output, string eventType, ReadOnlySpan<byte> data)
+    {
+        output.Write("event: "u8);
+        output.Write(Encoding.UTF8.GetBytes(eventType));
+        // A multi-line data field must stay multi-line to keep the SSE framing.
+        foreach (var line in data.Split((byte)'\n'))
+        {
+            output.Write("\ndata: "u8);
+            output.Write(data[line]);
+        }
+
+        output.Write("\n\n"u8);
+    }
+
+    private async Task NonStreamingAsync(RequestContext context, MessagesRequest request, HttpResponseMessage response, UsageRecorder recorder, ModelEntry model, CancellationTokenSource upstreamCts)
+    {
+        var http = context.Http;
+        JsonObject message;
+        try
+        {
+            upstreamCts.CancelAfter(_streaming.IdleTimeout);
+            await using var stream = await response.Content.ReadAsStreamAsync(upstreamCts.Token);
+            message = (await JsonNode.ParseAsync(stream, cancellationToken: upstreamCts.Token))!.AsObject();
+        }
+        catch (OperationCanceledException) when (http.RequestAborted.IsCancellationRequested)
+        {
+            recorder.Cancelled = true;
+            recorder.Status = 499;
+            return;
+        }
+        catch (Exception ex) when (ex is JsonException or HttpRequestException or IOException or OperationCanceledException or InvalidOperationException)
+        {
+            recorder.Status = 502;
+            recorder.ErrorType = "api_error";
+            await ErrorWriter.WriteAsync(http, 502, "api_error", "the upstream response could not be read");
+            return;
+        }
+
+        var state = new PassThroughState(request.Model!, 0);
+        state.Read(message["usage"] as JsonObject);
+        message["model"] = request.Model;
+        var tokens = state.Usage();
+        var (cost, energy) = calculator.Compute(model, tokens, recorder.UpstreamSeconds);
+        message["billing_cost"] = JsonSerializer.SerializeToNode(cost.ToWire(), AnthropicJsonContext.Default.BillingCost);
+        message["environment_impact"] = JsonSerializer.SerializeToNode(energy.ToWire(), AnthropicJsonContext.Default.EnvironmentImpact);
+        recorder.Tokens = tokens;
+        recorder.Estimated = !state.SawUsage;
+        recorder.Cost = cost;
+        recorder.Energy = energy;
+        recorder.StopReason = message["stop_reason"]?.GetValueKind() == JsonValueKind.String ? message["stop_reason"]!.GetValue<string>() : null;
+        recorder.Status = 200;
+        http.Response.StatusCode = 200;
+        http.Response.ContentType = "application/json";
+        var bytes = Encoding.UTF8.GetBytes(message.ToJsonString());
+        http.Response.ContentLength = bytes.Length;
+        await http.Response.Body.WriteAsync(bytes, http.RequestAborted);
+    }
+
+    /// <summary>Copies the request with only the top-level <c>model</c> value replaced.</summary>
+    internal static PooledBuffer ReplaceModel(ReadOnlySpan<byte> body, string model)
+    {
+        var reader = new Utf8JsonReader(body, new JsonReaderOptions { MaxDepth = 256 });
+        reader.Read();
+        long start = -1;
+        long end = -1;
+        while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+        {
+            var isModel = reader.CurrentDepth == 1 && reader.ValueTextEquals("model"u8);
+            reader.Read();
+            if (isModel)
+            {
+                start = reader.TokenStartIndex;
+                reader.Skip();
+                end = reader.BytesConsumed;
+                break;
+            }
+
+            reader.Skip();
+        }
+
+        var buffer = new PooledBuffer(body.Length + model.Length + 16);
+        if (start < 0)
+        {
+            buffer.Write(body);
+            return buffer;
+        }
+
+        buffer.Write(body[..(int)start]);
+        using (var writer = new Utf8JsonWriter(buffer))
+        {
+            writer.WriteStringValue(model);
+        }
+
+        buffer.Write(body[(int)end..]);
+        return buffer;
+    }
+
+    private static HttpRequestMessage CreateRequest(Uri url, PooledBuffer payload, string? apiKey, string version, string beta)
+    {
+        var message = new HttpRequestMessage(HttpMethod.Post, url)
+        {
+            Content = new ReadOnlyMemoryContent(payload.WrittenMemory),
+        };
+        message.Content.Headers.ContentType = Json;
+        message.Headers.TryAddWithoutValidation("anthropic-version", string.IsNullOrWhiteSpace(version) ? DefaultVersion : version);
+        if (!string.IsNullOrWhiteSpace(beta))
+        {
+            message.Headers.TryAddWithoutValidation("anthropic-beta", beta);
+        }
+
+        if (!string.IsNullOrEmpty(apiKey))
+        {
+            message.Headers.TryAddWithoutValidation("x-api-key", apiKey);
+        }
+
+        return message;
+    }
+
+    /// <summary>Usage as the upstream reports it (cumulative: later values overwrite earlier ones).</summary>
+    private sealed class PassThroughState(string model, long estimate)
+    {
+        private long? _input;
+        private long? _cacheRead;
+        private long? _cacheWrite;
+        private long? _output;
+        private long? _thinking;
+
+        public string Model { get; } = model;
+
+        public int Deltas { get; set; }
+
+        public bool Finished { get; set; }
+
+        public bool Failed { get; set; }
+
+        public bool SawUsage { get; private set; }
+
+        public string? StopReason { get; set; }
+
+        public void Read(JsonObject? usage)
+        {
+            if (usage is null)
+            {
+                return;
+            }
+
+            SawUsage = true;
+            _input = Long(usage, "input_tokens") ?? _input;
+            _cacheRead = Long(usage, "cache_read_input_tokens") ?? _cacheRead;
+            _cacheWrite = Long(usage, "cache_creation_input_tokens") ?? _cacheWrite;
+            _output = Long(usage, "output_tokens") ?? _output;
+            _thinking = (usage["output_tokens_details"] as JsonObject) is { } details ? Long(details, "thinking_tokens") ?? _thinking : _thinking;
+        }
+
+        public TokenUsage Usage() => new(
+            _input ?? estimate,
+            _cacheRead ?? 0,
+            _cacheWrite ?? 0,
+            _output is > 0 ? _output.Value : Deltas,
+            _thinking ?? 0);
+
+        private static long? Long(JsonObject node, string name) =>
+            node[name] is JsonValue value && value.TryGetValue<long>(out var result) ? Math.Max(0, result) : null;
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(1, LogLevel.Warning, "Anthropic upstream connection broke mid-response ({Error})")]
+        public static partial void UpstreamBroke(ILogger logger, string error);
+    }
+}

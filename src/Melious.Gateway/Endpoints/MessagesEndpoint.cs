@@ -1,0 +1,242 @@
+using Melious.Gateway.Auth;
+using Melious.Gateway.Protocol.Anthropic;
+using Melious.Gateway.Routing;
+using Melious.Gateway.Translation;
+using Melious.Gateway.Upstream;
+using Melious.Gateway.Usage;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
+
+namespace Melious.Gateway.Endpoints;
+
+/// <summary>
+/// <c>POST /v1/messages</c> (with or without <c>?beta=true</c>). The pipeline, in order:
+/// <list type="number">
+/// <item>authenticate the key (401/403/503);</item>
+/// <item>read the body within the size limit (413), parse and validate it (400);</item>
+/// <item>resolve the model, check the key's model allow-list (403), rate, concurrency and budget (429);</item>
+/// <item>forward to the upstream in its protocol, streaming or not per <c>body.stream</c>;</item>
+/// <item>publish exactly one usage event, whatever happened (success, upstream error, client cancel).</item>
+/// </list>
+/// Both hosts call <see cref="HandleAsync"/>; it writes the whole response itself.
+/// </summary>
+public sealed partial class MessagesEndpoint(
+    ApiKeyAuthenticator authenticator,
+    KeyLimiter limiter,
+    BudgetGuard budget,
+    ModelRouter router,
+    RequestParser parser,
+    OpenAIForwarder openAI,
+    AnthropicForwarder anthropic,
+    UsageCalculator calculator,
+    IUsageSink usage,
+    TimeProvider time,
+    ILogger<MessagesEndpoint> logger)
+{
+    public async Task HandleAsync(HttpContext http)
+    {
+        var context = RequestContext.Start(http, time);
+        var cancellationToken = http.RequestAborted;
+
+        var auth = await authenticator.AuthenticateAsync(http.Request.Headers, cancellationToken);
+        if (auth.Status != AuthStatus.Ok)
+        {
+            await ErrorWriter.WriteAsync(http, AuthError(auth.Status));
+            return;
+        }
+
+        var key = auth.Key!;
+        PooledBuffer? body = null;
+        var recorder = new UsageRecorder(context, key)
+        {
+            SessionId = UsageRecorder.SessionFrom(http.Request.Headers, null),
+            AgentId = UsageRecorder.AgentFrom(http.Request.Headers),
+        };
+        try
+        {
+            (body, var readError) = await RequestBodyReader.ReadAsync(http, parser.Limits.MaxBodyBytes, cancellationToken);
+            if (readError is not null)
+            {
+                await FailAsync(http, recorder, readError);
+                return;
+            }
+
+            var (request, parseError) = parser.Parse(body!.WrittenSpan, requireMaxTokens: true);
+            if (parseError is not null)
+            {
+                await FailAsync(http, recorder, parseError);
+                return;
+            }
+
+            recorder.SessionId = UsageRecorder.SessionFrom(http.Request.Headers, request!.Metadata?.UserId);
+            recorder.RequestedModel = request.Model!;
+            recorder.Stream = request.Stream == true;
+
+            var route = router.Resolve(request.Model!);
+            recorder.Model = route.Model;
+            if (await CheckKeyAsync(key, route, cancellationToken) is { } denied)
+            {
+                await FailAsync(http, recorder, denied);
+                return;
+            }
+
+            if (!limiter.TryEnter(key, out var lease))
+            {
+                await FailAsync(http, recorder, new GatewayError(429, "rate_limit_error", $"this key allows at most {key.MaxConcurrentStreams} concurrent requests") { RetryAfter = "1" });
+                return;
+            }
+
+            using (lease)
+            {
+                Log.Routed(logger, context.RequestId, route.Kind, route.Model.Protocol, request.Stream == true);
+                if (route.Model.Protocol == Protocols.Anthropic)
+                {
+                    await anthropic.ForwardAsync(context, request, body, route, recorder);
+                }
+                else
+                {
+                    await openAI.ForwardAsync(context, request, route, recorder);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            recorder.Cancelled = true;
+            recorder.Status = http.Response.HasStarted ? http.Response.StatusCode : 499;
+        }
+        catch (Exception ex)
+        {
+            // A bug, not a client mistake: log it, answer 500 (or an error event), and still bill what happened.
+            Log.Unhandled(logger, context.RequestId, ex);
+            recorder.ErrorType ??= "api_error";
+            if (!http.Response.HasStarted)
+            {
+                recorder.Status = 500;
+                await ErrorWriter.WriteAsync(http, 500, "api_error", "internal gateway error; the request id identifies it in the gateway logs");
+            }
+        }
+        finally
+        {
+            body?.Dispose();
+            Publish(recorder);
+        }
+    }
+
+    private void Publish(UsageRecorder recorder)
+    {
+        try
+        {
+            usage.Publish(recorder.Build(calculator));
+        }
+        catch (Exception ex)
+        {
+            Log.UsageBuildFailed(logger, ex);
+        }
+    }
+
+    private async Task FailAsync(HttpContext http, UsageRecorder recorder, GatewayError error)
+    {
+        recorder.Status = error.Status;
+        recorder.ErrorType = error.Type;
+        await ErrorWriter.WriteAsync(http, error);
+    }
+
+    private async ValueTask<GatewayError?> CheckKeyAsync(ApiKeyRecord key, ModelRoute route, CancellationToken cancellationToken)
+    {
+        if (key.AllowedModels.Count > 0 && !ModelPatterns.Allows(key.AllowedModels, route.RequestedModel, route.Model.Id))
+        {
+            return new GatewayError(403, "permission_error", $"this API key may not use model {route.RequestedModel}");
+        }
+
+        if (!limiter.TryCountRequest(key, out var retryAfter))
+        {
+            return new GatewayError(429, "rate_limit_error", $"this key allows {key.RequestsPerMinute} requests per minute")
+            {
+                RetryAfter = retryAfter.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            };
+        }
+
+        var (allowed, spent) = await budget.CheckAsync(key, cancellationToken);
+        if (!allowed)
+        {
+            return new GatewayError(429, "rate_limit_error",
+                $"this API key has used its monthly budget ({Pricing.FormatNanos(spent)} of {key.MonthlyBudget} {key.BudgetCurrency}); it resets on the first day of next month (UTC)")
+            {
+                ShouldRetry = false,
+            };
+        }
+
+        return null;
+    }
+
+    internal static GatewayError AuthError(AuthStatus status) => status switch
+    {
+        AuthStatus.Missing => new GatewayError(401, "authentication_error", "missing API key: send x-api-key or Authorization: Bearer") { ShouldRetry = false },
+        AuthStatus.Disabled => new GatewayError(403, "permission_error", "this API key has been revoked"),
+        AuthStatus.Unavailable => new GatewayError(503, "api_error", "the key store is temporarily unavailable; retry shortly") { RetryAfter = "5" },
+        _ => new GatewayError(401, "authentication_error", "invalid API key") { ShouldRetry = false },
+    };
+
+    private static partial class Log
+    {
+        [LoggerMessage(1, LogLevel.Debug, "Request {RequestId} routed ({Kind}) to a {Protocol} upstream, stream={Stream}")]
+        public static partial void Routed(ILogger logger, string requestId, RouteKind kind, string protocol, bool stream);
+
+        [LoggerMessage(2, LogLevel.Error, "Request {RequestId} failed inside the gateway")]
+        public static partial void Unhandled(ILogger logger, string requestId, Exception exception);
+
+        [LoggerMessage(3, LogLevel.Error, "Could not build the usage event")]
+        public static partial void UsageBuildFailed(ILogger logger, Exception exception);
+    }
+}
+
+/// <summary>Matches model names against a key's allow-list (<c>*</c> wildcards, case-insensitive).</summary>
+internal static class ModelPatterns
+{
+    public static bool Allows(IReadOnlyList<string> patterns, string requested, string upstream)
+    {
+        foreach (var pattern in patterns)
+        {
+            if (Matches(pattern, requested) || Matches(pattern, upstream))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    internal static bool Matches(string pattern, string value)
+    {
+        if (pattern == "*")
+        {
+            return true;
+        }
+
+        var parts = pattern.Split('*');
+        if (parts.Length == 1)
+        {
+            return string.Equals(pattern, value, StringComparison.OrdinalIgnoreCase);
+        }
+
+        var position = 0;
+        for (var i = 0; i < parts.Length; i++)
+        {
+            var part = parts[i];
+            if (part.Length == 0)
+            {
+                continue;
+            }
+
+            var found = value.IndexOf(part, position, StringComparison.OrdinalIgnoreCase);
+            if (found < 0 || (i == 0 && found != 0))
+            {
+                return false;
+            }
+
+            position = found + part.Length;
+        }
+
+        return parts[^1].Length == 0 || value.EndsWith(parts[^1], StringComparison.OrdinalIgnoreCase);
+    }
+}

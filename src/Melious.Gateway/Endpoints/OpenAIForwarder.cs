@@ -1,0 +1,299 @@
+using System.Net.Http.Headers;
+using System.Net.ServerSentEvents;
+using System.Text.Json;
+using Melious.Gateway.Protocol.Anthropic;
+using Melious.Gateway.Protocol.OpenAI;
+using Melious.Gateway.Routing;
+using Melious.Gateway.Streaming;
+using Melious.Gateway.Tokens;
+using Melious.Gateway.Translation;
+using Melious.Gateway.Upstream;
+using Melious.Gateway.Usage;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace Melious.Gateway.Endpoints;
+
+/// <summary>
+/// Serves a Messages request from an OpenAI Chat Completions upstream. The upstream is always asked to stream
+/// (with usage), so both response modes share one translator and the idle timeout applies to both: a streamed
+/// request gets SSE as it arrives, a non-streamed one gets the aggregated <see cref="Message"/> at the end.
+/// </summary>
+public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalculator calculator, IOptions<GatewayOptions> options, TimeProvider time, ILogger<OpenAIForwarder> logger)
+{
+    private static readonly MediaTypeHeaderValue Json = new("application/json");
+    private static readonly MediaTypeWithQualityHeaderValue EventStream = new("text/event-stream");
+
+    private readonly StreamingOptions _streaming = options.Value.Streaming;
+
+    internal async Task ForwardAsync(RequestContext context, MessagesRequest request, ModelRoute route, UsageRecorder recorder)
+    {
+        var http = context.Http;
+        var cancellationToken = http.RequestAborted;
+        var model = route.Model;
+        var estimate = TokenEstimator.EstimateRequest(request);
+
+        TranslatedRequest translated;
+        try
+        {
+            translated = OpenAIRequestTranslator.Translate(request, model, estimate);
+        }
+        catch (RequestTranslationException ex)
+        {
+            recorder.Status = 400;
+            recorder.ErrorType = "invalid_request_error";
+            await ErrorWriter.WriteAsync(http, 400, "invalid_request_error", ex.Message);
+            return;
+        }
+
+        var stream = request.Stream == true;
+        if (request.MaxTokens == 0)
+        {
+            // A cache pre-warm: nothing to generate.
+            await WriteEmptyAsync(context, request, recorder, stream, new TokenUsage(estimate, 0, 0, 0, 0));
+            return;
+        }
+
+        using var payload = new PooledBuffer(32 * 1024);
+        using (var writer = new Utf8JsonWriter(payload, new JsonWriterOptions { SkipValidation = true }))
+        {
+            JsonSerializer.Serialize(writer, translated.Request, OpenAIJsonContext.Default.ChatCompletionRequest);
+        }
+
+        var url = new Uri(model.BaseUrl + "/chat/completions");
+        var upstreamContext = new UpstreamContext(request.Model!, model.Id, model.ApiKey, model.ContextWindow, estimate);
+        using var upstreamCts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        upstreamCts.CancelAfter(_streaming.HeadersTimeout);
+        recorder.UpstreamStartTimestamp = time.GetTimestamp();
+
+        UpstreamResult result;
+        try
+        {
+            result = await upstream.SendAsync(() => CreateRequest(url, payload, model.ApiKey), upstreamContext, upstreamCts.Token);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            result = new UpstreamResult(null, new GatewayError(504, "timeout_error", $"the upstream sent no response within {_streaming.HeadersTimeout.TotalSeconds:0} s"), 1);
+        }
+
+        if (result.Error is { } error)
+        {
+            recorder.Status = error.Status;
+            recorder.ErrorType = error.Type;
+            await ErrorWriter.WriteAsync(http, error);
+            return;
+        }
+
+        using var response = result.Response!;
+        // The upstream accepted the prompt: from here on it is billed, at least at the estimate.
+        recorder.Tokens = new TokenUsage(estimate, 0, 0, 0, 0);
+        recorder.Estimated = true;
+        var messageId = Ids.NewMessageId();
+
+        if (stream)
+        {
+            await using var session = new StreamingSession(http, request.Model!, upstreamCts, _streaming.IdleTimeout, _streaming.PingInterval, time);
+            await session.StartAsync(cancellationToken);
+            session.Writer.MessageStart(messageId, new TokenUsage(estimate, 0, 0, 0, 0));
+            var translator = new OpenAIStreamTranslator(session.Writer, translated.ToolNames, request.StopSequences);
+            await PumpAsync(response, session, translator, session.Writer, recorder, model, estimate, upstreamCts, cancellationToken, () => session.ClientGone);
+            recorder.Status = 200;
+            return;
+        }
+
+        var aggregator = new MessageAggregator();
+        aggregator.MessageStart(messageId, new TokenUsage(estimate, 0, 0, 0, 0));
+        var nonStreaming = new OpenAIStreamTranslator(aggregator, translated.ToolNames, request.StopSequences);
+        var completed = await PumpAsync(response, new IdleWatch(upstreamCts, _streaming.IdleTimeout), nonStreaming, aggregator, recorder, model, estimate, upstreamCts, cancellationToken, static () => false);
+        if (!completed)
+        {
+            if (!recorder.Cancelled)
+            {
+                var (type, message) = aggregator.Failure ?? ("api_error", "the upstream response ended unexpectedly");
+                recorder.Status = StatusFor(type);
+                await ErrorWriter.WriteAsync(http, new GatewayError(recorder.Status, type, message));
+            }
+
+            return;
+        }
+
+        if (aggregator.RepairedToolInputs > 0)
+        {
+            Log.RepairedToolInput(logger, context.RequestId, aggregator.RepairedToolInputs);
+        }
+
+        recorder.Status = 200;
+        await WriteJsonAsync(http, aggregator.Build(request.Model!));
+    }
+
+    /// <summary>Reads the upstream SSE through the translator until it finishes; then writes the final events.</summary>
+    private async Task<bool> PumpAsync(
+        HttpResponseMessage response,
+        IReadObserver observer,
+        OpenAIStreamTranslator translator,
+        IMessageEventSink sink,
+        UsageRecorder recorder,
+        ModelEntry model,
+        long estimate,
+        CancellationTokenSource upstreamCts,
+        CancellationToken clientToken,
+        Func<bool> clientGone)
+    {
+        string? endedEarly = null;
+        var timedOut = false;
+        try
+        {
+            await using var raw = await response.Content.ReadAsStreamAsync(upstreamCts.Token);
+            await using var observed = new ObservedReadStream(raw, observer);
+            var parser = SseParser.Create(observed, (eventType, data) =>
+            {
+                translator.OnEvent(eventType, data);
+                return 0;
+            });
+            await foreach (var _ in parser.EnumerateAsync(upstreamCts.Token))
+            {
+                if (recorder.TtftMs is null && translator.HasOutput)
+                {
+                    recorder.MarkFirstOutput();
+                }
+
+                if (translator.IsFinished || clientGone())
+                {
+                    break;
+                }
+            }
+        }
+        catch (OperationCanceledException) when (clientToken.IsCancellationRequested || clientGone())
+        {
+            // The client left: stop, and bill what was streamed.
+            RecordTokens(recorder, translator, estimate);
+            recorder.Cancelled = true;
+            recorder.Status = 499;
+            return false;
+        }
+        catch (OperationCanceledException)
+        {
+            timedOut = true;
+        }
+        catch (Exception ex) when (ex is HttpRequestException or IOException)
+        {
+            endedEarly = "the upstream connection was lost mid-response";
+            Log.UpstreamBroke(logger, ex.GetType().Name);
+        }
+
+        if (clientGone())
+        {
+            RecordTokens(recorder, translator, estimate);
+            recorder.Cancelled = true;
+            recorder.Status = 499;
+            return false;
+        }
+
+        if (timedOut)
+        {
+            translator.Fail("timeout_error", $"the upstream sent nothing for {_streaming.IdleTimeout.TotalSeconds:0} s");
+        }
+
+        var outcome = translator.Finish(endedEarly);
+        RecordTokens(recorder, translator, estimate);
+        if (outcome != StreamOutcome.Completed)
+        {
+            recorder.ErrorType = "api_error";
+            return false;
+        }
+
+        var tokens = recorder.Tokens;
+        var (cost, energy) = calculator.Compute(model, tokens, recorder.UpstreamSeconds);
+        recorder.Cost = cost;
+        recorder.Energy = energy;
+        recorder.StopReason = translator.StopReason;
+        sink.MessageDelta(translator.StopReason, translator.StopSequence, tokens, cost.ToWire(), energy.ToWire());
+        sink.MessageStop();
+        return true;
+    }
+
+    /// <summary>Upstream usage when it came (OpenAI counts cached tokens inside prompt_tokens); else the estimate.</summary>
+    private static void RecordTokens(UsageRecorder recorder, OpenAIStreamTranslator translator, long estimate)
+    {
+        var u = translator.UpstreamUsage;
+        if (u.Present && (u.PromptTokens > 0 || u.CompletionTokens > 0))
+        {
+            var prompt = u.PromptTokens > 0 ? u.PromptTokens : estimate;
+            var cached = Math.Min(u.CachedTokens, prompt);
+            var written = Math.Min(u.CacheWriteTokens, prompt - cached);
+            recorder.Tokens = new TokenUsage(prompt - cached - written, cached, written, u.CompletionTokens, Math.Min(u.ReasoningTokens, u.CompletionTokens));
+            recorder.Estimated = u.PromptTokens <= 0;
+            return;
+        }
+
+        recorder.Tokens = new TokenUsage(estimate, 0, 0, translator.Fragments, 0);
+        recorder.Estimated = true;
+    }
+
+    private async Task WriteEmptyAsync(RequestContext context, MessagesRequest request, UsageRecorder recorder, bool stream, TokenUsage usage)
+    {
+        var http = context.Http;
+        recorder.Tokens = usage;
+        recorder.Estimated = true;
+        recorder.StopReason = "max_tokens";
+        var (cost, energy) = calculator.Compute(recorder.Model!, usage, 0);
+        recorder.Cost = cost;
+        recorder.Energy = energy;
+        var messageId = Ids.NewMessageId();
+        if (stream)
+        {
+            using var cts = CancellationTokenSource.CreateLinkedTokenSource(http.RequestAborted);
+            await using var session = new StreamingSession(http, request.Model!, cts, _streaming.IdleTimeout, _streaming.PingInterval, time);
+            await session.StartAsync(http.RequestAborted);
+            session.Writer.MessageStart(messageId, usage);
+            session.Writer.MessageDelta("max_tokens", null, usage, cost.ToWire(), energy.ToWire());
+            session.Writer.MessageStop();
+            return;
+        }
+
+        var aggregator = new MessageAggregator();
+        aggregator.MessageStart(messageId, usage);
+        aggregator.MessageDelta("max_tokens", null, usage, cost.ToWire(), energy.ToWire());
+        await WriteJsonAsync(http, aggregator.Build(request.Model!));
+    }
+
+    internal static async Task WriteJsonAsync(HttpContext http, Message message)
+    {
+        http.Response.StatusCode = 200;
+        http.Response.ContentType = "application/json";
+        var bytes = JsonSerializer.SerializeToUtf8Bytes(message, AnthropicJsonContext.Default.Message);
+        http.Response.ContentLength = bytes.Length;
+        await http.Response.Body.WriteAsync(bytes, http.RequestAborted);
+    }
+
+    internal static int StatusFor(string errorType) => errorType switch
+    {
+        "overloaded_error" => 529,
+        "rate_limit_error" => 429,
+        "timeout_error" => 504,
+        "invalid_request_error" => 400,
+        _ => 502,
+    };
+
+    private static HttpRequestMessage CreateRequest(Uri url, PooledBuffer payload, string? apiKey)
+    {
+        var message = new HttpRequestMessage(HttpMethod.Post, url)
+        {
+            Content = new ReadOnlyMemoryContent(payload.WrittenMemory),
+        };
+        message.Content.Headers.ContentType = Json;
+        message.Headers.Accept.Add(EventStream);
+        UpstreamClient.SetBearer(message, apiKey);
+        return message;
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(1, LogLevel.Warning, "Upstream connection broke mid-response ({Error})")]
+        public static partial void UpstreamBroke(ILogger logger, string error);
+
+        [LoggerMessage(2, LogLevel.Warning, "Request {RequestId}: {Count} tool inputs from the upstream were not valid JSON and were repaired")]
+        public static partial void RepairedToolInput(ILogger logger, string requestId, int count);
+    }
+}

@@ -1,0 +1,167 @@
+using System.Text.Json;
+using Melious.Gateway.Auth;
+using Melious.Gateway.Routing;
+using Melious.Gateway.Usage;
+using Microsoft.AspNetCore.Http;
+
+namespace Melious.Gateway.Endpoints;
+
+/// <summary>Collects what one request did, and turns it into exactly one <see cref="UsageEvent"/>.</summary>
+internal sealed class UsageRecorder(RequestContext context, ApiKeyRecord key)
+{
+    public string? SessionId { get; set; }
+
+    public string? AgentId { get; set; }
+
+    public string RequestedModel { get; set; } = "";
+
+    public ModelEntry? Model { get; set; }
+
+    public bool Stream { get; set; }
+
+    public TokenUsage Tokens { get; set; }
+
+    public bool Estimated { get; set; }
+
+    public long? TtftMs { get; set; }
+
+    public int Status { get; set; } = 200;
+
+    public string? StopReason { get; set; }
+
+    public string? ErrorType { get; set; }
+
+    public bool Cancelled { get; set; }
+
+    public CostBreakdown? Cost { get; set; }
+
+    public EnergyEstimate? Energy { get; set; }
+
+    public long? UpstreamStartTimestamp { get; set; }
+
+    public void MarkFirstOutput()
+    {
+        TtftMs ??= context.ElapsedMs;
+    }
+
+    /// <summary>Seconds of upstream work (from sending the request to now), the latency input of the energy model.</summary>
+    public double UpstreamSeconds => UpstreamStartTimestamp is { } start ? context.Time.GetElapsedTime(start).TotalSeconds : 0;
+
+    public UsageEvent Build(UsageCalculator calculator)
+    {
+        var model = Model;
+        if (model is not null && (Cost is null || Energy is null))
+        {
+            var (cost, energy) = calculator.Compute(model, Tokens, UpstreamSeconds);
+            Cost ??= cost;
+            Energy ??= energy;
+        }
+
+        var price = Cost ?? new CostBreakdown(0, 0, 0, 0, model?.Prices.Currency ?? "USD", null);
+        var impact = Energy;
+        return new UsageEvent
+        {
+            RequestId = context.RequestId,
+            Account = key.Account,
+            KeyId = key.KeyId,
+            SessionId = SessionId,
+            AgentId = AgentId,
+            RequestedModel = RequestedModel.Length > 0 ? RequestedModel : "(none)",
+            UpstreamModel = model?.Id ?? "(none)",
+            Upstream = model?.BaseUrl ?? "",
+            Stream = Stream,
+            InputTokens = Tokens.Input,
+            CacheReadTokens = Tokens.CacheRead,
+            CacheWriteTokens = Tokens.CacheWrite,
+            OutputTokens = Tokens.Output,
+            ReasoningTokens = Tokens.Reasoning,
+            UsageEstimated = Estimated,
+            StartedAt = context.StartedAt,
+            TtftMs = TtftMs,
+            DurationMs = context.ElapsedMs,
+            Status = Status,
+            StopReason = StopReason,
+            ErrorType = ErrorType,
+            Cancelled = Cancelled,
+            Currency = price.Currency,
+            CostNanos = price.TotalNanos,
+            InputCostNanos = Pricing.ToNanos(price.Input),
+            OutputCostNanos = Pricing.ToNanos(price.Output),
+            CacheReadCostNanos = Pricing.ToNanos(price.CacheRead),
+            CacheWriteCostNanos = Pricing.ToNanos(price.CacheWrite),
+            PriceVersion = price.PriceVersion,
+            EnergyWh = impact?.EnergyWh,
+            EnergyWhMin = impact?.EnergyWhMin,
+            EnergyWhMax = impact?.EnergyWhMax,
+            Gco2e = impact?.Gco2e,
+            Gco2eMin = impact?.Gco2eMin,
+            Gco2eMax = impact?.Gco2eMax,
+            WaterMl = impact?.WaterMl,
+            Region = calculator.Region.Region,
+            GridGco2ePerKwh = calculator.Region.GridGco2ePerKwh,
+            Pue = calculator.Region.Pue,
+            EnergyMethod = impact?.Method ?? EnergyModel.UnknownMethod,
+        };
+    }
+
+    /// <summary>
+    /// The Claude Code session: the <c>x-claude-code-session-id</c> header, else <c>session_id</c> in the JSON-encoded
+    /// <c>metadata.user_id</c>, else the older <c>user_…_session_&lt;uuid&gt;</c> form.
+    /// </summary>
+    public static string? SessionFrom(IHeaderDictionary headers, string? userId)
+    {
+        var header = headers["x-claude-code-session-id"].ToString();
+        if (Clean(header) is { } fromHeader)
+        {
+            return fromHeader;
+        }
+
+        if (string.IsNullOrEmpty(userId))
+        {
+            return null;
+        }
+
+        if (userId.StartsWith('{'))
+        {
+            try
+            {
+                using var document = JsonDocument.Parse(userId);
+                if (document.RootElement.ValueKind == JsonValueKind.Object
+                    && document.RootElement.TryGetProperty("session_id", out var session)
+                    && session.ValueKind == JsonValueKind.String)
+                {
+                    return Clean(session.GetString());
+                }
+            }
+            catch (JsonException)
+            {
+            }
+
+            return null;
+        }
+
+        var marker = userId.LastIndexOf("_session_", StringComparison.Ordinal);
+        return marker >= 0 ? Clean(userId[(marker + "_session_".Length)..]) : null;
+    }
+
+    public static string? AgentFrom(IHeaderDictionary headers) => Clean(headers["x-claude-code-agent-id"].ToString());
+
+    /// <summary>Ids become table keys: keep them short and plain.</summary>
+    internal static string? Clean(string? value)
+    {
+        if (string.IsNullOrWhiteSpace(value) || value.Length > 128)
+        {
+            return null;
+        }
+
+        foreach (var c in value)
+        {
+            if (!char.IsAsciiLetterOrDigit(c) && c is not '-' and not '_' and not '.')
+            {
+                return null;
+            }
+        }
+
+        return value;
+    }
+}

@@ -1,0 +1,20 @@
+using System.Text.Json.Serialization;
+
+namespace Melious.Gateway.Protocol.Anthropic;
+
+[JsonSourceGenerationOptions(
+    PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower,
+    DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+    AllowOutOfOrderMetadataProperties = true,
+    NumberHandling = JsonNumberHandling.Strict)]
+[JsonSerializable(typeof(MessagesRequest))]
+[JsonSerializable(typeof(List<ContentBlock>))]
+[JsonSerializable(typeof(Message))]
+[JsonSerializable(typeof(ErrorResponse))]
+[JsonSerializable(typeof(CountTokensResponse))]
+[JsonSerializable(typeof(ModelInfo))]
+[JsonSerializable(typeof(ModelList))]
+[JsonSerializable(typeof(BillingCost))]
+[JsonSerializable(typeof(EnvironmentImpact))]
+[JsonSerializable(typeof(Usage))]
+internal sealed partial class AnthropicJsonContext : JsonSerializerContext;

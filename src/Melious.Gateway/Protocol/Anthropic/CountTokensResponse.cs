@@ -1,0 +1,3 @@
+namespace Melious.Gateway.Protocol.Anthropic;
+
+public sealed record CountTokensResponse(long InputTokens);

@@ -1,0 +1,59 @@
+using System.Text.Json.Serialization;
+
+namespace Melious.Gateway.Protocol.Anthropic;
+
+/// <summary>The non-streaming response of <c>POST /v1/messages</c>.</summary>
+public sealed record Message
+{
+    public required string Id { get; init; }
+
+    public string Type { get; init; } = "message";
+
+    public string Role { get; init; } = "assistant";
+
+    /// <summary>Always the model string the client sent, never the upstream model.</summary>
+    public required string Model { get; init; }
+
+    public required List<ResponseContentBlock> Content { get; init; }
+
+    [JsonIgnore(Condition = JsonIgnoreCondition.Never)]
+    public string? StopReason { get; init; }
+
+    /// <summary>Always written, null when no stop sequence matched (Claude Code validates its presence).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.Never)]
+    public string? StopSequence { get; init; }
+
+    public required Usage Usage { get; init; }
+
+    public BillingCost? BillingCost { get; init; }
+
+    public EnvironmentImpact? EnvironmentImpact { get; init; }
+}
+
+[JsonPolymorphic(TypeDiscriminatorPropertyName = "type")]
+[JsonDerivedType(typeof(ResponseTextBlock), "text")]
+[JsonDerivedType(typeof(ResponseThinkingBlock), "thinking")]
+[JsonDerivedType(typeof(ResponseToolUseBlock), "tool_use")]
+public abstract record ResponseContentBlock;
+
+public sealed record ResponseTextBlock(string Text) : ResponseContentBlock;
+
+public sealed record ResponseThinkingBlock(string Thinking, string Signature) : ResponseContentBlock;
+
+public sealed record ResponseToolUseBlock(string Id, string Name, System.Text.Json.JsonElement Input) : ResponseContentBlock;
+
+/// <summary>Anthropic usage: <see cref="InputTokens"/> excludes cache reads and writes.</summary>
+public sealed record Usage
+{
+    public long InputTokens { get; init; }
+
+    public long CacheCreationInputTokens { get; init; }
+
+    public long CacheReadInputTokens { get; init; }
+
+    public long OutputTokens { get; init; }
+
+    public OutputTokensDetails? OutputTokensDetails { get; init; }
+}
+
+public sealed record OutputTokensDetails(long ThinkingTokens);

@@ -1,0 +1,54 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace Melious.Gateway.Protocol.Anthropic;
+
+/// <summary>
+/// A <c>content</c> (or <c>system</c>) value: either a bare string or an array of content blocks.
+/// </summary>
+[JsonConverter(typeof(MessageContentConverter))]
+public sealed record MessageContent
+{
+    public MessageContent(string text) => Text = text;
+
+    public MessageContent(List<ContentBlock> blocks) => Blocks = blocks;
+
+    /// <summary>Set when the wire value was a string.</summary>
+    public string? Text { get; }
+
+    /// <summary>Set when the wire value was an array.</summary>
+    public List<ContentBlock>? Blocks { get; }
+
+    public static implicit operator MessageContent(string text) => new(text);
+}
+
+internal sealed class MessageContentConverter : JsonConverter<MessageContent>
+{
+    public override MessageContent? Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
+    {
+        switch (reader.TokenType)
+        {
+            case JsonTokenType.String:
+                return new MessageContent(reader.GetString()!);
+            case JsonTokenType.StartArray:
+                var info = (System.Text.Json.Serialization.Metadata.JsonTypeInfo<List<ContentBlock>>)options.GetTypeInfo(typeof(List<ContentBlock>));
+                return new MessageContent(JsonSerializer.Deserialize(ref reader, info) ?? []);
+            case JsonTokenType.Null:
+                return null;
+            default:
+                throw new JsonException("must be a string or an array of content blocks");
+        }
+    }
+
+    public override void Write(Utf8JsonWriter writer, MessageContent value, JsonSerializerOptions options)
+    {
+        if (value.Text is not null)
+        {
+            writer.WriteStringValue(value.Text);
+            return;
+        }
+
+        var info = (System.Text.Json.Serialization.Metadata.JsonTypeInfo<List<ContentBlock>>)options.GetTypeInfo(typeof(List<ContentBlock>));
+        JsonSerializer.Serialize(writer, value.Blocks ?? [], info);
+    }
+}

@@ -1,0 +1,94 @@
+using System.Text.Json;
+
+namespace Melious.Gateway.Protocol.Anthropic;
+
+/// <summary>
+/// Body of <c>POST /v1/messages</c> (and, without <see cref="MaxTokens"/>, of <c>count_tokens</c>).
+/// Every property is nullable so that validation, not the serializer, names what is missing.
+/// Unknown top-level fields (<c>context_management</c>, <c>container</c>, …) are ignored by design.
+/// </summary>
+public sealed record MessagesRequest
+{
+    public string? Model { get; init; }
+
+    public long? MaxTokens { get; init; }
+
+    public List<InputMessage>? Messages { get; init; }
+
+    public MessageContent? System { get; init; }
+
+    public List<string>? StopSequences { get; init; }
+
+    public double? Temperature { get; init; }
+
+    public double? TopP { get; init; }
+
+    public int? TopK { get; init; }
+
+    public List<ToolDefinition>? Tools { get; init; }
+
+    public ToolChoice? ToolChoice { get; init; }
+
+    public ThinkingConfig? Thinking { get; init; }
+
+    public OutputConfig? OutputConfig { get; init; }
+
+    public RequestMetadata? Metadata { get; init; }
+
+    public bool? Stream { get; init; }
+}
+
+/// <summary>One entry of <c>messages[]</c>; role is <c>user</c>, <c>assistant</c> or <c>system</c>.</summary>
+public sealed record InputMessage
+{
+    public string? Role { get; init; }
+
+    public MessageContent? Content { get; init; }
+}
+
+public sealed record ToolDefinition
+{
+    /// <summary>Absent or <c>custom</c> for client tools; a dated server-tool type (<c>web_search_20250305</c>) otherwise.</summary>
+    public string? Type { get; init; }
+
+    public string? Name { get; init; }
+
+    public string? Description { get; init; }
+
+    public JsonElement? InputSchema { get; init; }
+
+    public bool IsServerTool => Type is not null && Type != "custom";
+}
+
+public sealed record ToolChoice
+{
+    public string? Type { get; init; }
+
+    public string? Name { get; init; }
+
+    public bool? DisableParallelToolUse { get; init; }
+}
+
+public sealed record ThinkingConfig
+{
+    /// <summary><c>enabled</c>, <c>adaptive</c> or <c>disabled</c>.</summary>
+    public string? Type { get; init; }
+
+    public long? BudgetTokens { get; init; }
+
+    public string? Display { get; init; }
+}
+
+public sealed record OutputConfig
+{
+    /// <summary><c>low</c>, <c>medium</c>, <c>high</c>, <c>xhigh</c> or <c>max</c>.</summary>
+    public string? Effort { get; init; }
+
+    public JsonElement? Format { get; init; }
+}
+
+public sealed record RequestMetadata
+{
+    /// <summary>Claude Code sends a JSON-encoded object here (<c>{"device_id":…,"session_id":…}</c>).</summary>
+    public string? UserId { get; init; }
+}

@@ -1,0 +1,320 @@
+using System.Globalization;
+using Azure;
+using Azure.Data.Tables;
+using Melious.Gateway.Storage;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace Melious.Gateway.Routing;
+
+/// <summary>
+/// Reads and writes the <c>models</c> table. Layout (PartitionKey / RowKey):
+/// <list type="bullet">
+/// <item><c>model</c> / lower-cased model id: one catalog entry per upstream model.</item>
+/// <item><c>tier</c> / <c>opus</c>|<c>sonnet</c>|<c>haiku</c>: property <c>Model</c> names the upstream model.</item>
+/// <item><c>alias</c> / lower-cased alias: property <c>Model</c> names the catalog model.</item>
+/// <item><c>upstream</c> / <c>default</c>: the default upstream for names without an entry, and the defaults
+/// that catalog entries inherit when they leave a field empty.</item>
+/// </list>
+/// Prices are invariant decimal strings per million tokens. Upstream keys should be stored as a reference
+/// (<c>ApiKeyRef</c> = <c>config:Melious:Upstream:ApiKey</c> or <c>env:NAME</c>), not as the key itself.
+/// </summary>
+public sealed partial class ModelCatalogStore(StorageClients storage, IOptions<GatewayOptions> options, IConfiguration configuration, ILogger<ModelCatalogStore> logger)
+{
+    public const string ModelPartition = "model";
+    public const string TierPartition = "tier";
+    public const string AliasPartition = "alias";
+    public const string UpstreamPartition = "upstream";
+    public const string DefaultRow = "default";
+
+    private TableClient Table => storage.Table(TableNames.Models);
+
+    public async Task<CatalogSnapshot> LoadAsync(CancellationToken cancellationToken)
+    {
+        var entities = new List<TableEntity>();
+        await foreach (var entity in Table.QueryAsync<TableEntity>(cancellationToken: cancellationToken))
+        {
+            entities.Add(entity);
+        }
+
+        if (entities.Count == 0 && options.Value.Catalog.SeedWhenEmpty)
+        {
+            await SeedAsync(cancellationToken);
+            entities.Clear();
+            await foreach (var entity in Table.QueryAsync<TableEntity>(cancellationToken: cancellationToken))
+            {
+                entities.Add(entity);
+            }
+        }
+
+        return Build(entities, fromStorage: true);
+    }
+
+    /// <summary>A snapshot built from configuration alone, for when storage cannot be read at start.</summary>
+    public CatalogSnapshot FromConfiguration() => Build(SeedEntities(), fromStorage: false);
+
+    public async Task SeedAsync(CancellationToken cancellationToken)
+    {
+        foreach (var entity in SeedEntities())
+        {
+            try
+            {
+                await Table.AddEntityAsync(entity, cancellationToken);
+            }
+            catch (RequestFailedException ex) when (ex.Status == 409)
+            {
+                // Another instance seeded it first.
+            }
+        }
+
+        Log.Seeded(logger, options.Value.Upstream.BaseUrl ?? DefaultBaseUrl);
+    }
+
+    public const string DefaultBaseUrl = "http://127.0.0.1:11434/v1";
+
+    internal IEnumerable<TableEntity> SeedEntities()
+    {
+        var o = options.Value;
+        var upstream = new TableEntity(UpstreamPartition, DefaultRow)
+        {
+            ["BaseUrl"] = string.IsNullOrWhiteSpace(o.Upstream.BaseUrl) ? DefaultBaseUrl : o.Upstream.BaseUrl.TrimEnd('/'),
+            ["Protocol"] = o.Upstream.Protocol,
+            ["Flavor"] = o.Upstream.Flavor,
+            ["ContextWindow"] = o.Models.ContextWindow,
+            ["MaxOutputTokens"] = o.Models.MaxOutputTokens,
+            ["InputPrice"] = o.Models.InputPrice,
+            ["OutputPrice"] = o.Models.OutputPrice,
+            ["CacheReadPrice"] = o.Models.CacheReadPrice,
+            ["CacheWritePrice"] = o.Models.CacheWritePrice,
+            ["Currency"] = o.Models.Currency,
+            ["PriceVersion"] = "seed",
+        };
+        if (!string.IsNullOrEmpty(o.Upstream.ApiKey))
+        {
+            // Store where the key is, never the key.
+            upstream["ApiKeyRef"] = "config:Melious:Upstream:ApiKey";
+        }
+
+        yield return upstream;
+
+        var main = Blank(o.Models.Main);
+        var secondary = Blank(o.Models.Secondary) ?? main;
+        var lightweight = Blank(o.Models.Lightweight) ?? secondary;
+        var tiers = new[] { ("opus", main), ("sonnet", secondary), ("haiku", lightweight) };
+        var seen = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+        foreach (var (tier, model) in tiers)
+        {
+            if (model is null)
+            {
+                continue;
+            }
+
+            yield return new TableEntity(TierPartition, tier) { ["Model"] = model };
+            if (seen.Add(model))
+            {
+                var entry = new TableEntity(ModelPartition, ModelRowKey(model)) { ["Id"] = model };
+                if (KnownModels.Guess(model) is { } energy)
+                {
+                    entry["ActiveParamsB"] = energy.ActiveParamsB;
+                    entry["TotalParamsB"] = energy.TotalParamsB;
+                    entry["QuantBits"] = energy.QuantBits;
+                }
+
+                yield return entry;
+            }
+        }
+
+        static string? Blank(string? value) => string.IsNullOrWhiteSpace(value) ? null : value.Trim();
+    }
+
+    public static string ModelRowKey(string modelId) => KeyEncoding.Encode(modelId.ToLowerInvariant());
+
+    internal CatalogSnapshot Build(IEnumerable<TableEntity> entities, bool fromStorage)
+    {
+        var list = entities as IReadOnlyCollection<TableEntity> ?? entities.ToList();
+        var upstreamEntity = list.FirstOrDefault(e => e.PartitionKey == UpstreamPartition && e.RowKey == DefaultRow);
+        var fallbackBase = options.Value.Upstream.BaseUrl is { Length: > 0 } b ? b.TrimEnd('/') : DefaultBaseUrl;
+        var defaultUpstream = new ModelEntry
+        {
+            Id = "",
+            BaseUrl = fallbackBase,
+            Protocol = NormalizeProtocol(options.Value.Upstream.Protocol),
+            Flavor = options.Value.Upstream.Flavor,
+            ApiKey = options.Value.Upstream.ApiKey,
+            ContextWindow = options.Value.Models.ContextWindow,
+            MaxOutputTokens = options.Value.Models.MaxOutputTokens,
+            InCatalog = false,
+        };
+        if (upstreamEntity is not null)
+        {
+            defaultUpstream = ReadEntry(upstreamEntity, defaultUpstream) with { Id = "", InCatalog = false };
+        }
+
+        var models = new List<ModelEntry>();
+        var aliases = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+        var tiers = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+        foreach (var entity in list)
+        {
+            switch (entity.PartitionKey)
+            {
+                case ModelPartition:
+                    var id = EntityValues.String(entity, "Id") ?? entity.RowKey;
+                    models.Add(ReadEntry(entity, defaultUpstream) with { Id = id, InCatalog = true });
+                    break;
+                case AliasPartition when EntityValues.String(entity, "Model") is { Length: > 0 } target:
+                    aliases[EntityValues.String(entity, "Alias") ?? entity.RowKey] = target;
+                    break;
+                case TierPartition when EntityValues.String(entity, "Model") is { Length: > 0 } target:
+                    tiers[entity.RowKey.ToLowerInvariant()] = target;
+                    break;
+            }
+        }
+
+        return new CatalogSnapshot(models, aliases, tiers, defaultUpstream, DateTimeOffset.UtcNow, fromStorage);
+    }
+
+    /// <summary>Reads an entry; every field the entity leaves empty is inherited from <paramref name="defaults"/>.</summary>
+    private ModelEntry ReadEntry(TableEntity e, ModelEntry defaults)
+    {
+        var active = EntityValues.Double(e, "ActiveParamsB");
+        var total = EntityValues.Double(e, "TotalParamsB");
+        var energy = active is > 0 ? new EnergyProfile(
+            active.Value,
+            total is > 0 ? total.Value : active.Value,
+            (int)(EntityValues.Long(e, "QuantBits") ?? 16),
+            EntityValues.Double(e, "JoulesPerOutputToken"),
+            (int?)EntityValues.Long(e, "GpuCount")) : defaults.Energy;
+
+        var prices = defaults.Prices;
+        if (HasAny(e, "InputPrice", "OutputPrice", "CacheReadPrice", "CacheWritePrice", "Currency"))
+        {
+            prices = new PriceCard(
+                EntityValues.Decimal(e, "InputPrice") ?? defaults.Prices.InputPerMTok,
+                EntityValues.Decimal(e, "OutputPrice") ?? defaults.Prices.OutputPerMTok,
+                EntityValues.Decimal(e, "CacheReadPrice") ?? defaults.Prices.CacheReadPerMTok,
+                EntityValues.Decimal(e, "CacheWritePrice") ?? defaults.Prices.CacheWritePerMTok,
+                (EntityValues.String(e, "Currency") ?? defaults.Prices.Currency).ToUpperInvariant(),
+                EntityValues.String(e, "PriceVersion") ?? defaults.Prices.Version);
+        }
+
+        return defaults with
+        {
+            BaseUrl = (EntityValues.String(e, "BaseUrl") is { Length: > 0 } url ? url : defaults.BaseUrl).TrimEnd('/'),
+            Protocol = EntityValues.String(e, "Protocol") is { Length: > 0 } protocol ? NormalizeProtocol(protocol) : defaults.Protocol,
+            Flavor = EntityValues.String(e, "Flavor") is { Length: > 0 } flavor ? flavor.ToLowerInvariant() : defaults.Flavor,
+            ApiKey = ResolveKey(e) ?? defaults.ApiKey,
+            ContextWindow = EntityValues.Long(e, "ContextWindow") is long cw && cw > 0 ? cw : defaults.ContextWindow,
+            MaxOutputTokens = EntityValues.Long(e, "MaxOutputTokens") is long mo && mo > 0 ? mo : defaults.MaxOutputTokens,
+            ToolUse = EntityValues.Bool(e, "ToolUse") ?? defaults.ToolUse,
+            Vision = EntityValues.Bool(e, "Vision") ?? defaults.Vision,
+            Thinking = EntityValues.Bool(e, "Thinking") ?? defaults.Thinking,
+            Prices = prices,
+            Energy = energy,
+            DisplayName = EntityValues.String(e, "DisplayName"),
+        };
+    }
+
+    private static bool HasAny(TableEntity e, params string[] names) => names.Any(e.ContainsKey);
+
+    private string? ResolveKey(TableEntity e)
+    {
+        if (EntityValues.String(e, "ApiKey") is { Length: > 0 } literal)
+        {
+            return literal;
+        }
+
+        var reference = EntityValues.String(e, "ApiKeyRef");
+        if (string.IsNullOrWhiteSpace(reference))
+        {
+            return null;
+        }
+
+        if (reference.StartsWith("config:", StringComparison.OrdinalIgnoreCase))
+        {
+            return configuration[reference["config:".Length..]] is { Length: > 0 } value ? value : null;
+        }
+
+        if (reference.StartsWith("env:", StringComparison.OrdinalIgnoreCase))
+        {
+            return Environment.GetEnvironmentVariable(reference["env:".Length..]) is { Length: > 0 } value ? value : null;
+        }
+
+        Log.UnknownKeyReference(logger, e.RowKey);
+        return null;
+    }
+
+    internal static string NormalizeProtocol(string? protocol) =>
+        string.Equals(protocol, Protocols.Anthropic, StringComparison.OrdinalIgnoreCase) ? Protocols.Anthropic : Protocols.OpenAI;
+
+    // ---- Admin operations -------------------------------------------------------------------------------
+
+    public async Task<IReadOnlyList<TableEntity>> ListRawAsync(CancellationToken cancellationToken)
+    {
+        var list = new List<TableEntity>();
+        await foreach (var entity in Table.QueryAsync<TableEntity>(cancellationToken: cancellationToken))
+        {
+            list.Add(entity);
+        }
+
+        return list;
+    }
+
+    /// <summary>Creates or merges a catalog entry; only the given properties change.</summary>
+    public Task UpsertModelAsync(string modelId, IDictionary<string, object?> properties, CancellationToken cancellationToken)
+    {
+        var entity = new TableEntity(ModelPartition, ModelRowKey(modelId)) { ["Id"] = modelId };
+        foreach (var (key, value) in properties)
+        {
+            entity[key] = value is decimal d ? d.ToString(CultureInfo.InvariantCulture) : value;
+        }
+
+        return Table.UpsertEntityAsync(entity, TableUpdateMode.Merge, cancellationToken);
+    }
+
+    public Task UpsertDefaultUpstreamAsync(IDictionary<string, object?> properties, CancellationToken cancellationToken)
+    {
+        var entity = new TableEntity(UpstreamPartition, DefaultRow);
+        foreach (var (key, value) in properties)
+        {
+            entity[key] = value is decimal d ? d.ToString(CultureInfo.InvariantCulture) : value;
+        }
+
+        return Table.UpsertEntityAsync(entity, TableUpdateMode.Merge, cancellationToken);
+    }
+
+    public Task SetTierAsync(string tier, string modelId, CancellationToken cancellationToken)
+    {
+        var normalized = tier.ToLowerInvariant();
+        if (!CatalogSnapshot.TierNames.Contains(normalized))
+        {
+            throw new ArgumentException("tier must be opus, sonnet or haiku", nameof(tier));
+        }
+
+        return Table.UpsertEntityAsync(new TableEntity(TierPartition, normalized) { ["Model"] = modelId }, TableUpdateMode.Replace, cancellationToken);
+    }
+
+    public Task SetAliasAsync(string alias, string modelId, CancellationToken cancellationToken) =>
+        Table.UpsertEntityAsync(new TableEntity(AliasPartition, ModelRowKey(alias)) { ["Alias"] = alias, ["Model"] = modelId }, TableUpdateMode.Replace, cancellationToken);
+
+    public async Task<bool> DeleteModelAsync(string modelId, CancellationToken cancellationToken)
+    {
+        var response = await Table.DeleteEntityAsync(ModelPartition, ModelRowKey(modelId), ETag.All, cancellationToken);
+        return response.Status != 404;
+    }
+
+    public async Task<bool> DeleteAliasAsync(string alias, CancellationToken cancellationToken)
+    {
+        var response = await Table.DeleteEntityAsync(AliasPartition, ModelRowKey(alias), ETag.All, cancellationToken);
+        return response.Status != 404;
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(1, LogLevel.Information, "Seeded the empty model catalog with the default upstream {BaseUrl}")]
+        public static partial void Seeded(ILogger logger, string baseUrl);
+
+        [LoggerMessage(2, LogLevel.Warning, "Catalog entry {RowKey} has an ApiKeyRef that is neither config: nor env:")]
+        public static partial void UnknownKeyReference(ILogger logger, string rowKey);
+    }
+}

@@ -1,0 +1,60 @@
+namespace Melious.Gateway.Routing;
+
+/// <summary>
+/// One upstream model as the catalog describes it: where it lives, how to talk to it, its limits,
+/// capabilities, prices and energy parameters. Immutable; a catalog refresh builds new instances.
+/// </summary>
+public sealed record ModelEntry
+{
+    /// <summary>The model id sent upstream.</summary>
+    public required string Id { get; init; }
+
+    public required string BaseUrl { get; init; }
+
+    /// <summary><see cref="Protocols.OpenAI"/> or <see cref="Protocols.Anthropic"/>.</summary>
+    public string Protocol { get; init; } = Protocols.OpenAI;
+
+    /// <summary>Server family (<c>vllm</c>, <c>sglang</c>, <c>ollama</c>, <c>llamacpp</c>, <c>openai</c>).</summary>
+    public string Flavor { get; init; } = "vllm";
+
+    /// <summary>The resolved upstream credential. Never logged, never sent to a client.</summary>
+    public string? ApiKey { get; init; }
+
+    public long ContextWindow { get; init; } = 131_072;
+
+    public long MaxOutputTokens { get; init; } = 32_768;
+
+    public bool ToolUse { get; init; } = true;
+
+    public bool Vision { get; init; }
+
+    public bool Thinking { get; init; } = true;
+
+    public PriceCard Prices { get; init; } = PriceCard.Free;
+
+    /// <summary>Null when the catalog has no energy parameters: the impact is then reported as unknown.</summary>
+    public EnergyProfile? Energy { get; init; }
+
+    public string? DisplayName { get; init; }
+
+    /// <summary>False for names that passed through to the default upstream without a catalog entry.</summary>
+    public bool InCatalog { get; init; } = true;
+}
+
+public static class Protocols
+{
+    public const string OpenAI = "openai";
+    public const string Anthropic = "anthropic";
+}
+
+/// <summary>Prices per million tokens, in <see cref="Currency"/> (ISO 4217).</summary>
+public sealed record PriceCard(decimal InputPerMTok, decimal OutputPerMTok, decimal CacheReadPerMTok, decimal CacheWritePerMTok, string Currency, string? Version)
+{
+    public static PriceCard Free { get; } = new(0m, 0m, 0m, 0m, "USD", null);
+}
+
+/// <summary>
+/// Energy parameters of a served model: active and total parameters (billions) and weight quantization bits.
+/// Optional measured override: joules per output token across the whole deployment and its GPU count.
+/// </summary>
+public sealed record EnergyProfile(double ActiveParamsB, double TotalParamsB, int QuantBits = 16, double? JoulesPerOutputToken = null, int? GpuCount = null);

@@ -1,0 +1,247 @@
+using System.Buffers;
+using System.Text.Json;
+using Melious.Gateway.Protocol.Anthropic;
+using Melious.Gateway.Usage;
+
+namespace Melious.Gateway.Streaming;
+
+/// <summary>
+/// Collects the event calls of one response into a non-streaming <see cref="Message"/> (the same translator drives
+/// both paths, so a non-streaming response has exactly the blocks the stream would have had). Tool input that is
+/// not valid JSON is repaired when the fix is obvious (unclosed strings, braces, brackets) and otherwise becomes
+/// <c>{}</c>: the <c>input</c> of a tool_use is always an object.
+/// </summary>
+internal sealed class MessageAggregator : IMessageEventSink
+{
+    private readonly List<Block> _blocks = [];
+
+    private sealed class Block(string kind)
+    {
+        public string Kind { get; } = kind;
+        public ArrayBufferWriter<byte> Escaped { get; } = new(256);
+        public string? Id { get; init; }
+        public string? Name { get; init; }
+        public string Signature { get; set; } = "";
+    }
+
+    public string? MessageId { get; private set; }
+
+    public string? StopReason { get; private set; }
+
+    public string? StopSequence { get; private set; }
+
+    public TokenUsage Usage { get; private set; }
+
+    public BillingCost? Cost { get; private set; }
+
+    public EnvironmentImpact? Impact { get; private set; }
+
+    public (string Type, string Message)? Failure { get; private set; }
+
+    public bool Completed { get; private set; }
+
+    /// <summary>Number of tool inputs that had to be repaired or replaced.</summary>
+    public int RepairedToolInputs { get; private set; }
+
+    public void MessageStart(string messageId, in TokenUsage usage)
+    {
+        MessageId = messageId;
+        Usage = usage;
+    }
+
+    public void TextStart(int index) => _blocks.Add(new Block("text"));
+
+    public void ThinkingStart(int index) => _blocks.Add(new Block("thinking"));
+
+    public void ToolUseStart(int index, string id, string name) => _blocks.Add(new Block("tool_use") { Id = id, Name = name });
+
+    public void TextDelta(int index, ReadOnlySpan<byte> escaped) => _blocks[index].Escaped.Write(escaped);
+
+    public void ThinkingDelta(int index, ReadOnlySpan<byte> escaped) => _blocks[index].Escaped.Write(escaped);
+
+    public void InputJsonDelta(int index, ReadOnlySpan<byte> escaped) => _blocks[index].Escaped.Write(escaped);
+
+    public void SignatureDelta(int index, string signature) => _blocks[index].Signature += signature;
+
+    public void BlockStop(int index)
+    {
+    }
+
+    public void MessageDelta(string? stopReason, string? stopSequence, in TokenUsage usage, BillingCost? cost, EnvironmentImpact? impact)
+    {
+        StopReason = stopReason;
+        StopSequence = stopSequence;
+        Usage = usage;
+        Cost = cost;
+        Impact = impact;
+    }
+
+    public void MessageStop() => Completed = true;
+
+    public void Error(string type, string message) => Failure = (type, message);
+
+    public Message Build(string model)
+    {
+        var content = new List<ResponseContentBlock>(_blocks.Count);
+        foreach (var block in _blocks)
+        {
+            var text = Unescape(block.Escaped.WrittenSpan);
+            switch (block.Kind)
+            {
+                case "text" when text.Length > 0:
+                    content.Add(new ResponseTextBlock(text));
+                    break;
+                case "thinking":
+                    content.Add(new ResponseThinkingBlock(text, block.Signature));
+                    break;
+                case "tool_use":
+                    content.Add(new ResponseToolUseBlock(block.Id!, block.Name!, ParseToolInput(text)));
+                    break;
+            }
+        }
+
+        return new Message
+        {
+            Id = MessageId ?? Ids.NewMessageId(),
+            Model = model,
+            Content = content,
+            StopReason = StopReason,
+            StopSequence = StopSequence,
+            Usage = new Protocol.Anthropic.Usage
+            {
+                InputTokens = Usage.Input,
+                CacheCreationInputTokens = Usage.CacheWrite,
+                CacheReadInputTokens = Usage.CacheRead,
+                OutputTokens = Usage.Output,
+                OutputTokensDetails = Usage.Reasoning > 0 ? new OutputTokensDetails(Usage.Reasoning) : null,
+            },
+            BillingCost = Cost,
+            EnvironmentImpact = Impact,
+        };
+    }
+
+    /// <summary>Decodes the content of a JSON string (escapes and all) into .NET text.</summary>
+    internal static string Unescape(ReadOnlySpan<byte> escaped)
+    {
+        if (escaped.IsEmpty)
+        {
+            return "";
+        }
+
+        var quoted = ArrayPool<byte>.Shared.Rent(escaped.Length + 2);
+        try
+        {
+            quoted[0] = (byte)'"';
+            escaped.CopyTo(quoted.AsSpan(1));
+            quoted[escaped.Length + 1] = (byte)'"';
+            var reader = new Utf8JsonReader(quoted.AsSpan(0, escaped.Length + 2));
+            reader.Read();
+            return reader.GetString() ?? "";
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(quoted);
+        }
+    }
+
+    private JsonElement ParseToolInput(string text)
+    {
+        if (string.IsNullOrWhiteSpace(text))
+        {
+            return EmptyObject();
+        }
+
+        if (TryParseObject(text, out var element))
+        {
+            return element;
+        }
+
+        RepairedToolInputs++;
+        return TryParseObject(JsonRepair.Close(text), out element) ? element : EmptyObject();
+    }
+
+    private static bool TryParseObject(string text, out JsonElement element)
+    {
+        try
+        {
+            using var document = JsonDocument.Parse(text);
+            if (document.RootElement.ValueKind == JsonValueKind.Object)
+            {
+                element = document.RootElement.Clone();
+                return true;
+            }
+        }
+        catch (JsonException)
+        {
+        }
+
+        element = default;
+        return false;
+    }
+
+    private static JsonElement EmptyObject()
+    {
+        using var document = JsonDocument.Parse("{}");
+        return document.RootElement.Clone();
+    }
+}
+
+/// <summary>Closes what a truncated JSON text left open: a string, then arrays and objects in reverse order.</summary>
+internal static class JsonRepair
+{
+    public static string Close(string text)
+    {
+        var stack = new Stack<char>();
+        var inString = false;
+        var escaped = false;
+        foreach (var c in text)
+        {
+            if (inString)
+            {
+                if (escaped)
+                {
+                    escaped = false;
+                }
+                else if (c == '\\')
+                {
+                    escaped = true;
+                }
+                else if (c == '"')
+                {
+                    inString = false;
+                }
+
+                continue;
+            }
+
+            switch (c)
+            {
+                case '"':
+                    inString = true;
+                    break;
+                case '{':
+                    stack.Push('}');
+                    break;
+                case '[':
+                    stack.Push(']');
+                    break;
+                case '}' or ']' when stack.Count > 0:
+                    stack.Pop();
+                    break;
+            }
+        }
+
+        var builder = new System.Text.StringBuilder(text.TrimEnd().TrimEnd(','));
+        if (inString)
+        {
+            builder.Append('"');
+        }
+
+        while (stack.Count > 0)
+        {
+            builder.Append(stack.Pop());
+        }
+
+        return builder.ToString();
+    }
+}

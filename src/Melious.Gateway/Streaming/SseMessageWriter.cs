@@ -1,0 +1,209 @@
+using System.Buffers;
+using System.Buffers.Text;
+using System.IO.Pipelines;
+using System.Text.Json;
+using Melious.Gateway.Protocol.Anthropic;
+using Melious.Gateway.Usage;
+
+namespace Melious.Gateway.Streaming;
+
+/// <summary>
+/// Writes Anthropic SSE frames (<c>event: name\ndata: json\n\n</c>; Claude Code requires the <c>event:</c> line)
+/// into a <see cref="PipeWriter"/>. Frames are assembled from constant byte fragments plus the escaped payload,
+/// so a text delta costs one copy and no allocation. Writing only buffers; <see cref="StreamingSession"/>
+/// decides when to flush. Not thread-safe: the session serializes access.
+/// </summary>
+internal sealed class SseMessageWriter(PipeWriter output, string model) : IMessageEventSink
+{
+    private readonly JsonEncodedText _model = JsonEncodedText.Encode(model);
+    private Utf8JsonWriter? _json;
+
+    /// <summary>Bytes written since the last flush.</summary>
+    public bool HasPending { get; private set; }
+
+    /// <summary>True once a terminal frame (message_stop or error) was written.</summary>
+    public bool Terminated { get; private set; }
+
+    public void MessageStart(string messageId, in TokenUsage usage)
+    {
+        Write("event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\""u8);
+        WriteAscii(messageId);
+        Write("\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\""u8);
+        Write(_model.EncodedUtf8Bytes);
+        Write("\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":"u8);
+        WriteUsage(usage);
+        Write("}}\n\n"u8);
+    }
+
+    public void TextStart(int index)
+    {
+        BlockStartPrefix(index);
+        Write("{\"type\":\"text\",\"text\":\"\"}}\n\n"u8);
+    }
+
+    public void ThinkingStart(int index)
+    {
+        BlockStartPrefix(index);
+        Write("{\"type\":\"thinking\",\"thinking\":\"\",\"signature\":\"\"}}\n\n"u8);
+    }
+
+    public void ToolUseStart(int index, string id, string name)
+    {
+        BlockStartPrefix(index);
+        Write("{\"type\":\"tool_use\",\"id\":\""u8);
+        WriteAscii(id);
+        Write("\",\"name\":\""u8);
+        Write(JsonEncodedText.Encode(name).EncodedUtf8Bytes);
+        Write("\",\"input\":{}}}\n\n"u8);
+    }
+
+    public void TextDelta(int index, ReadOnlySpan<byte> escaped) => Delta(index, "\"text_delta\",\"text\":\""u8, escaped);
+
+    public void ThinkingDelta(int index, ReadOnlySpan<byte> escaped) => Delta(index, "\"thinking_delta\",\"thinking\":\""u8, escaped);
+
+    public void InputJsonDelta(int index, ReadOnlySpan<byte> escaped) => Delta(index, "\"input_json_delta\",\"partial_json\":\""u8, escaped);
+
+    public void SignatureDelta(int index, string signature) =>
+        Delta(index, "\"signature_delta\",\"signature\":\""u8, JsonEncodedText.Encode(signature).EncodedUtf8Bytes);
+
+    public void BlockStop(int index)
+    {
+        Write("event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":"u8);
+        WriteInt(index);
+        Write("}\n\n"u8);
+    }
+
+    public void MessageDelta(string? stopReason, string? stopSequence, in TokenUsage usage, BillingCost? cost, EnvironmentImpact? impact)
+    {
+        Write("event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":"u8);
+        WriteNullableString(stopReason);
+        Write(",\"stop_sequence\":"u8);
+        WriteNullableString(stopSequence);
+        Write("},\"usage\":"u8);
+        WriteUsage(usage);
+        if (cost is not null)
+        {
+            Write(",\"billing_cost\":"u8);
+            WriteJson(cost, AnthropicJsonContext.Default.BillingCost);
+        }
+
+        if (impact is not null)
+        {
+            Write(",\"environment_impact\":"u8);
+            WriteJson(impact, AnthropicJsonContext.Default.EnvironmentImpact);
+        }
+
+        Write("}\n\n"u8);
+    }
+
+    public void MessageStop()
+    {
+        Write("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"u8);
+        Terminated = true;
+    }
+
+    public void Error(string type, string message)
+    {
+        Write("event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\""u8);
+        Write(JsonEncodedText.Encode(type).EncodedUtf8Bytes);
+        Write("\",\"message\":\""u8);
+        Write(JsonEncodedText.Encode(message).EncodedUtf8Bytes);
+        Write("\"}}\n\n"u8);
+        Terminated = true;
+    }
+
+    public void Ping() => Write("event: ping\ndata: {\"type\":\"ping\"}\n\n"u8);
+
+    /// <summary>Records that bytes were written to the pipe by someone else (the pass-through relay).</summary>
+    public void MarkPending() => HasPending = true;
+
+    /// <summary>Marks the buffered bytes as handed to the transport.</summary>
+    public void MarkFlushed() => HasPending = false;
+
+    private void Delta(int index, ReadOnlySpan<byte> kind, ReadOnlySpan<byte> escaped)
+    {
+        Write("event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":"u8);
+        WriteInt(index);
+        Write(",\"delta\":{\"type\":"u8);
+        Write(kind);
+        Write(escaped);
+        Write("\"}}\n\n"u8);
+    }
+
+    private void BlockStartPrefix(int index)
+    {
+        Write("event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":"u8);
+        WriteInt(index);
+        Write(",\"content_block\":"u8);
+    }
+
+    private void WriteUsage(in TokenUsage usage)
+    {
+        Write("{\"input_tokens\":"u8);
+        WriteLong(usage.Input);
+        Write(",\"cache_creation_input_tokens\":"u8);
+        WriteLong(usage.CacheWrite);
+        Write(",\"cache_read_input_tokens\":"u8);
+        WriteLong(usage.CacheRead);
+        Write(",\"output_tokens\":"u8);
+        WriteLong(usage.Output);
+        if (usage.Reasoning > 0)
+        {
+            Write(",\"output_tokens_details\":{\"thinking_tokens\":"u8);
+            WriteLong(usage.Reasoning);
+            Write("}"u8);
+        }
+
+        Write("}"u8);
+    }
+
+    private void WriteJson<T>(T value, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> info)
+    {
+        var json = _json ??= new Utf8JsonWriter(output, new JsonWriterOptions { SkipValidation = true });
+        json.Reset(output);
+        JsonSerializer.Serialize(json, value, info);
+        json.Flush();
+        HasPending = true;
+    }
+
+    private void WriteNullableString(string? value)
+    {
+        if (value is null)
+        {
+            Write("null"u8);
+            return;
+        }
+
+        Write("\""u8);
+        Write(JsonEncodedText.Encode(value).EncodedUtf8Bytes);
+        Write("\""u8);
+    }
+
+    private void Write(ReadOnlySpan<byte> bytes)
+    {
+        output.Write(bytes);
+        HasPending = true;
+    }
+
+    /// <summary>Ids the gateway minted are ASCII and need no escaping.</summary>
+    private void WriteAscii(string value)
+    {
+        var span = output.GetSpan(value.Length);
+        for (var i = 0; i < value.Length; i++)
+        {
+            span[i] = (byte)value[i];
+        }
+
+        output.Advance(value.Length);
+        HasPending = true;
+    }
+
+    private void WriteInt(int value) => WriteLong(value);
+
+    private void WriteLong(long value)
+    {
+        var span = output.GetSpan(20);
+        Utf8Formatter.TryFormat(value, span, out var written);
+        output.Advance(written);
+    }
+}

@@ -1,0 +1,450 @@
+using System.Buffers;
+using System.Text;
+using System.Text.Json;
+using Melious.Gateway.Streaming;
+using Melious.Gateway.Upstream;
+using Melious.Gateway.Usage;
+
+namespace Melious.Gateway.Translation;
+
+/// <summary>How a translated stream ended.</summary>
+internal enum StreamOutcome
+{
+    /// <summary>Still reading.</summary>
+    Open,
+
+    /// <summary>Content blocks are closed; the caller writes message_delta and message_stop.</summary>
+    Completed,
+
+    /// <summary>An <c>error</c> event was written; nothing may follow it.</summary>
+    Failed,
+}
+
+/// <summary>
+/// Turns OpenAI Chat Completions stream chunks into Anthropic message events (protocol.md §C.4), driving an
+/// <see cref="IMessageEventSink"/> synchronously, one chunk at a time. Invariants it keeps for the client:
+/// block indices are 0,1,2… in start order; at most one block is open; a delta only goes to the open block of its
+/// kind; thinking precedes text precedes tools within a chunk; a tool call's arguments are streamed as
+/// <c>input_json_delta</c> fragments while it is the only call in flight and buffered otherwise (parallel,
+/// interleaved or index-reusing calls), then emitted whole; <c>message_delta</c> waits for the usage chunk that
+/// follows <c>finish_reason</c>. A stream that ends without <c>[DONE]</c> or a finish reason, an error chunk, or a
+/// finish reason of <c>abort</c>/<c>error</c> becomes an <c>error</c> event, never a made-up <c>end_turn</c>.
+/// </summary>
+internal sealed class OpenAIStreamTranslator(IMessageEventSink sink, ToolNameMap names, IReadOnlyList<string>? stopSequences = null)
+{
+    private static readonly byte[] Done = "[DONE]"u8.ToArray();
+
+    private readonly List<ToolCallFragment> _fragments = new(4);
+    private readonly List<ToolCall> _calls = [];
+    private BlockKind _open;
+    private int _openIndex = -1;
+    private ToolCall? _openCall;
+    private int _nextIndex;
+    private string? _finishReason;
+    private string? _matchedStop;
+    private UpstreamUsage _usage;
+    private bool _sawDone;
+    private ArrayBufferWriter<byte>? _scratch;
+
+    private enum BlockKind : byte
+    {
+        None,
+        Text,
+        Thinking,
+        Tool,
+    }
+
+    private sealed class ToolCall
+    {
+        public required int UpstreamIndex { get; init; }
+        public required byte[] UpstreamId { get; init; }
+        public required string Id { get; init; }
+        public string? Name { get; set; }
+        public ArrayBufferWriter<byte>? Buffered { get; set; }
+        public int BlockIndex { get; set; } = -1;
+        public bool SentArguments { get; set; }
+        public bool Closed { get; set; }
+    }
+
+    public StreamOutcome Outcome { get; private set; }
+
+    /// <summary>Upstream content, reasoning and argument fragments seen: the output-token estimate when no usage arrives.</summary>
+    public int Fragments { get; private set; }
+
+    /// <summary>True once any content, reasoning or tool call arrived (for TTFT).</summary>
+    public bool HasOutput => Fragments > 0 || _calls.Count > 0;
+
+    public bool SawToolUse => _calls.Count > 0;
+
+    /// <summary>Fragments that arrived for a tool call whose block had already been closed (should never happen).</summary>
+    public int LateFragments { get; private set; }
+
+    /// <summary>The upstream usage (OpenAI convention), if a chunk carried it.</summary>
+    public UpstreamUsage UpstreamUsage => _usage;
+
+    public string? StopReason { get; private set; }
+
+    public string? StopSequence { get; private set; }
+
+    /// <summary>True once <c>[DONE]</c> arrived or the stream failed: the reader can stop.</summary>
+    public bool IsFinished => _sawDone || Outcome != StreamOutcome.Open;
+
+    /// <summary>Handles one SSE event from the upstream.</summary>
+    public void OnEvent(string eventType, ReadOnlySpan<byte> data)
+    {
+        if (IsFinished)
+        {
+            return;
+        }
+
+        var trimmed = data.Trim(" \t\r\n"u8);
+        if (trimmed.SequenceEqual(Done))
+        {
+            _sawDone = true;
+            return;
+        }
+
+        if (trimmed.IsEmpty)
+        {
+            return;
+        }
+
+        ChatChunk chunk;
+        try
+        {
+            chunk = ChatChunk.Parse(trimmed, _fragments);
+        }
+        catch (JsonException)
+        {
+            Fail("api_error", "upstream sent a chunk that is not valid JSON");
+            return;
+        }
+
+        if (chunk.IsError || eventType == "error")
+        {
+            var message = chunk.ErrorMessage.IsPresent ? MessageAggregator.Unescape(chunk.ErrorMessage.Of(trimmed)) : "upstream reported an error mid-stream";
+            Fail(UpstreamErrors.TypeForMidStream(chunk.ErrorCode, chunk.ErrorType.IsPresent ? Encoding.UTF8.GetString(chunk.ErrorType.Of(trimmed)) : null), message);
+            return;
+        }
+
+        // Order inside one chunk: thinking, then text, then tool calls.
+        var reasoning = chunk.Reasoning.IsPresent && !chunk.Reasoning.IsEmpty ? chunk.Reasoning : chunk.ReasoningContent;
+        if (reasoning.IsPresent && !reasoning.IsEmpty)
+        {
+            Ensure(BlockKind.Thinking);
+            sink.ThinkingDelta(_openIndex, reasoning.Of(trimmed));
+            Fragments++;
+        }
+
+        if (chunk.Content.IsPresent && !chunk.Content.IsEmpty)
+        {
+            Ensure(BlockKind.Text);
+            sink.TextDelta(_openIndex, chunk.Content.Of(trimmed));
+            Fragments++;
+        }
+
+        foreach (var fragment in _fragments)
+        {
+            OnToolFragment(fragment, trimmed);
+        }
+
+        if (chunk.FinishReason.IsPresent)
+        {
+            _finishReason = Encoding.UTF8.GetString(chunk.FinishReason.Of(trimmed));
+            if (chunk.StopReason.IsPresent)
+            {
+                _matchedStop = MessageAggregator.Unescape(chunk.StopReason.Of(trimmed));
+            }
+        }
+
+        if (chunk.Usage.Present)
+        {
+            _usage = chunk.Usage;
+        }
+    }
+
+    /// <summary>
+    /// Ends the stream: closes blocks and emits buffered tool calls, or writes the error event when the upstream
+    /// did not finish properly. <paramref name="endedEarly"/> names why the reader stopped, if not by <c>[DONE]</c>.
+    /// </summary>
+    public StreamOutcome Finish(string? endedEarly = null)
+    {
+        if (Outcome != StreamOutcome.Open)
+        {
+            return Outcome;
+        }
+
+        if (!_sawDone && _finishReason is null)
+        {
+            Fail("api_error", endedEarly ?? "upstream stream ended unexpectedly");
+            return Outcome;
+        }
+
+        if (_finishReason is "abort" or "error")
+        {
+            Fail("api_error", $"upstream stopped generating (finish_reason \"{_finishReason}\")");
+            return Outcome;
+        }
+
+        Close();
+        foreach (var call in _calls)
+        {
+            if (call.BlockIndex >= 0)
+            {
+                continue;
+            }
+
+            var index = _nextIndex++;
+            call.BlockIndex = index;
+            sink.ToolUseStart(index, call.Id, call.Name ?? "unknown_tool");
+            if (call.Buffered is { WrittenCount: > 0 } buffered)
+            {
+                sink.InputJsonDelta(index, buffered.WrittenSpan);
+            }
+            else
+            {
+                sink.InputJsonDelta(index, "{}"u8);
+            }
+
+            sink.BlockStop(index);
+            call.Closed = true;
+        }
+
+        (StopReason, StopSequence) = MapStop(_finishReason);
+        Outcome = StreamOutcome.Completed;
+        return Outcome;
+    }
+
+    /// <summary>Writes an error event for a failure the caller detected (idle timeout, broken connection).</summary>
+    public void Fail(string type, string message)
+    {
+        if (Outcome != StreamOutcome.Open)
+        {
+            return;
+        }
+
+        sink.Error(type, message);
+        Outcome = StreamOutcome.Failed;
+    }
+
+    private (string Reason, string? Sequence) MapStop(string? finish)
+    {
+        switch (finish)
+        {
+            case "length" or "max_tokens":
+                return ("max_tokens", null);
+            case "content_filter":
+                return ("refusal", null);
+            case "tool_calls" or "function_call":
+                return ("tool_use", null);
+        }
+
+        if (SawToolUse)
+        {
+            // Ollama and named tool_choice paths report "stop" after a tool call.
+            return ("tool_use", null);
+        }
+
+        if (_matchedStop is not null && stopSequences is not null)
+        {
+            foreach (var sequence in stopSequences)
+            {
+                if (sequence == _matchedStop)
+                {
+                    return ("stop_sequence", sequence);
+                }
+            }
+        }
+
+        return ("end_turn", null);
+    }
+
+    private void OnToolFragment(in ToolCallFragment fragment, ReadOnlySpan<byte> data)
+    {
+        var call = Resolve(fragment, data);
+        if (call.Name is null && fragment.Name.IsPresent && !fragment.Name.IsEmpty)
+        {
+            call.Name = names.ToOriginal(MessageAggregator.Unescape(fragment.Name.Of(data)));
+        }
+
+        var arguments = Escaped(fragment.Arguments, data);
+        if (!arguments.IsEmpty)
+        {
+            Fragments++;
+        }
+
+        if (ReferenceEquals(call, _openCall))
+        {
+            if (!arguments.IsEmpty)
+            {
+                sink.InputJsonDelta(_openIndex, arguments);
+                call.SentArguments = true;
+            }
+
+            return;
+        }
+
+        if (call.Closed)
+        {
+            LateFragments++;
+            return;
+        }
+
+        if (call.BlockIndex < 0 && call.Name is not null && CanStream(call))
+        {
+            Close();
+            _openIndex = _nextIndex++;
+            _open = BlockKind.Tool;
+            _openCall = call;
+            call.BlockIndex = _openIndex;
+            sink.ToolUseStart(_openIndex, call.Id, call.Name);
+            if (call.Buffered is { WrittenCount: > 0 } earlier)
+            {
+                sink.InputJsonDelta(_openIndex, earlier.WrittenSpan);
+                call.SentArguments = true;
+                call.Buffered = null;
+            }
+
+            if (!arguments.IsEmpty)
+            {
+                sink.InputJsonDelta(_openIndex, arguments);
+                call.SentArguments = true;
+            }
+
+            return;
+        }
+
+        if (!arguments.IsEmpty)
+        {
+            (call.Buffered ??= new ArrayBufferWriter<byte>(256)).Write(arguments);
+        }
+    }
+
+    /// <summary>A call may stream when no other tool block is open and every earlier call has started.</summary>
+    private bool CanStream(ToolCall call)
+    {
+        if (_open == BlockKind.Tool)
+        {
+            return false;
+        }
+
+        foreach (var other in _calls)
+        {
+            if (ReferenceEquals(other, call))
+            {
+                return true;
+            }
+
+            if (other.BlockIndex < 0)
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    private ToolCall Resolve(in ToolCallFragment fragment, ReadOnlySpan<byte> data)
+    {
+        var id = fragment.Id.IsPresent ? fragment.Id.Of(data) : default;
+        for (var i = _calls.Count - 1; i >= 0; i--)
+        {
+            var existing = _calls[i];
+            if (existing.UpstreamIndex != fragment.Index)
+            {
+                continue;
+            }
+
+            // Same index with a different, non-empty id: the server reused the index for a new call.
+            if (!id.IsEmpty && existing.UpstreamId.Length > 0 && !id.SequenceEqual(existing.UpstreamId))
+            {
+                break;
+            }
+
+            return existing;
+        }
+
+        var call = new ToolCall { UpstreamIndex = fragment.Index, UpstreamId = id.ToArray(), Id = Ids.NewToolUseId() };
+        _calls.Add(call);
+        return call;
+    }
+
+    /// <summary>The fragment as escaped JSON-string content; raw JSON (TGI object arguments) is escaped first.</summary>
+    private ReadOnlySpan<byte> Escaped(Segment segment, ReadOnlySpan<byte> data)
+    {
+        if (!segment.IsPresent || segment.IsEmpty)
+        {
+            return default;
+        }
+
+        if (!segment.IsRawJson)
+        {
+            return segment.Of(data);
+        }
+
+        var scratch = _scratch ??= new ArrayBufferWriter<byte>(256);
+        scratch.ResetWrittenCount();
+        using (var writer = new Utf8JsonWriter(scratch))
+        {
+            writer.WriteStringValue(segment.Of(data));
+        }
+
+        // Strip the surrounding quotes.
+        return scratch.WrittenSpan[1..^1];
+    }
+
+    private void Ensure(BlockKind kind)
+    {
+        if (_open == kind)
+        {
+            return;
+        }
+
+        Close();
+        _openIndex = _nextIndex++;
+        _open = kind;
+        if (kind == BlockKind.Text)
+        {
+            sink.TextStart(_openIndex);
+        }
+        else
+        {
+            sink.ThinkingStart(_openIndex);
+        }
+    }
+
+    private void Close()
+    {
+        switch (_open)
+        {
+            case BlockKind.None:
+                return;
+            case BlockKind.Thinking:
+                sink.SignatureDelta(_openIndex, ThinkingSignature.Create());
+                break;
+            case BlockKind.Tool when _openCall is { SentArguments: false }:
+                sink.InputJsonDelta(_openIndex, "{}"u8);
+                break;
+        }
+
+        sink.BlockStop(_openIndex);
+        if (_openCall is not null)
+        {
+            _openCall.Closed = true;
+            _openCall = null;
+        }
+
+        _open = BlockKind.None;
+    }
+}
+
+/// <summary>
+/// Opaque, non-empty signatures for thinking blocks produced from upstream reasoning. Claude Code echoes them back;
+/// the request translator drops them (open models have no use for them).
+/// </summary>
+internal static class ThinkingSignature
+{
+    public const string Prefix = "melious.";
+
+    public static string Create() => Ids.WithRandomSuffix(Prefix, 32);
+}

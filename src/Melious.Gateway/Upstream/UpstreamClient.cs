@@ -1,0 +1,170 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Http.Headers;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace Melious.Gateway.Upstream;
+
+/// <summary>The outcome of sending a request upstream: a response to read, or an error to return.</summary>
+internal readonly record struct UpstreamResult(HttpResponseMessage? Response, GatewayError? Error, int Attempts);
+
+/// <summary>
+/// One pooled <see cref="HttpClient"/> per upstream origin, without a total timeout (agent turns run long; the
+/// caller enforces idle timeouts) and without response buffering (<see cref="HttpCompletionOption.ResponseHeadersRead"/>).
+/// Retries happen only before the first response byte: on connection failure, or on 429/503 when the upstream's
+/// <c>retry-after</c> is short enough to wait out, with a bounded number of attempts.
+/// </summary>
+public sealed partial class UpstreamClient(IOptions<GatewayOptions> options, ILogger<UpstreamClient> logger) : IDisposable
+{
+    private readonly ConcurrentDictionary<string, HttpMessageInvoker> _clients = new(StringComparer.OrdinalIgnoreCase);
+    private readonly StreamingOptions _streaming = options.Value.Streaming;
+
+    internal async Task<UpstreamResult> SendAsync(Func<HttpRequestMessage> createRequest, UpstreamContext context, CancellationToken cancellationToken)
+    {
+        var attempts = 0;
+        var backoff = TimeSpan.FromMilliseconds(100);
+        while (true)
+        {
+            attempts++;
+            using var request = createRequest();
+            var invoker = ClientFor(request.RequestUri!);
+            HttpResponseMessage response;
+            try
+            {
+                response = await invoker.SendAsync(request, cancellationToken);
+            }
+            catch (HttpRequestException ex) when (!cancellationToken.IsCancellationRequested)
+            {
+                if (attempts <= _streaming.MaxRetries && IsConnectFailure(ex))
+                {
+                    Log.Retrying(logger, request.RequestUri!.Authority, attempts, ex.HttpRequestError.ToString());
+                    await Task.Delay(Jitter(backoff), cancellationToken);
+                    backoff *= 2;
+                    continue;
+                }
+
+                Log.Unreachable(logger, request.RequestUri!.Authority, ex.HttpRequestError.ToString());
+                return new UpstreamResult(null, new GatewayError(502, "api_error", $"the upstream is unreachable ({ex.HttpRequestError})"), attempts);
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                // SocketsHttpHandler's connect timeout.
+                Log.Unreachable(logger, request.RequestUri!.Authority, "connect timeout");
+                return new UpstreamResult(null, new GatewayError(504, "timeout_error", "the upstream did not accept the connection in time"), attempts);
+            }
+
+            if (response.IsSuccessStatusCode)
+            {
+                return new UpstreamResult(response, null, attempts);
+            }
+
+            var status = (int)response.StatusCode;
+            var retryAfter = RetryAfterSeconds(response);
+            if (status is 429 or 503 && attempts <= _streaming.MaxRetries)
+            {
+                var wait = retryAfter is { } seconds ? TimeSpan.FromSeconds(seconds) : Jitter(backoff);
+                if (wait <= _streaming.MaxRetryDelay)
+                {
+                    Log.Retrying(logger, request.RequestUri!.Authority, attempts, status.ToString(System.Globalization.CultureInfo.InvariantCulture));
+                    response.Dispose();
+                    await Task.Delay(wait, cancellationToken);
+                    backoff *= 2;
+                    continue;
+                }
+            }
+
+            var body = await ReadErrorBodyAsync(response, cancellationToken);
+            response.Dispose();
+            var error = UpstreamErrors.FromStatus(status, UpstreamErrors.ExtractMessage(body), retryAfter?.ToString(System.Globalization.CultureInfo.InvariantCulture), context);
+            Log.Rejected(logger, request.RequestUri!.Authority, status, error.Type);
+            return new UpstreamResult(null, error, attempts);
+        }
+    }
+
+    private HttpMessageInvoker ClientFor(Uri uri) =>
+        _clients.GetOrAdd(uri.GetLeftPart(UriPartial.Authority), static (_, o) => new HttpMessageInvoker(new SocketsHttpHandler
+        {
+            ConnectTimeout = o.ConnectTimeout,
+            PooledConnectionIdleTimeout = o.PooledConnectionIdleTimeout,
+            PooledConnectionLifetime = TimeSpan.FromMinutes(10),
+            AutomaticDecompression = DecompressionMethods.None,
+            AllowAutoRedirect = false,
+            UseCookies = false,
+            UseProxy = false,
+            EnableMultipleHttp2Connections = true,
+            MaxResponseHeadersLength = 64,
+        }, disposeHandler: true), _streaming);
+
+    private static bool IsConnectFailure(HttpRequestException ex) =>
+        ex.HttpRequestError is HttpRequestError.ConnectionError or HttpRequestError.NameResolutionError or HttpRequestError.SecureConnectionError;
+
+    private static TimeSpan Jitter(TimeSpan delay) => delay * (0.75 + Random.Shared.NextDouble() / 2);
+
+    private static int? RetryAfterSeconds(HttpResponseMessage response)
+    {
+        if (response.Headers.RetryAfter is { } retry)
+        {
+            if (retry.Delta is { } delta)
+            {
+                return (int)Math.Ceiling(delta.TotalSeconds);
+            }
+
+            if (retry.Date is { } date)
+            {
+                return (int)Math.Max(0, Math.Ceiling((date - DateTimeOffset.UtcNow).TotalSeconds));
+            }
+        }
+
+        return null;
+    }
+
+    private static async Task<byte[]> ReadErrorBodyAsync(HttpResponseMessage response, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await using var stream = await response.Content.ReadAsStreamAsync(cancellationToken);
+            var buffer = new byte[64 * 1024];
+            var total = 0;
+            int read;
+            while (total < buffer.Length && (read = await stream.ReadAsync(buffer.AsMemory(total), cancellationToken)) > 0)
+            {
+                total += read;
+            }
+
+            return buffer[..total];
+        }
+        catch (Exception ex) when (ex is HttpRequestException or IOException)
+        {
+            return [];
+        }
+    }
+
+    internal static void SetBearer(HttpRequestMessage request, string? apiKey)
+    {
+        if (!string.IsNullOrEmpty(apiKey))
+        {
+            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", apiKey);
+        }
+    }
+
+    public void Dispose()
+    {
+        foreach (var client in _clients.Values)
+        {
+            client.Dispose();
+        }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(1, LogLevel.Warning, "Upstream {Authority} attempt {Attempt} failed ({Reason}); retrying")]
+        public static partial void Retrying(ILogger logger, string authority, int attempt, string reason);
+
+        [LoggerMessage(2, LogLevel.Error, "Upstream {Authority} unreachable ({Reason})")]
+        public static partial void Unreachable(ILogger logger, string authority, string reason);
+
+        [LoggerMessage(3, LogLevel.Warning, "Upstream {Authority} answered {Status}; returning {ErrorType}")]
+        public static partial void Rejected(ILogger logger, string authority, int status, string errorType);
+    }
+}

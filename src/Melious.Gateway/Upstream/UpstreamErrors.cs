@@ -1,0 +1,174 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+
+namespace Melious.Gateway.Upstream;
+
+/// <summary>An error to send to the client as <c>{"type":"error","error":{…}}</c>.</summary>
+public sealed record GatewayError(int Status, string Type, string Message)
+{
+    /// <summary>Seconds for a <c>retry-after</c> header, when the client should wait.</summary>
+    public string? RetryAfter { get; init; }
+
+    /// <summary>Sets <c>x-should-retry</c> (false stops SDK and Claude Code retry loops).</summary>
+    public bool? ShouldRetry { get; init; }
+}
+
+/// <summary>Maps upstream failures to Anthropic errors (protocol.md §C.7).</summary>
+internal static partial class UpstreamErrors
+{
+    public static GatewayError FromStatus(int status, string? upstreamMessage, string? retryAfter, UpstreamContext context)
+    {
+        var message = Sanitize(upstreamMessage, context);
+        switch (status)
+        {
+            case 400 or 422 when ContextLength(message, context) is { } tooLong:
+                return new GatewayError(400, "invalid_request_error", tooLong);
+            case 400 or 422:
+                return new GatewayError(400, "invalid_request_error", Prefix(message, "the upstream rejected the request"));
+            case 401 or 403:
+                // The upstream refused the gateway's own credential: a gateway problem, not the client's.
+                return new GatewayError(502, "api_error", "the upstream rejected the gateway's credentials; the operator must fix the upstream API key");
+            case 404:
+                return new GatewayError(404, "not_found_error", $"model: {context.RequestedModel} is not available upstream");
+            case 408 or 504:
+                return new GatewayError(504, "timeout_error", Prefix(message, "the upstream timed out"));
+            case 413:
+                return new GatewayError(413, "request_too_large", Prefix(message, "the request is too large for the upstream"));
+            case 429:
+                return new GatewayError(429, "rate_limit_error", Prefix(message, "the upstream is rate limiting requests")) { RetryAfter = retryAfter };
+            case 502 or 503 or 529:
+                return new GatewayError(529, "overloaded_error", Prefix(message, "the upstream is overloaded")) { RetryAfter = retryAfter };
+            case >= 500:
+                return new GatewayError(500, "api_error", Prefix(message, "the upstream failed"));
+            default:
+                return new GatewayError(400, "invalid_request_error", Prefix(message, $"the upstream answered {status}"));
+        }
+    }
+
+    /// <summary>The Anthropic error type for an error chunk that arrives after the stream started.</summary>
+    public static string TypeForMidStream(long code, string? type)
+    {
+        if (code is 429 || type?.Contains("rate", StringComparison.OrdinalIgnoreCase) == true)
+        {
+            return "rate_limit_error";
+        }
+
+        if (code is 503 or 529 || type?.Contains("overload", StringComparison.OrdinalIgnoreCase) == true)
+        {
+            return "overloaded_error";
+        }
+
+        return "api_error";
+    }
+
+    /// <summary>Pulls the human message out of an OpenAI, vLLM, FastAPI or plain-text error body.</summary>
+    public static string? ExtractMessage(ReadOnlySpan<byte> body)
+    {
+        if (body.IsEmpty)
+        {
+            return null;
+        }
+
+        try
+        {
+            using var document = JsonDocument.Parse(body.ToArray());
+            var root = document.RootElement;
+            if (root.ValueKind == JsonValueKind.Object)
+            {
+                if (root.TryGetProperty("error", out var error))
+                {
+                    if (error.ValueKind == JsonValueKind.String)
+                    {
+                        return error.GetString();
+                    }
+
+                    if (error.ValueKind == JsonValueKind.Object && error.TryGetProperty("message", out var nested) && nested.ValueKind == JsonValueKind.String)
+                    {
+                        return nested.GetString();
+                    }
+                }
+
+                foreach (var name in new[] { "message", "detail" })
+                {
+                    if (root.TryGetProperty(name, out var value))
+                    {
+                        return value.ValueKind == JsonValueKind.String ? value.GetString() : value.GetRawText();
+                    }
+                }
+            }
+        }
+        catch (JsonException)
+        {
+        }
+
+        var text = System.Text.Encoding.UTF8.GetString(body.Length > 2000 ? body[..2000] : body).Trim();
+        return text.StartsWith('<') ? null : text;
+    }
+
+    /// <summary>Keeps the upstream model name and key off the wire, and bounds the length.</summary>
+    internal static string? Sanitize(string? message, UpstreamContext context)
+    {
+        if (string.IsNullOrWhiteSpace(message))
+        {
+            return null;
+        }
+
+        if (!string.IsNullOrEmpty(context.ApiKey))
+        {
+            message = message.Replace(context.ApiKey, "[redacted]", StringComparison.Ordinal);
+        }
+
+        if (!string.IsNullOrEmpty(context.UpstreamModel) && context.UpstreamModel != context.RequestedModel)
+        {
+            message = message.Replace(context.UpstreamModel, context.RequestedModel, StringComparison.OrdinalIgnoreCase);
+        }
+
+        return message.Length > 1000 ? message[..1000] : message;
+    }
+
+    private static string Prefix(string? message, string fallback) => string.IsNullOrWhiteSpace(message) ? fallback : message;
+
+    /// <summary>Recognises context-length errors and rewrites them in Anthropic's wording, which Claude Code acts on.</summary>
+    internal static string? ContextLength(string? message, UpstreamContext context)
+    {
+        if (message is null || !ContextWords().IsMatch(message))
+        {
+            return null;
+        }
+
+        long? max = null;
+        long? prompt = null;
+        if (MaxPattern().Match(message) is { Success: true } m)
+        {
+            max = long.Parse(m.Groups["n"].Value, CultureInfo.InvariantCulture);
+        }
+
+        if (PromptPattern().Match(message) is { Success: true } p)
+        {
+            prompt = long.Parse(p.Groups["n"].Value, CultureInfo.InvariantCulture);
+        }
+
+        max ??= context.ContextWindow;
+        prompt ??= Math.Max(context.EstimatedInputTokens, max.Value + 1);
+        if (prompt <= max)
+        {
+            // The prompt fits but prompt + max_tokens does not: still "too long" for the client's purposes.
+            prompt = max + 1;
+        }
+
+        return string.Create(CultureInfo.InvariantCulture, $"prompt is too long: {prompt} tokens > {max} maximum");
+    }
+
+    [GeneratedRegex(@"context length|context size|context window|maximum context|exceed_context_size|too many tokens|prompt is too long|input is too long|longer than the model", RegexOptions.IgnoreCase)]
+    private static partial Regex ContextWords();
+
+    [GeneratedRegex(@"(?:maximum context length is|context length \(|context size \(|context window (?:is|of)|maximum)\D{0,10}(?<n>\d{3,9})", RegexOptions.IgnoreCase)]
+    private static partial Regex MaxPattern();
+
+    [GeneratedRegex(@"(?:request has|request \(|input \(|resulted in|prompt has|prompt \()\D{0,10}(?<n>\d{2,9})", RegexOptions.IgnoreCase)]
+    private static partial Regex PromptPattern();
+}
+
+/// <summary>What error mapping needs to know about the request.</summary>
+internal sealed record UpstreamContext(string RequestedModel, string UpstreamModel, string? ApiKey, long ContextWindow, long EstimatedInputTokens);

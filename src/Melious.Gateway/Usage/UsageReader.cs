@@ -1,0 +1,105 @@
+using System.Globalization;
+using System.Runtime.CompilerServices;
+using Azure.Data.Tables;
+using Melious.Gateway.Storage;
+
+namespace Melious.Gateway.Usage;
+
+public sealed record DailyUsageRow(string Day, string Account, string Model, string Currency, UsageCounters Totals);
+
+public sealed record SessionUsageRow(string Day, string Account, string SessionId, string Currency, UsageCounters Totals);
+
+/// <summary>Read side of the usage tables, for reports, budgets and per-session totals.</summary>
+public sealed class UsageReader(StorageClients storage)
+{
+    private TableClient Daily => storage.Table(TableNames.UsageDaily);
+
+    private TableClient Ledger => storage.Table(TableNames.UsageLedger);
+
+    private TableClient Billing => storage.Table(TableNames.Billing);
+
+    /// <summary>Rollup rows for the days <paramref name="from"/>..<paramref name="to"/> (inclusive, UTC).</summary>
+    public async IAsyncEnumerable<DailyUsageRow> ReadDailyAsync(DateOnly from, DateOnly to, string? account, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        foreach (var month in Months(from, to))
+        {
+            var filter = TableClient.CreateQueryFilter($"PartitionKey eq {month} and RowKey ge {Day(from) + "|"} and RowKey lt {Day(to.AddDays(1)) + "|"}");
+            if (account is not null)
+            {
+                filter += " and " + TableClient.CreateQueryFilter($"Account eq {account}");
+            }
+
+            await foreach (var e in Daily.QueryAsync<TableEntity>(filter, cancellationToken: cancellationToken))
+            {
+                yield return new DailyUsageRow(
+                    EntityValues.String(e, "Day") ?? e.RowKey[..10],
+                    EntityValues.String(e, "Account") ?? "",
+                    EntityValues.String(e, "Model") ?? "",
+                    EntityValues.String(e, "Currency") ?? "",
+                    UsageCounters.ReadFrom(e));
+            }
+        }
+    }
+
+    /// <summary>Per-session, per-day totals (Claude Code session id) from the ledger.</summary>
+    public async IAsyncEnumerable<SessionUsageRow> ReadSessionsAsync(DateOnly from, DateOnly to, string? account, string? sessionId = null, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        var range = TableClient.CreateQueryFilter($"RowKey ge {"d|" + Day(from) + "|"} and RowKey lt {"d|" + Day(to.AddDays(1)) + "|"}");
+        var filters = account is null
+            ? [range]
+            : Months(from, to).Select(m => TableClient.CreateQueryFilter($"PartitionKey eq {UsageRows.LedgerPartition(account, m)}") + " and " + range).ToList();
+        foreach (var filter in filters)
+        {
+            await foreach (var e in Ledger.QueryAsync<TableEntity>(filter, cancellationToken: cancellationToken))
+            {
+                if (!e.RowKey.Contains("|s|", StringComparison.Ordinal))
+                {
+                    continue;
+                }
+
+                var session = EntityValues.String(e, "SessionId") ?? "";
+                if (sessionId is not null && session != sessionId)
+                {
+                    continue;
+                }
+
+                yield return new SessionUsageRow(
+                    EntityValues.String(e, "Day") ?? "",
+                    EntityValues.String(e, "Account") ?? "",
+                    session,
+                    EntityValues.String(e, "Currency") ?? "",
+                    UsageCounters.ReadFrom(e));
+            }
+        }
+    }
+
+    /// <summary>Every billing row for the range, for reconciliation.</summary>
+    public async IAsyncEnumerable<TableEntity> ReadBillingAsync(DateOnly from, DateOnly to, string? account, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        var filter = account is null
+            ? TableClient.CreateQueryFilter($"StartedAt ge {from.ToDateTime(TimeOnly.MinValue, DateTimeKind.Utc)} and StartedAt lt {to.AddDays(1).ToDateTime(TimeOnly.MinValue, DateTimeKind.Utc)}")
+            : TableClient.CreateQueryFilter($"PartitionKey ge {UsageRows.RowPartition(account, Day(from))} and PartitionKey le {UsageRows.RowPartition(account, Day(to))}");
+        await foreach (var e in Billing.QueryAsync<TableEntity>(filter, cancellationToken: cancellationToken))
+        {
+            yield return e;
+        }
+    }
+
+    /// <summary>This month's spend of a key, in nano-units of <paramref name="currency"/>, as counted so far.</summary>
+    public async Task<long> KeyMonthSpendNanosAsync(string account, string keyId, string currency, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        var month = now.UtcDateTime.ToString("yyyy-MM", CultureInfo.InvariantCulture);
+        var counter = await Ledger.GetEntityIfExistsAsync<TableEntity>(UsageRows.LedgerPartition(account, month), UsageRows.KeyCounter(keyId, currency), cancellationToken: cancellationToken);
+        return counter.HasValue ? EntityValues.Long(counter.Value!, nameof(UsageCounters.CostNanos)) ?? 0 : 0;
+    }
+
+    internal static string Day(DateOnly day) => day.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
+
+    internal static IEnumerable<string> Months(DateOnly from, DateOnly to)
+    {
+        for (var m = new DateOnly(from.Year, from.Month, 1); m <= to; m = m.AddMonths(1))
+        {
+            yield return m.ToString("yyyy-MM", CultureInfo.InvariantCulture);
+        }
+    }
+}

@@ -1,0 +1,110 @@
+using Azure.Data.Tables;
+using Melious.Gateway.Storage;
+
+namespace Melious.Gateway.Usage;
+
+/// <summary>
+/// Key scheme and row shapes of the usage tables.
+/// <list type="bullet">
+/// <item><c>billing</c> and <c>energy</c>: PartitionKey <c>{account}|{yyyy-MM-dd}</c>, RowKey = request id. One row per request.</item>
+/// <item><c>usagedaily</c>: PartitionKey <c>{yyyy-MM}</c>, RowKey <c>{yyyy-MM-dd}|{account}|{model}|{currency}</c>. One row per account, upstream model, day.</item>
+/// <item><c>usageledger</c> (internal): PartitionKey <c>{account}|{yyyy-MM}</c>; <c>r|{requestId}</c> markers of counted requests and
+/// counters <c>d|{day}|m|{model}|{currency}</c>, <c>d|{day}|s|{session}|{currency}</c>, <c>k|{keyId}|{currency}</c>.</item>
+/// </list>
+/// </summary>
+public static class UsageRows
+{
+    public static string RowPartition(string account, string day) => $"{KeyEncoding.Encode(account)}|{day}";
+
+    public static string LedgerPartition(string account, string month) => $"{KeyEncoding.Encode(account)}|{month}";
+
+    public static string Marker(string requestId) => $"r|{requestId}";
+
+    public static string ModelCounter(string day, string model, string currency) => $"d|{day}|m|{KeyEncoding.Encode(model)}|{currency}";
+
+    public static string SessionCounter(string day, string session, string currency) => $"d|{day}|s|{KeyEncoding.Encode(session)}|{currency}";
+
+    public static string KeyCounter(string keyId, string currency) => $"k|{keyId}|{currency}";
+
+    public static string DailyPartition(string month) => month;
+
+    public static string DailyRow(string day, string account, string model, string currency) =>
+        $"{day}|{KeyEncoding.Encode(account)}|{KeyEncoding.Encode(model)}|{currency}";
+
+    public static TableEntity Billing(UsageEvent e)
+    {
+        var entity = new TableEntity(RowPartition(e.Account, e.Day), e.RequestId)
+        {
+            ["RequestId"] = e.RequestId,
+            ["Account"] = e.Account,
+            ["KeyId"] = e.KeyId,
+            ["SessionId"] = e.SessionId ?? "",
+            ["AgentId"] = e.AgentId ?? "",
+            ["RequestedModel"] = e.RequestedModel,
+            ["UpstreamModel"] = e.UpstreamModel,
+            ["Upstream"] = e.Upstream,
+            ["Stream"] = e.Stream,
+            ["InputTokens"] = e.InputTokens,
+            ["CacheReadTokens"] = e.CacheReadTokens,
+            ["CacheWriteTokens"] = e.CacheWriteTokens,
+            ["OutputTokens"] = e.OutputTokens,
+            ["ReasoningTokens"] = e.ReasoningTokens,
+            ["UsageEstimated"] = e.UsageEstimated,
+            ["Currency"] = e.Currency,
+            ["CostNanos"] = e.CostNanos,
+            ["Cost"] = Pricing.FormatNanos(e.CostNanos),
+            ["InputCostNanos"] = e.InputCostNanos,
+            ["OutputCostNanos"] = e.OutputCostNanos,
+            ["CacheReadCostNanos"] = e.CacheReadCostNanos,
+            ["CacheWriteCostNanos"] = e.CacheWriteCostNanos,
+            ["PriceVersion"] = e.PriceVersion ?? "",
+            ["Status"] = e.Status,
+            ["StopReason"] = e.StopReason ?? "",
+            ["ErrorType"] = e.ErrorType ?? "",
+            ["Cancelled"] = e.Cancelled,
+            ["StartedAt"] = e.StartedAt.UtcDateTime,
+            ["DurationMs"] = e.DurationMs,
+        };
+        if (e.TtftMs is { } ttft)
+        {
+            entity["TtftMs"] = ttft;
+        }
+
+        return entity;
+    }
+
+    public static TableEntity Energy(UsageEvent e)
+    {
+        var entity = new TableEntity(RowPartition(e.Account, e.Day), e.RequestId)
+        {
+            ["RequestId"] = e.RequestId,
+            ["Account"] = e.Account,
+            ["UpstreamModel"] = e.UpstreamModel,
+            ["Region"] = e.Region,
+            ["GridGco2ePerKwh"] = e.GridGco2ePerKwh,
+            ["Pue"] = e.Pue,
+            ["Method"] = e.EnergyMethod,
+            ["EnergyKnown"] = e.EnergyWh is not null,
+            ["InputTokens"] = e.InputTokens + e.CacheReadTokens + e.CacheWriteTokens,
+            ["CacheReadTokens"] = e.CacheReadTokens,
+            ["OutputTokens"] = e.OutputTokens,
+            ["DurationMs"] = e.DurationMs,
+            ["StartedAt"] = e.StartedAt.UtcDateTime,
+        };
+        if (e.EnergyWh is not null)
+        {
+            entity["EnergyWh"] = e.EnergyWh;
+            entity["EnergyWhMin"] = e.EnergyWhMin;
+            entity["EnergyWhMax"] = e.EnergyWhMax;
+            entity["Gco2e"] = e.Gco2e;
+            entity["Gco2eMin"] = e.Gco2eMin;
+            entity["Gco2eMax"] = e.Gco2eMax;
+            entity["WaterMl"] = e.WaterMl;
+            entity["EnergyMicroWh"] = UsageCounters.Micro(e.EnergyWh);
+            entity["Gco2eMicrograms"] = UsageCounters.Micro(e.Gco2e);
+            entity["WaterMicroliters"] = UsageCounters.Micro(e.WaterMl);
+        }
+
+        return entity;
+    }
+}

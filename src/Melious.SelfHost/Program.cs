@@ -1,0 +1,3 @@
+using Melious.SelfHost;
+
+SelfHostApp.Create(args).Run();

@@ -1,0 +1,3 @@
+using Melious.Gateway.FunctionalTests.Infrastructure;
+
+[assembly: AssemblyFixture(typeof(AzuriteFixture))]

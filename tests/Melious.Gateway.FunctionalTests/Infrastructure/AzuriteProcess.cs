@@ -1,0 +1,141 @@
+using System.Diagnostics;
+using System.Text;
+
+namespace Melious.Gateway.FunctionalTests.Infrastructure;
+
+/// <summary>
+/// A real Azurite (Table + Queue + Blob) on free loopback ports, started with <c>--skipApiVersionCheck --loose</c>.
+/// In-memory by default; with a directory it persists to disk and can be stopped and restarted on the same ports
+/// (storage outage tests).
+/// </summary>
+public sealed class AzuriteProcess : IAsyncDisposable
+{
+    private const string AccountKey = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+    private readonly string? _location;
+    private readonly StringBuilder _output = new();
+    private Process? _process;
+
+    public AzuriteProcess(string? location = null)
+    {
+        _location = location;
+        BlobPort = Ports.Free();
+        QueuePort = Ports.Free();
+        TablePort = Ports.Free();
+    }
+
+    public int BlobPort { get; }
+
+    public int QueuePort { get; }
+
+    public int TablePort { get; }
+
+    public bool IsRunning => _process is { HasExited: false };
+
+    public string ConnectionString =>
+        $"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={AccountKey};" +
+        $"BlobEndpoint=http://127.0.0.1:{BlobPort}/devstoreaccount1;QueueEndpoint=http://127.0.0.1:{QueuePort}/devstoreaccount1;TableEndpoint=http://127.0.0.1:{TablePort}/devstoreaccount1;";
+
+    public async Task StartAsync()
+    {
+        var azurite = RepoPaths.Tool("azurite", "MELIOUS_AZURITE");
+        var info = new ProcessStartInfo(azurite)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (var arg in new[]
+        {
+            "--silent", "--skipApiVersionCheck", "--loose", "--disableProductStyleUrl",
+            "--blobHost", "127.0.0.1", "--blobPort", BlobPort.ToString(),
+            "--queueHost", "127.0.0.1", "--queuePort", QueuePort.ToString(),
+            "--tableHost", "127.0.0.1", "--tablePort", TablePort.ToString(),
+        })
+        {
+            info.ArgumentList.Add(arg);
+        }
+
+        if (_location is null)
+        {
+            info.ArgumentList.Add("--inMemoryPersistence");
+        }
+        else
+        {
+            Directory.CreateDirectory(_location);
+            info.ArgumentList.Add("--location");
+            info.ArgumentList.Add(_location);
+        }
+
+        _process = Process.Start(info)!;
+        _process.OutputDataReceived += (_, e) => Append(e.Data);
+        _process.ErrorDataReceived += (_, e) => Append(e.Data);
+        _process.BeginOutputReadLine();
+        _process.BeginErrorReadLine();
+        try
+        {
+            await Ports.WaitOpenAsync(QueuePort, TimeSpan.FromSeconds(30));
+            await Ports.WaitOpenAsync(TablePort, TimeSpan.FromSeconds(30));
+        }
+        catch (Exception ex)
+        {
+            throw new InvalidOperationException("Azurite did not start: " + Output, ex);
+        }
+    }
+
+    public string Output
+    {
+        get
+        {
+            lock (_output)
+            {
+                return _output.ToString();
+            }
+        }
+    }
+
+    public async Task StopAsync()
+    {
+        if (_process is { HasExited: false } process)
+        {
+            process.Kill(entireProcessTree: true);
+            await process.WaitForExitAsync();
+        }
+
+        _process?.Dispose();
+        _process = null;
+    }
+
+    public async ValueTask DisposeAsync() => await StopAsync();
+
+    private void Append(string? line)
+    {
+        if (line is null)
+        {
+            return;
+        }
+
+        lock (_output)
+        {
+            if (_output.Length < 100_000)
+            {
+                _output.AppendLine(line);
+            }
+        }
+    }
+}
+
+/// <summary>One shared in-memory Azurite for the whole test assembly; tests isolate themselves with table prefixes.</summary>
+public sealed class AzuriteFixture : IAsyncLifetime
+{
+    public AzuriteProcess Azurite { get; } = new();
+
+    public string ConnectionString => Azurite.ConnectionString;
+
+    public async ValueTask InitializeAsync() => await Azurite.StartAsync();
+
+    public async ValueTask DisposeAsync() => await Azurite.DisposeAsync();
+
+    /// <summary>A fresh table prefix (letters and digits only, as table names require).</summary>
+    public static string NewPrefix() => "t" + Guid.NewGuid().ToString("N")[..10];
+}

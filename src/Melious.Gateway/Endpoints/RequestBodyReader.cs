@@ -10,15 +10,17 @@ internal static class RequestBodyReader
     public static async Task<(PooledBuffer? Body, GatewayError? Error)> ReadAsync(HttpContext http, long maxBytes, CancellationToken cancellationToken)
     {
         var request = http.Request;
-        if (request.ContentLength is { } declared && declared > maxBytes)
-        {
-            return (null, TooLarge(maxBytes));
-        }
 
-        // Our limit replaces the server's default (Kestrel: 30 MB) so the error is ours and Anthropic-shaped.
+        // Our limit replaces the server's default (Kestrel: 30 MB) so the error is ours and Anthropic-shaped. The
+        // server may still drain an oversized body after the 413 so that the client gets to read the answer.
         if (http.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } sizeFeature)
         {
             sizeFeature.MaxRequestBodySize = null;
+        }
+
+        if (request.ContentLength is { } declared && declared > maxBytes)
+        {
+            return (null, TooLarge(maxBytes));
         }
 
         var buffer = new PooledBuffer((int)Math.Clamp(request.ContentLength ?? 16 * 1024, 1024, 64L * 1024 * 1024));

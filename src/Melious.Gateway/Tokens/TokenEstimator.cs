@@ -21,10 +21,10 @@ public static class TokenEstimator
     internal const int PerRequest = 8;
 
     /// <summary>Chat-template overhead per tool (wrapping object, "function" markers).</summary>
-    internal const int PerTool = 10;
+    internal const int PerTool = 15;
 
     /// <summary>Chat templates add a fixed tool-use preamble once tools are present.</summary>
-    internal const int ToolPreamble = 60;
+    internal const int ToolPreamble = 80;
 
     /// <summary>Rough cost of an image in the prompt (typical vision encoders spend a few hundred to ~1.6k tokens).</summary>
     internal const int PerImage = 1_000;
@@ -53,6 +53,39 @@ public static class TokenEstimator
 
             counter.Add(Classify(rune));
             i += used;
+        }
+
+        return counter.Finish();
+    }
+
+    /// <summary>
+    /// Counts <paramref name="text"/> as it appears inside a JSON string (newlines as <c>\n</c>, quotes as <c>\"</c>):
+    /// chat templates render tool definitions with <c>tojson</c>, and escapes tokenize worse than the raw characters.
+    /// </summary>
+    public static int CountAsJsonString(string? text)
+    {
+        if (text is null)
+        {
+            return 0;
+        }
+
+        var counter = new Counter();
+        foreach (var c in text)
+        {
+            switch (c)
+            {
+                case '\n' or '\r' or '\t':
+                    counter.Add(CharClass.Punct);
+                    counter.Add(CharClass.Letter);
+                    break;
+                case '"' or '\\':
+                    counter.Add(CharClass.Punct);
+                    counter.Add(CharClass.Punct);
+                    break;
+                default:
+                    counter.Add(c < 0x80 ? AsciiClass[c] : Classify(new Rune(char.IsSurrogate(c) ? '?' : c)));
+                    break;
+            }
         }
 
         return counter.Finish();
@@ -116,7 +149,7 @@ public static class TokenEstimator
                     continue;
                 }
 
-                total += PerTool + Count(tool.Name) + Count(tool.Description);
+                total += PerTool + Count(tool.Name) + CountAsJsonString(tool.Description);
                 if (tool.InputSchema is { ValueKind: JsonValueKind.Object } schema)
                 {
                     total += CountUtf8(JsonMarshal.GetRawUtf8Value(schema));
@@ -277,10 +310,12 @@ public static class TokenEstimator
             _inRun = false;
         }
 
-        private static int WordTokens(int length) => length <= 6 ? 1 : 1 + (length - 3) / 5;
+        // Common words are one token; long identifiers split roughly every six letters.
+        private static int WordTokens(int length) => length <= 6 ? 1 : 1 + (length - 2) / 6;
 
-        // A single punctuation character directly before a word is usually merged with it ("_path", ".json").
+        // A single punctuation character directly before a word is usually merged with it ("_path", ".json");
+        // punctuation runs ("\":{\"", "();") merge into few tokens.
         private static int PunctTokens(int length, CharClass? next) =>
-            length == 1 && next == CharClass.Letter ? 0 : (length + 1) / 2;
+            length == 1 && next == CharClass.Letter ? 0 : (length + 3) / 4;
     }
 }

@@ -107,9 +107,13 @@ public static class Sse
     /// <summary>Writes <c>data: …</c> events (and <c>[DONE]</c> if <paramref name="done"/>), flushing each, with an optional delay.</summary>
     public static async Task WriteAsync(HttpContext context, IEnumerable<string> dataLines, TimeSpan? delay = null, bool done = true)
     {
-        context.Response.StatusCode = 200;
-        context.Response.ContentType = "text/event-stream";
-        await context.Response.StartAsync(context.RequestAborted);
+        if (!context.Response.HasStarted)
+        {
+            context.Response.StatusCode = 200;
+            context.Response.ContentType = "text/event-stream";
+            await context.Response.StartAsync(context.RequestAborted);
+        }
+
         foreach (var line in dataLines)
         {
             await context.Response.WriteAsync($"data: {line}\n\n", context.RequestAborted);

@@ -1,0 +1,738 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Melious.Bench;
+using Melious.Gateway.Auth;
+using Melious.Gateway.Storage;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Melious.LoadBench;
+
+/// <summary>One load setting: concurrency, inter-chunk delay, with or without a tool call.</summary>
+public sealed record Setting(int Concurrency, int DelayMs, bool Tool)
+{
+    public string Label => string.Create(CultureInfo.InvariantCulture, $"c{Concurrency}-d{DelayMs}-{(Tool ? "tool" : "text")}");
+}
+
+/// <summary>
+/// The orchestrator: Azurite, the scripted upstream (child process), the self-host gateway (child process, Release
+/// build), the load client in this process. Prints one table and one <c>BENCH_JSON</c> line per figure.
+/// </summary>
+public sealed class Bench : IDisposable
+{
+    private const string MainModel = "bench-opus";
+    private const string SecondaryModel = "bench-sonnet";
+    private const string LightModel = "bench-haiku";
+
+    private readonly Options _o;
+    private readonly string _repo;
+    private readonly string _outDir;
+    private readonly string _work;
+    private readonly JsonArray _results = [];
+    private readonly Dictionary<string, double> _figures = new(StringComparer.Ordinal);
+    private readonly HttpClient _control = new() { Timeout = TimeSpan.FromSeconds(30) };
+
+    private Azurite? _azurite;
+    private ChildProcess? _upstream;
+    private ChildProcess? _gateway;
+    private RssSampler? _gatewaySampler;
+    private ServiceProvider? _services;
+    private LoadClient? _client;
+    private string _apiKey = "";
+    private string _upstreamBase = "";
+    private string _gatewayBase = "";
+    private string _gatewayDll = "";
+    private LoadClient.Worker[] _workers = [];
+
+    public Bench(Options options)
+    {
+        _o = options;
+        _repo = RepoPaths.FindRoot(options.Repo);
+        _outDir = options.OutDir ?? Path.Combine(_repo, "artifacts", "bench");
+        _work = Path.Combine(Path.GetTempPath(), "melious-loadbench-" + Environment.ProcessId.ToString(CultureInfo.InvariantCulture));
+    }
+
+    private int Pid(ChildProcess? p) => p?.Pid ?? 0;
+
+    private CpuSnapshot Cpu() => new(
+        _gateway is null ? 0 : ProcStats.CpuMs(_gateway.Pid),
+        _upstream is null ? 0 : ProcStats.CpuMs(_upstream.Pid),
+        _azurite is null ? 0 : ProcStats.CpuMs(_azurite.Process.Pid),
+        ProcStats.CpuMs(Environment.ProcessId));
+
+    public async Task<int> RunAsync()
+    {
+        Directory.CreateDirectory(_outDir);
+        Directory.CreateDirectory(_work);
+        PrintHeader();
+
+        _gatewayDll = _o.GatewayDll ?? Path.Combine(_repo, "src", "Melious.SelfHost", "bin", "Release", "net10.0", "Melious.SelfHost.dll");
+        if (!File.Exists(_gatewayDll))
+        {
+            throw new InvalidOperationException($"{_gatewayDll} not found: run `dotnet build -c Release src/Melious.SelfHost` (scripts/bench.sh does)");
+        }
+
+        var azuriteExe = _o.AzuriteExe ?? Path.Combine(_repo, "tools", "node_modules", ".bin", "azurite");
+        if (!File.Exists(azuriteExe))
+        {
+            throw new InvalidOperationException($"{azuriteExe} not found: run `cd tools && npm install` (scripts/bench.sh does)");
+        }
+
+        Step("starting Azurite (in memory)");
+        _azurite = await Azurite.StartAsync(azuriteExe, Path.Combine(_work, "azurite"));
+        await PrepareStorageAsync();
+
+        Step("starting the scripted upstream (separate process)");
+        await StartUpstreamAsync();
+        var baseScenario = new Scenario(_o.Tokens, _o.TokensPerChunk, 0, 0, false);
+        await SetScenarioAsync(baseScenario);
+
+        Step("launching the self-host gateway (Release, separate process)");
+        var firstStart = await LaunchGatewayAsync();
+        _gatewaySampler = new RssSampler(_gateway!.Pid);
+        _client = new LoadClient(_gatewayBase, _upstreamBase, _apiKey)
+        {
+            MessagesBody = BenchRequests.Messages(),
+            CountTokensBody = BenchRequests.CountTokens(),
+            Expected = new ScenarioPayload(baseScenario),
+        };
+        _workers = Enumerable.Range(0, Math.Max(Math.Max(64, _o.SlowStreams), _o.CountTokensConcurrency) + 8).Select(_ => new LoadClient.Worker()).ToArray();
+
+        await CaptureDirectBodyAsync();
+        await GlobalWarmupAsync();
+        var idle = await IdleAsync();
+
+        var settings = new List<Setting>();
+        foreach (var c in new[] { 1, 32 })
+        {
+            foreach (var d in new[] { 0, 5 })
+            {
+                foreach (var tool in new[] { false, true })
+                {
+                    var s = new Setting(c, d, tool);
+                    if (_o.Only.Count == 0 || _o.Only.Contains(s.Label))
+                    {
+                        settings.Add(s);
+                    }
+                }
+            }
+        }
+
+        foreach (var setting in settings)
+        {
+            await RunSettingAsync(setting, idle);
+        }
+
+        if (!_o.SkipCountTokens)
+        {
+            await CountTokensAsync();
+        }
+
+        if (!_o.SkipSlow)
+        {
+            await SlowStreamsAsync();
+        }
+
+        var starts = new List<StartResult> { firstStart };
+        for (var i = 1; i < _o.Launches; i++)
+        {
+            StopGateway();
+            await Task.Delay(300);
+            starts.Add(await LaunchGatewayAsync());
+        }
+
+        ReportStarts(starts);
+        var misses = ReportTargets();
+        var file = Path.Combine(_outDir, "loadbench.json");
+        await File.WriteAllTextAsync(file, _results.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        Console.WriteLine($"\nAll figures as JSON: {file}");
+        Console.WriteLine($"Gateway log lines with warn/fail: {_gateway?.WarningLines ?? 0}");
+        return 0;
+    }
+
+    private void PrintHeader()
+    {
+        Console.WriteLine("Melious gateway load bench" + (_o.Quick ? " (--quick smoke run: figures are indicative only)" : ""));
+        Console.WriteLine($"machine: {Environment.ProcessorCount} cores, {RuntimeInformation.OSDescription}, .NET {Environment.Version}, CLK_TCK={ProcStats.ClockTicks}");
+        Console.WriteLine($"per setting: {_o.MeasureSeconds:0.#} s measured per path in {_o.Rounds} ABBA rounds (gateway and direct slices alternate), {_o.Tokens} tokens, {_o.TokensPerChunk} token(s)/chunk");
+        var body = BenchRequests.Messages();
+        Console.WriteLine($"request: {body.Length / 1024.0:0.0} KB Messages body, {BenchRequests.ToolCount} tools, model {BenchRequests.Model}; count_tokens body {BenchRequests.CountTokens().Length / 1024.0:0.0} KB");
+    }
+
+    private static void Step(string text) => Console.WriteLine($"[{DateTime.Now:HH:mm:ss}] {text}");
+
+    private async Task PrepareStorageAsync()
+    {
+        var config = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Melious:Storage:ConnectionString"] = _azurite!.ConnectionString,
+        }).Build();
+        _services = new ServiceCollection().AddLogging().AddMeliousGateway(config).BuildServiceProvider();
+        var storage = _services.GetRequiredService<StorageClients>();
+        foreach (var table in TableNames.All)
+        {
+            await storage.Table(table).CreateIfNotExistsAsync();
+        }
+
+        await storage.Queue("usage-events").CreateIfNotExistsAsync();
+        var (key, _) = await _services.GetRequiredService<ApiKeyStore>().CreateAsync("bench", "loadbench", null, CancellationToken.None);
+        _apiKey = key;
+    }
+
+    private async Task StartUpstreamAsync()
+    {
+        var port = Net.FreePort();
+        var (file, prefix) = RepoPaths.Self();
+        _upstream = ChildProcess.Start("upstream", file,
+            [.. prefix, "upstream", "--port", port.ToString(CultureInfo.InvariantCulture), "--parent", Environment.ProcessId.ToString(CultureInfo.InvariantCulture)],
+            new Dictionary<string, string> { ["DOTNET_gcServer"] = "0", ["DOTNET_TieredPGO"] = "1" });
+        _upstreamBase = $"http://127.0.0.1:{port}";
+        await Net.WaitOpenAsync(port, TimeSpan.FromSeconds(30), _upstream);
+        (await _control.GetAsync(_upstreamBase + "/health")).EnsureSuccessStatusCode();
+    }
+
+    private async Task SetScenarioAsync(Scenario scenario)
+    {
+        using var response = await _control.PostAsync($"{_upstreamBase}/control/scenario?{scenario.Query}", null);
+        response.EnsureSuccessStatusCode();
+        if (_client is not null)
+        {
+            _client.Expected = new ScenarioPayload(scenario);
+        }
+    }
+
+    private async Task<JsonNode?> UpstreamStatsAsync(bool reset = false) =>
+        JsonNode.Parse(await _control.GetStringAsync(_upstreamBase + "/control/stats" + (reset ? "?reset=1" : "")));
+
+    private sealed record StartResult(double ListeningMs, double FirstServedMs, double RssMb, int Threads);
+
+    /// <summary>Starts the self-host and polls until a streamed /v1/messages succeeds; measures launch → that moment.</summary>
+    private async Task<StartResult> LaunchGatewayAsync()
+    {
+        var port = Net.FreePort();
+        _gatewayBase = $"http://127.0.0.1:{port}";
+        var env = new Dictionary<string, string>
+        {
+            ["ASPNETCORE_URLS"] = _gatewayBase,
+            ["DOTNET_NOLOGO"] = "1",
+            ["Melious__Storage__ConnectionString"] = _azurite!.ConnectionString,
+            ["Melious__Upstream__BaseUrl"] = _upstreamBase + "/v1",
+            ["Melious__Models__Main"] = MainModel,
+            ["Melious__Models__Secondary"] = SecondaryModel,
+            ["Melious__Models__Lightweight"] = LightModel,
+            ["Melious__Usage__SpoolDirectory"] = Path.Combine(_work, "usage-spool"),
+        };
+
+        // The working directory is the build output, so the self-host reads its appsettings.json (log levels)
+        // exactly as `cd bin/Release/net10.0 && dotnet Melious.SelfHost.dll` or a container would.
+        var dir = Path.GetDirectoryName(_gatewayDll)!;
+        var messages = new Uri(_gatewayBase + "/v1/messages?beta=true");
+        using var probe = new LoadClient(_gatewayBase, _upstreamBase, _apiKey) { Expected = _client?.Expected ?? new ScenarioPayload(new Scenario(_o.Tokens, _o.TokensPerChunk, 0, 0, false)) };
+        var body = BenchRequests.Messages();
+        var worker = new LoadClient.Worker();
+        _gateway = ChildProcess.Start("gateway", "dotnet", [_gatewayDll], env, dir);
+        var start = _gateway.StartTimestamp;
+        double listening = double.NaN;
+        var deadline = Stopwatch.GetTimestamp() + 60 * Stopwatch.Frequency;
+        string? last = null;
+        while (Stopwatch.GetTimestamp() < deadline)
+        {
+            if (_gateway.HasExited)
+            {
+                throw new InvalidOperationException("the gateway exited during start:\n" + _gateway.Output);
+            }
+
+            var sample = await probe.GatewayAsync(worker, messages, body, CancellationToken.None);
+            var now = Stopwatch.GetTimestamp();
+            if (sample.Error is null)
+            {
+                var served = Distribution.TicksToMs(now - start);
+                if (double.IsNaN(listening))
+                {
+                    listening = served;
+                }
+
+                await Task.Delay(200);
+                var status = ProcStats.ReadStatus(_gateway.Pid);
+                Console.WriteLine($"  gateway pid {_gateway.Pid} on {_gatewayBase}: first HTTP answer {Fmt.N(listening, 0)} ms, first served /v1/messages {Fmt.N(served, 0)} ms after launch; RSS {Fmt.N(status.RssMb, 1)} MB, {status.Threads} threads");
+                return new StartResult(listening, served, status.RssMb, status.Threads);
+            }
+
+            if (double.IsNaN(listening) && !sample.Error.StartsWith("HttpRequestException", StringComparison.Ordinal))
+            {
+                listening = Distribution.TicksToMs(now - start);
+            }
+
+            last = sample.Error;
+            await Task.Delay(5);
+        }
+
+        throw new InvalidOperationException($"the gateway served no request within 60 s (last: {last}):\n{_gateway.Output}");
+    }
+
+    private void StopGateway()
+    {
+        _gatewaySampler?.Dispose();
+        _gatewaySampler = null;
+        _gateway?.Dispose();
+    }
+
+    /// <summary>Asks the upstream to keep the next body, sends one request through the gateway, replays that body directly.</summary>
+    private async Task CaptureDirectBodyAsync()
+    {
+        (await _control.PostAsync(_upstreamBase + "/control/capture", null)).EnsureSuccessStatusCode();
+        var sample = await _client!.GatewayAsync(_workers[0], new Uri(_gatewayBase + "/v1/messages?beta=true"), _client.MessagesBody, CancellationToken.None);
+        if (sample.Error is not null)
+        {
+            throw new InvalidOperationException("capture request failed: " + sample.Error);
+        }
+
+        _client.DirectBody = await _control.GetByteArrayAsync(_upstreamBase + "/control/captured");
+        using var doc = JsonDocument.Parse(_client.DirectBody);
+        var root = doc.RootElement;
+        Console.WriteLine($"  direct baseline body: the gateway's own upstream request, captured: {_client.DirectBody.Length / 1024.0:0.0} KB, model {root.GetProperty("model").GetString()}, {root.GetProperty("messages").GetArrayLength()} messages, {(root.TryGetProperty("tools", out var t) ? t.GetArrayLength() : 0)} tools, stream={root.GetProperty("stream")}");
+    }
+
+    private async Task GlobalWarmupAsync()
+    {
+        Step($"warm-up: {_o.WarmupRequests} requests per path (gateway, direct), with and without a tool call");
+        foreach (var tool in new[] { false, true })
+        {
+            await SetScenarioAsync(new Scenario(_o.Tokens, _o.TokensPerChunk, 0, 0, tool));
+            foreach (var target in new[] { Target.Gateway, Target.Direct })
+            {
+                var result = new PathResult();
+                await RunSliceAsync(target, 8, TimeSpan.FromSeconds(60), _o.WarmupRequests / 2, result);
+                if (result.Errors > 0)
+                {
+                    Console.WriteLine($"  warm-up {target}: {result.Errors} errors, first: {result.ErrorKinds.First().Error}");
+                }
+            }
+        }
+
+        await DrainAsync(TimeSpan.FromSeconds(15));
+    }
+
+    private async Task<double> IdleAsync()
+    {
+        var before = Cpu();
+        var t0 = Stopwatch.GetTimestamp();
+        await Task.Delay(TimeSpan.FromSeconds(_o.Quick ? 0.5 : 2));
+        var seconds = Distribution.TicksToMs(Stopwatch.GetTimestamp() - t0) / 1000;
+        var rate = (Cpu().Gateway - before.Gateway) / seconds;
+        var status = ProcStats.ReadStatus(_gateway!.Pid);
+        Console.WriteLine($"  gateway idle after warm-up: {Fmt.N(rate, 2)} CPU ms/s, RSS {Fmt.N(status.RssMb, 1)} MB, {status.Threads} threads");
+        _figures["idle_rss_mb"] = status.RssMb;
+        _figures["idle_threads"] = status.Threads;
+        return rate;
+    }
+
+    /// <summary>Runs <paramref name="concurrency"/> closed-loop workers until the duration or request count is used up.</summary>
+    private async Task RunSliceAsync(Target target, int concurrency, TimeSpan duration, int maxRequests, PathResult into)
+    {
+        var start = Stopwatch.GetTimestamp();
+        var deadline = start + (long)(duration.TotalSeconds * Stopwatch.Frequency);
+        var issued = 0;
+        var cpuBefore = Cpu();
+        var tasks = new Task[concurrency];
+        for (var i = 0; i < concurrency; i++)
+        {
+            var worker = _workers[i];
+            tasks[i] = Task.Run(async () =>
+            {
+                while (Stopwatch.GetTimestamp() < deadline && Interlocked.Increment(ref issued) <= maxRequests)
+                {
+                    var sample = await _client!.SendAsync(target, worker, CancellationToken.None);
+                    lock (into.Samples)
+                    {
+                        into.Samples.Add(sample);
+                    }
+                }
+            });
+        }
+
+        await Task.WhenAll(tasks);
+        into.WallSeconds += Distribution.TicksToMs(Stopwatch.GetTimestamp() - start) / 1000;
+        into.Cpu += Cpu() - cpuBefore;
+    }
+
+    /// <summary>Waits until the usage queue is empty and the gateway is quiet again (bounded).</summary>
+    private async Task<double> DrainAsync(TimeSpan max)
+    {
+        var queue = _services!.GetRequiredService<StorageClients>().Queue("usage-events");
+        var start = Stopwatch.GetTimestamp();
+        var deadline = start + (long)(max.TotalSeconds * Stopwatch.Frequency);
+        while (Stopwatch.GetTimestamp() < deadline)
+        {
+            var depth = (await queue.GetPropertiesAsync()).Value.ApproximateMessagesCount;
+            var before = ProcStats.CpuMs(_gateway!.Pid);
+            await Task.Delay(250);
+            var busy = ProcStats.CpuMs(_gateway.Pid) - before;
+            if (depth == 0 && busy <= 10)
+            {
+                break;
+            }
+        }
+
+        return Distribution.TicksToMs(Stopwatch.GetTimestamp() - start) / 1000;
+    }
+
+    private async Task RunSettingAsync(Setting setting, double idleCpuPerSecond)
+    {
+        var scenario = new Scenario(_o.Tokens, _o.TokensPerChunk, setting.DelayMs, 0, setting.Tool);
+        Step($"setting {setting.Label}: C={setting.Concurrency}, {scenario.Label}");
+        await SetScenarioAsync(scenario);
+
+        // A short warm-up of this exact setting (connections opened, the delay path jitted).
+        var warm = new PathResult();
+        foreach (var target in new[] { Target.Gateway, Target.Direct })
+        {
+            await RunSliceAsync(target, setting.Concurrency, TimeSpan.FromSeconds(_o.Quick ? 0.3 : 1.5), Math.Max(2 * setting.Concurrency, 20), warm);
+        }
+
+        await DrainAsync(TimeSpan.FromSeconds(15));
+        var gateway = new PathResult();
+        var direct = new PathResult();
+        await UpstreamStatsAsync(reset: true);
+        _gatewaySampler!.Reset();
+        var threadsBefore = ProcStats.ReadStatus(_gateway!.Pid).Threads;
+        var cpuStart = Cpu();
+        var t0 = Stopwatch.GetTimestamp();
+        var slice = TimeSpan.FromSeconds(_o.MeasureSeconds / _o.Rounds);
+        for (var round = 0; round < _o.Rounds; round++)
+        {
+            // ABBA: G D, D G, G D, … so drift and ordering effects fall on both paths alike.
+            var order = round % 2 == 0 ? new[] { (Target.Gateway, gateway), (Target.Direct, direct) } : [(Target.Direct, direct), (Target.Gateway, gateway)];
+            foreach (var (target, into) in order)
+            {
+                await RunSliceAsync(target, setting.Concurrency, slice, 1_000_000, into);
+            }
+        }
+
+        var measuredSeconds = Distribution.TicksToMs(Stopwatch.GetTimestamp() - t0) / 1000;
+        var peak = _gatewaySampler.Read();
+        var drainSeconds = await DrainAsync(TimeSpan.FromSeconds(30));
+        var cpuAll = Cpu() - cpuStart;
+        var upstreamStats = await UpstreamStatsAsync();
+
+        // Gateway CPU per request: everything the gateway process burned from the first slice until the usage
+        // queue was drained (its own request work, the usage publisher and consumer, GC, JIT), less idle burn.
+        var gwCpuTotal = cpuAll.Gateway - idleCpuPerSecond * (measuredSeconds + drainSeconds);
+        var gwCpuPerRequest = gwCpuTotal / Math.Max(1, gateway.Samples.Count);
+        var gwCpuInSlices = gateway.Cpu.Gateway / Math.Max(1, gateway.Samples.Count);
+        var upstreamPerRequest = (gateway.Cpu.Upstream + direct.Cpu.Upstream) / Math.Max(1, gateway.Samples.Count + direct.Samples.Count);
+        var upstreamCoresDirect = direct.Cpu.Upstream / 1000 / Math.Max(1e-9, direct.WallSeconds);
+        var clientCoresDirect = direct.Cpu.Client / 1000 / Math.Max(1e-9, direct.WallSeconds);
+        var azuritePerRequest = cpuAll.Azurite / Math.Max(1, gateway.Samples.Count);
+        var clientPerGw = gateway.Cpu.Client / Math.Max(1, gateway.Samples.Count);
+        var clientPerDirect = direct.Cpu.Client / Math.Max(1, direct.Samples.Count);
+        var addedTtft = gateway.Ttft.P(0.5) - direct.Ttft.P(0.5);
+        var ratio = gateway.Rps / direct.Rps;
+
+        var sb = new StringBuilder();
+        sb.AppendLine($"  ┌ {setting.Label}: concurrency {setting.Concurrency}, {scenario.Label} ({scenario.CompletionTokens} output tokens reported)");
+        sb.AppendLine($"  │ {"",-24}{"gateway",12}{"direct",12}{"gw − direct",14}");
+        void Row(string name, double g, double d, string? delta = null) =>
+            sb.AppendLine($"  │ {name,-24}{Fmt.N(g),12}{Fmt.N(d),12}{delta ?? Fmt.Signed(g - d),14}");
+        Row("TTFT p50 (ms)", gateway.Ttft.P(0.5), direct.Ttft.P(0.5));
+        Row("TTFT p95 (ms)", gateway.Ttft.P(0.95), direct.Ttft.P(0.95));
+        Row("TTFT p99 (ms)", gateway.Ttft.P(0.99), direct.Ttft.P(0.99));
+        Row("total p50 (ms)", gateway.Total.P(0.5), direct.Total.P(0.5));
+        Row("total p95 (ms)", gateway.Total.P(0.95), direct.Total.P(0.95));
+        Row("total p99 (ms)", gateway.Total.P(0.99), direct.Total.P(0.99));
+        Row("requests/s", gateway.Rps, direct.Rps, "×" + Fmt.N(ratio, 3));
+        sb.AppendLine($"  │ {"requests (errors)",-24}{$"{gateway.Samples.Count} ({gateway.Errors})",12}{$"{direct.Samples.Count} ({direct.Errors})",12}");
+        sb.AppendLine($"  │ gateway CPU/request: {Fmt.N(gwCpuPerRequest, 3)} ms incl. usage pipeline + drain ({Fmt.N(gwCpuInSlices, 3)} ms inside its own slices); peak RSS {Fmt.N(peak.PeakRssMb, 1)} MB (sampled {Fmt.N(peak.SampledPeakMb, 1)}, VmHWM {Fmt.N(peak.HwmMb, 1)}); threads {threadsBefore} → peak {peak.PeakThreads}");
+        sb.AppendLine($"  │ other CPU/request: upstream {Fmt.N(upstreamPerRequest, 3)} ms, azurite {Fmt.N(azuritePerRequest, 3)} ms per gateway request, client {Fmt.N(clientPerGw, 3)} ms (gateway path) / {Fmt.N(clientPerDirect, 3)} ms (direct)");
+        sb.AppendLine($"  │ direct phases: upstream busy {Fmt.N(upstreamCoresDirect, 2)} cores, client {Fmt.N(clientCoresDirect, 2)} cores of {Environment.ProcessorCount}; upstream served {upstreamStats?["requests"]} requests, max {upstreamStats?["max_active"]} at once; drain {Fmt.N(drainSeconds, 1)} s");
+        foreach (var (error, count) in gateway.ErrorKinds.Take(3))
+        {
+            sb.AppendLine($"  │ gateway error ×{count}: {error}");
+        }
+
+        foreach (var (error, count) in direct.ErrorKinds.Take(3))
+        {
+            sb.AppendLine($"  │ direct error ×{count}: {error}");
+        }
+
+        sb.Append("  └");
+        Console.WriteLine(sb.ToString());
+
+        var json = new JsonObject
+        {
+            ["kind"] = "stream",
+            ["setting"] = setting.Label,
+            ["concurrency"] = setting.Concurrency,
+            ["tokens"] = scenario.Tokens,
+            ["tokens_per_chunk"] = scenario.TokensPerChunk,
+            ["delay_ms"] = setting.DelayMs,
+            ["tool"] = setting.Tool,
+            ["gateway"] = gateway.ToJson(),
+            ["direct"] = direct.ToJson(),
+            ["added_ttft_p50_ms"] = Distribution.Round(addedTtft),
+            ["added_total_p50_ms"] = Distribution.Round(gateway.Total.P(0.5) - direct.Total.P(0.5)),
+            ["throughput_ratio"] = Distribution.Round(ratio),
+            ["gateway_cpu_ms_per_request"] = Distribution.Round(gwCpuPerRequest),
+            ["gateway_cpu_ms_per_request_in_slices"] = Distribution.Round(gwCpuInSlices),
+            ["gateway_peak_rss_mb"] = Distribution.Round(peak.PeakRssMb, 1),
+            ["gateway_threads_peak"] = peak.PeakThreads,
+            ["errors"] = gateway.Errors + direct.Errors,
+            ["upstream_cpu_ms_per_request"] = Distribution.Round(upstreamPerRequest),
+            ["upstream_cores_direct"] = Distribution.Round(upstreamCoresDirect),
+            ["client_cores_direct"] = Distribution.Round(clientCoresDirect),
+            ["azurite_cpu_ms_per_gateway_request"] = Distribution.Round(azuritePerRequest),
+            ["client_cpu_ms_per_request"] = new JsonObject { ["gateway"] = Distribution.Round(clientPerGw), ["direct"] = Distribution.Round(clientPerDirect) },
+        };
+        Emit(json);
+        _figures[$"{setting.Label}.added_ttft_p50"] = addedTtft;
+        _figures[$"{setting.Label}.ratio"] = ratio;
+        _figures[$"{setting.Label}.cpu"] = gwCpuPerRequest;
+        _figures[$"{setting.Label}.rss"] = peak.PeakRssMb;
+        _figures[$"{setting.Label}.errors"] = gateway.Errors + direct.Errors;
+    }
+
+    private void Emit(JsonObject json)
+    {
+        _results.Add(json.DeepClone());
+        Console.WriteLine("BENCH_JSON " + json.ToJsonString());
+    }
+
+    private async Task CountTokensAsync()
+    {
+        Step($"count_tokens: {BenchRequests.ToolCount}-tool body ({_client!.CountTokensBody.Length / 1024.0:0.0} KB), concurrency {_o.CountTokensConcurrency}, {_o.CountTokensSeconds:0.#} s");
+        var warm = new PathResult();
+        await RunSliceAsync(Target.CountTokens, _o.CountTokensConcurrency, TimeSpan.FromSeconds(30), _o.Quick ? 200 : 1000, warm);
+        var result = new PathResult();
+        _gatewaySampler!.Reset();
+        await RunSliceAsync(Target.CountTokens, _o.CountTokensConcurrency, TimeSpan.FromSeconds(_o.CountTokensSeconds), 10_000_000, result);
+        var peak = _gatewaySampler.Read();
+        var cpu = result.Cpu.Gateway / Math.Max(1, result.Samples.Count);
+        var gwCores = result.Cpu.Gateway / 1000 / result.WallSeconds;
+        var clientCores = result.Cpu.Client / 1000 / result.WallSeconds;
+        Console.WriteLine($"  count_tokens: {Fmt.N(result.Rps, 0)} req/s, latency p50 {Fmt.N(result.Total.P(0.5))} ms p99 {Fmt.N(result.Total.P(0.99))} ms, {result.Samples.Count} requests, {result.Errors} errors; gateway {Fmt.N(cpu, 3)} CPU ms/request ({Fmt.N(gwCores, 2)} cores), client {Fmt.N(clientCores, 2)} cores; peak RSS {Fmt.N(peak.PeakRssMb, 1)} MB");
+        foreach (var (error, count) in result.ErrorKinds.Take(3))
+        {
+            Console.WriteLine($"  error ×{count}: {error}");
+        }
+
+        Emit(new JsonObject
+        {
+            ["kind"] = "count_tokens",
+            ["tools"] = BenchRequests.ToolCount,
+            ["body_bytes"] = _client.CountTokensBody.Length,
+            ["concurrency"] = _o.CountTokensConcurrency,
+            ["rps"] = Distribution.Round(result.Rps, 1),
+            ["latency_ms"] = result.Total.ToJson(),
+            ["requests"] = result.Samples.Count,
+            ["errors"] = result.Errors,
+            ["gateway_cpu_ms_per_request"] = Distribution.Round(cpu),
+            ["gateway_cores"] = Distribution.Round(gwCores),
+            ["client_cores"] = Distribution.Round(clientCores),
+            ["gateway_peak_rss_mb"] = Distribution.Round(peak.PeakRssMb, 1),
+        });
+        _figures["count_tokens.rps"] = result.Rps;
+        _figures["count_tokens.errors"] = result.Errors;
+    }
+
+    private async Task SlowStreamsAsync()
+    {
+        var n = _o.SlowStreams;
+        var scenario = new Scenario(_o.SlowTokens, 1, 1000, 0, false);
+        Step($"slow streams: {n} concurrent, {scenario.Tokens} tokens at one token per second (~{scenario.Tokens} s each)");
+        await SetScenarioAsync(scenario);
+        await DrainAsync(TimeSpan.FromSeconds(20));
+        await Task.Delay(1000);
+        var before = ProcStats.ReadStatus(_gateway!.Pid);
+        await UpstreamStatsAsync(reset: true);
+        _gatewaySampler!.Reset();
+        var cpuBefore = Cpu();
+        var t0 = Stopwatch.GetTimestamp();
+
+        var samples = new Sample[n];
+        var messages = new Uri(_gatewayBase + "/v1/messages?beta=true");
+        var streams = new Task[n];
+        var probes = new List<double>();
+        var probeErrors = 0;
+        using var stopProbe = new CancellationTokenSource();
+        var tiny = BenchRequests.TinyCountTokens();
+        var probeWorker = new LoadClient.Worker();
+        var probeTask = Task.Run(async () =>
+        {
+            // Thread-pool health: a tiny count_tokens every 250 ms must stay fast while the streams run.
+            while (!stopProbe.IsCancellationRequested)
+            {
+                var s = await _client!.CountTokensAsync(probeWorker, tiny, CancellationToken.None);
+                lock (probes)
+                {
+                    if (s.Error is null)
+                    {
+                        probes.Add(Distribution.TicksToMs(s.TotalTicks));
+                    }
+                    else
+                    {
+                        probeErrors++;
+                    }
+                }
+
+                try
+                {
+                    await Task.Delay(250, stopProbe.Token);
+                }
+                catch (OperationCanceledException)
+                {
+                }
+            }
+        });
+
+        // Ramp up over ~2 s (50 streams per 100 ms) so the listen backlogs are not the thing being measured.
+        for (var i = 0; i < n; i++)
+        {
+            var index = i;
+            var worker = _workers[i];
+            streams[i] = Task.Run(async () => samples[index] = await _client!.GatewayAsync(worker, messages, _client.MessagesBody, CancellationToken.None));
+            if (i % 50 == 49)
+            {
+                await Task.Delay(100);
+            }
+        }
+
+        var midThreads = 0;
+        var monitor = Task.Run(async () =>
+        {
+            while (!streams.All(t => t.IsCompleted))
+            {
+                midThreads = Math.Max(midThreads, ProcStats.ReadStatus(_gateway.Pid).Threads);
+                await Task.Delay(500);
+            }
+        });
+        var all = Task.WhenAll(streams);
+        if (await Task.WhenAny(all, Task.Delay(TimeSpan.FromSeconds(scenario.Tokens + 60))) != all)
+        {
+            Console.WriteLine("  slow streams did not finish in time; counting unfinished ones as errors");
+        }
+
+        await monitor.WaitAsync(TimeSpan.FromSeconds(5)).ContinueWith(_ => { });
+        var wall = Distribution.TicksToMs(Stopwatch.GetTimestamp() - t0) / 1000;
+        var peak = _gatewaySampler.Read();
+        var upstreamStats = await UpstreamStatsAsync();
+        stopProbe.Cancel();
+        await probeTask;
+        await Task.Delay(3000);
+        var after = ProcStats.ReadStatus(_gateway.Pid);
+        var cpu = Cpu() - cpuBefore;
+
+        var finished = samples.Where((s, i) => streams[i].IsCompletedSuccessfully).ToList();
+        var ok = finished.Where(s => s.Error is null).ToList();
+        var errors = n - ok.Count;
+        var ttft = new Distribution(ok.Select(s => Distribution.TicksToMs(s.TtftTicks)));
+        var total = new Distribution(ok.Select(s => Distribution.TicksToMs(s.TotalTicks)));
+        var probe = new Distribution(probes);
+        Console.WriteLine($"  {ok.Count}/{n} streams valid, {errors} errors; upstream saw max {upstreamStats?["max_active"]} concurrent streams");
+        Console.WriteLine($"  stream TTFT p50 {Fmt.N(ttft.P(0.5))} ms p99 {Fmt.N(ttft.P(0.99))} ms max {Fmt.N(ttft.Max)} ms; total p50 {Fmt.N(total.P(0.5) / 1000, 2)} s max {Fmt.N(total.Max / 1000, 2)} s (upstream pacing {scenario.Tokens} s)");
+        Console.WriteLine($"  probe (tiny count_tokens every 250 ms during the streams): p50 {Fmt.N(probe.P(0.5))} ms p99 {Fmt.N(probe.P(0.99))} ms max {Fmt.N(probe.Max)} ms, {probe.Count} ok, {probeErrors} errors");
+        Console.WriteLine($"  gateway RSS: before {Fmt.N(before.RssMb, 1)} MB, peak {Fmt.N(peak.PeakRssMb, 1)} MB (VmHWM {Fmt.N(peak.HwmMb, 1)}), after {Fmt.N(after.RssMb, 1)} MB; threads: before {before.Threads}, peak {Math.Max(peak.PeakThreads, midThreads)}, after {after.Threads}");
+        Console.WriteLine($"  gateway CPU {Fmt.N(cpu.Gateway / 1000, 2)} s over {Fmt.N(wall, 1)} s ({Fmt.N(cpu.Gateway / Math.Max(1, n), 2)} ms per stream)");
+        foreach (var group in samples.Where(s => s.Error is not null).GroupBy(s => s.Error).Take(3))
+        {
+            Console.WriteLine($"  error ×{group.Count()}: {group.Key}");
+        }
+
+        Emit(new JsonObject
+        {
+            ["kind"] = "slow_streams",
+            ["streams"] = n,
+            ["tokens_per_stream"] = scenario.Tokens,
+            ["ok"] = ok.Count,
+            ["errors"] = errors,
+            ["upstream_max_concurrent"] = upstreamStats?["max_active"]?.DeepClone(),
+            ["ttft_ms"] = ttft.ToJson(),
+            ["total_ms"] = total.ToJson(),
+            ["probe_ms"] = probe.ToJson(),
+            ["probe_errors"] = probeErrors,
+            ["gateway_rss_mb"] = new JsonObject { ["before"] = Distribution.Round(before.RssMb, 1), ["peak"] = Distribution.Round(peak.PeakRssMb, 1), ["after"] = Distribution.Round(after.RssMb, 1) },
+            ["gateway_threads"] = new JsonObject { ["before"] = before.Threads, ["peak"] = Math.Max(peak.PeakThreads, midThreads), ["after"] = after.Threads },
+            ["gateway_cpu_ms_per_stream"] = Distribution.Round(cpu.Gateway / Math.Max(1, n)),
+        });
+        _figures["slow.rss"] = peak.PeakRssMb;
+        _figures["slow.errors"] = errors + probeErrors;
+        _figures["slow.streams"] = n;
+    }
+
+    private void ReportStarts(List<StartResult> starts)
+    {
+        var served = new Distribution(starts.Select(s => s.FirstServedMs));
+        Console.WriteLine($"\nStart (process launch → first successful streamed /v1/messages), {starts.Count} launch(es): {string.Join(", ", starts.Select(s => Fmt.N(s.FirstServedMs, 0) + " ms"))}; median {Fmt.N(served.P(0.5), 0)} ms");
+        Emit(new JsonObject
+        {
+            ["kind"] = "start",
+            ["launches"] = starts.Count,
+            ["first_served_ms"] = new JsonArray(starts.Select(s => Distribution.Round(s.FirstServedMs, 1)).ToArray()),
+            ["first_http_answer_ms"] = new JsonArray(starts.Select(s => Distribution.Round(s.ListeningMs, 1)).ToArray()),
+            ["median_first_served_ms"] = Distribution.Round(served.P(0.5), 1),
+            ["rss_after_start_mb"] = Distribution.Round(starts[0].RssMb, 1),
+        });
+        _figures["start.ms"] = served.P(0.5);
+    }
+
+    /// <summary>Prints PASS/MISS against the issue's targets. Never fails the run: figures are printed, not asserted.</summary>
+    private int ReportTargets()
+    {
+        double F(string key) => _figures.TryGetValue(key, out var v) ? v : double.NaN;
+        var rss32 = new[] { "c32-d0-text", "c32-d0-tool", "c32-d5-text", "c32-d5-tool" }.Select(l => F(l + ".rss")).Where(v => !double.IsNaN(v)).DefaultIfEmpty(double.NaN).Max();
+        var errors = _figures.Where(kv => kv.Key.EndsWith(".errors", StringComparison.Ordinal) && kv.Key != "slow.errors").Sum(kv => kv.Value);
+        var targets = new (string Name, double Value, string Unit, double Limit, bool AtMost)[]
+        {
+            ("added TTFT p50, C=1, 0 ms, text", F("c1-d0-text.added_ttft_p50"), "ms", 0.5, true),
+            ("throughput C=32, 0 ms, 200 tok, text (× direct)", F("c32-d0-text.ratio"), "×", 0.7, false),
+            ("gateway CPU per 200-token stream (C=32, 0 ms)", F("c32-d0-text.cpu"), "ms", 1.0, true),
+            ("peak RSS at C=32", rss32, "MB", 120, true),
+            ($"{F("slow.streams"):0} slow streams: peak RSS", F("slow.rss"), "MB", 300, true),
+            ($"{F("slow.streams"):0} slow streams: errors", F("slow.errors"), "", 0, true),
+            ("count_tokens (25 tools)", F("count_tokens.rps"), "req/s", 5000, false),
+            ("start → first served request", F("start.ms") / 1000, "s", 1.0, true),
+            ("stream errors (all settings)", errors, "", 0, true),
+        };
+
+        Console.WriteLine("\nTargets (2-core machine; figures are printed, not asserted):");
+        var misses = 0;
+        var json = new JsonArray();
+        foreach (var (name, value, unit, limit, atMost) in targets)
+        {
+            var pass = !double.IsNaN(value) && (atMost ? value <= limit : value >= limit);
+            var verdict = double.IsNaN(value) ? "n/a " : pass ? "PASS" : "MISS";
+            if (verdict == "MISS")
+            {
+                misses++;
+            }
+
+            Console.WriteLine($"  {verdict}  {name,-52} {Fmt.N(value, 3),10} {unit,-6} (target {(atMost ? "≤" : "≥")} {limit.ToString(CultureInfo.InvariantCulture)} {unit})");
+            json.Add(new JsonObject { ["target"] = name, ["value"] = Distribution.Round(value), ["limit"] = limit, ["at_most"] = atMost, ["verdict"] = verdict.Trim() });
+        }
+
+        Emit(new JsonObject { ["kind"] = "targets", ["quick"] = _o.Quick, ["misses"] = misses, ["targets"] = json });
+        return misses;
+    }
+
+    public void Dispose()
+    {
+        _gatewaySampler?.Dispose();
+        _client?.Dispose();
+        _control.Dispose();
+        _gateway?.Dispose();
+        _upstream?.Dispose();
+        _azurite?.Dispose();
+        _services?.Dispose();
+        ChildProcess.KillAll();
+        try
+        {
+            Directory.Delete(_work, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+}

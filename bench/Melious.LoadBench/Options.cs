@@ -1,0 +1,113 @@
+using System.Globalization;
+
+namespace Melious.LoadBench;
+
+/// <summary>Command-line options of the load bench. Every figure has a bounded count or duration.</summary>
+public sealed class Options
+{
+    public bool Quick { get; private set; }
+
+    public string? Repo { get; private set; }
+
+    public string? GatewayDll { get; private set; }
+
+    public string? AzuriteExe { get; private set; }
+
+    public string? OutDir { get; private set; }
+
+    /// <summary>Measured seconds per path (gateway and direct each) per setting.</summary>
+    public double MeasureSeconds { get; private set; } = 10;
+
+    /// <summary>Gateway/direct slices per path (ABBA order), so both paths see the same conditions.</summary>
+    public int Rounds { get; private set; } = 5;
+
+    public int WarmupRequests { get; private set; } = 200;
+
+    public int Tokens { get; private set; } = 200;
+
+    public int TokensPerChunk { get; private set; } = 1;
+
+    /// <summary>Setting filter: comma-separated labels like <c>c1-d0-text</c>, <c>c32-d5-tool</c>; empty = all.</summary>
+    public HashSet<string> Only { get; } = new(StringComparer.OrdinalIgnoreCase);
+
+    public int SlowStreams { get; private set; } = 1000;
+
+    public int SlowTokens { get; private set; } = 20;
+
+    public double CountTokensSeconds { get; private set; } = 5;
+
+    public int CountTokensConcurrency { get; private set; } = 32;
+
+    /// <summary>Gateway launches measured for start → first served request (the main one included).</summary>
+    public int Launches { get; private set; } = 3;
+
+    public bool SkipSlow { get; private set; }
+
+    public bool SkipCountTokens { get; private set; }
+
+    /// <summary>Hard limit for the whole run; the watchdog kills every child and exits 2 after it.</summary>
+    public TimeSpan Deadline { get; private set; } = TimeSpan.FromMinutes(30);
+
+    public static Options Parse(string[] args)
+    {
+        var o = new Options();
+        for (var i = 0; i < args.Length; i++)
+        {
+            string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
+            double Num() => double.Parse(Next(), CultureInfo.InvariantCulture);
+            switch (args[i])
+            {
+                case "--quick":
+                    o.Quick = true;
+                    o.MeasureSeconds = 1;
+                    o.Rounds = 2;
+                    o.WarmupRequests = 50;
+                    o.SlowStreams = 200;
+                    o.SlowTokens = 4;
+                    o.CountTokensSeconds = 1;
+                    o.Launches = 1;
+                    o.Deadline = TimeSpan.FromMinutes(6);
+                    break;
+                case "--repo": o.Repo = Next(); break;
+                case "--gateway-dll": o.GatewayDll = Next(); break;
+                case "--azurite": o.AzuriteExe = Next(); break;
+                case "--out": o.OutDir = Next(); break;
+                case "--measure-seconds": o.MeasureSeconds = Num(); break;
+                case "--rounds": o.Rounds = Math.Max(1, (int)Num()); break;
+                case "--warmup": o.WarmupRequests = (int)Num(); break;
+                case "--tokens": o.Tokens = (int)Num(); break;
+                case "--tokens-per-chunk": o.TokensPerChunk = Math.Max(1, (int)Num()); break;
+                case "--only":
+                    foreach (var label in Next().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+                    {
+                        o.Only.Add(label);
+                    }
+
+                    break;
+                case "--slow-streams": o.SlowStreams = (int)Num(); break;
+                case "--slow-tokens": o.SlowTokens = Math.Max(2, (int)Num()); break;
+                case "--count-tokens-seconds": o.CountTokensSeconds = Num(); break;
+                case "--count-tokens-concurrency": o.CountTokensConcurrency = Math.Max(1, (int)Num()); break;
+                case "--launches": o.Launches = Math.Max(1, (int)Num()); break;
+                case "--skip-slow": o.SkipSlow = true; break;
+                case "--skip-count-tokens": o.SkipCountTokens = true; break;
+                case "--deadline-minutes": o.Deadline = TimeSpan.FromMinutes(Num()); break;
+                case "-h" or "--help":
+                    throw new ArgumentException(Usage);
+                default:
+                    throw new ArgumentException($"unknown option {args[i]}\n{Usage}");
+            }
+        }
+
+        return o;
+    }
+
+    public const string Usage = """
+        Melious.LoadBench [--quick] [--repo DIR] [--gateway-dll PATH] [--azurite PATH] [--out DIR]
+                          [--measure-seconds S] [--rounds N] [--warmup N] [--tokens N] [--tokens-per-chunk N]
+                          [--only c1-d0-text,c32-d0-tool,...] [--slow-streams N] [--slow-tokens N]
+                          [--count-tokens-seconds S] [--count-tokens-concurrency C] [--launches N]
+                          [--skip-slow] [--skip-count-tokens] [--deadline-minutes M]
+        Melious.LoadBench upstream --port P [--parent PID]     (the scripted upstream, started by the bench itself)
+        """;
+}

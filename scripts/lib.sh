@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Shared helpers for the scripts in this folder. Source it: . "$(dirname "$0")/lib.sh"
+
+MELIOUS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export MELIOUS_ROOT
+export DOTNET_CLI_TELEMETRY_OPTOUT=1
+export DOTNET_NOLOGO=1
+export DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
+
+log() { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }
+
+# Installs the Node tools (Azurite, Claude Code, the Anthropic TypeScript SDK) into tools/node_modules
+# when they are missing or tools/package.json changed since the last install.
+ensure_node_tools() {
+  local dir="$MELIOUS_ROOT/tools"
+  local stamp="$dir/node_modules/.melious-installed"
+  if [[ -f "$stamp" && "$stamp" -nt "$dir/package.json" && -x "$dir/node_modules/.bin/azurite" ]]; then
+    return 0
+  fi
+  command -v npm >/dev/null || { echo "npm is required (Node.js 18+)" >&2; return 1; }
+  log "Installing Node tools (azurite, @anthropic-ai/claude-code, @anthropic-ai/sdk) into tools/"
+  (cd "$dir" && npm install --no-audit --no-fund --loglevel=error >&2)
+  touch "$stamp"
+}
+
+# Prints a free TCP port on 127.0.0.1.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()' 2>/dev/null \
+    || node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
+}
+
+# wait_for_port PORT SECONDS
+wait_for_port() {
+  local port="$1" seconds="${2:-30}" i
+  for ((i = 0; i < seconds * 10; i++)); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  return 1
+}
+
+# azurite_connection_string BLOB QUEUE TABLE
+azurite_connection_string() {
+  printf 'DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;BlobEndpoint=http://127.0.0.1:%s/devstoreaccount1;QueueEndpoint=http://127.0.0.1:%s/devstoreaccount1;TableEndpoint=http://127.0.0.1:%s/devstoreaccount1;' "$1" "$2" "$3"
+}

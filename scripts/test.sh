@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Runs every test of the repository on a fresh machine: installs the Node tools and the Bicep CLI it needs,
+# checks infra/, builds the Functions app where its packages restore, builds everything else, runs all test
+# projects, and smoke-runs the benchmark. Ends with one line: "tests: N passed, N failed, N skipped".
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$MELIOUS_ROOT"
+
+results="$MELIOUS_ROOT/artifacts/test-results"
+rm -rf "$results"
+mkdir -p "$results"
+
+ensure_node_tools
+
+if [[ -x scripts/check-infra.sh ]]; then
+  log "Checking infra/ with the Bicep CLI (build + lint, warnings fail)"
+  scripts/check-infra.sh
+fi
+
+if [[ -x scripts/build-functions.sh ]]; then
+  log "Building the Azure Functions app where its packages restore"
+  scripts/build-functions.sh
+fi
+
+log "Building the solution (core, self-host, admin CLI, tests, benchmarks)"
+dotnet build Melious.Core.slnf -c Release -nologo -v quiet -clp:ErrorsOnly
+
+status=0
+for project in tests/Melious.Gateway.Tests tests/Melious.Gateway.FunctionalTests; do
+  name="$(basename "$project")"
+  log "Testing $name"
+  if ! dotnet test "$project" -c Release --no-build -nologo \
+      --logger "trx;LogFileName=$name.trx" --results-directory "$results" \
+      --logger "console;verbosity=normal" 2>&1 | tee "$results/$name.log" | grep -vE '^\s+Passed |^\s*$'; then
+    status=1
+  fi
+  if grep -qE '^(Failed!|Test Run Aborted)|error MSB|Test host process crashed' "$results/$name.log"; then
+    status=1
+  fi
+done
+
+if [[ -x scripts/bench.sh ]]; then
+  log "Benchmark smoke run (figures are printed, not asserted)"
+  scripts/bench.sh --quick || status=1
+fi
+
+# One summary line over all test runs (the trx files are authoritative).
+python3 - "$results" <<'PY' || status=1
+import glob, sys, xml.etree.ElementTree as ET
+passed = failed = skipped = 0
+for path in glob.glob(sys.argv[1] + "/*.trx"):
+    counters = ET.parse(path).getroot().find(".//{*}Counters")
+    if counters is None:
+        continue
+    passed += int(counters.get("passed", 0))
+    failed += int(counters.get("failed", 0)) + int(counters.get("error", 0)) + int(counters.get("timeout", 0)) + int(counters.get("aborted", 0))
+    skipped += int(counters.get("notExecuted", 0))
+print(f"tests: {passed} passed, {failed} failed, {skipped} skipped")
+sys.exit(1 if failed or passed == 0 else 0)
+PY
+exit "$status"

@@ -1,0 +1,210 @@
+using System.CommandLine;
+using System.Globalization;
+using Azure.Data.Tables;
+using Melious.Gateway.Usage;
+
+namespace Melious.Admin;
+
+/// <summary><c>usage report|reconcile</c>: totals from the rollups, and a check of the rollups against the billing rows.</summary>
+internal static class UsageCommands
+{
+    private static readonly string[] Columns = ["requests", "input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens", "cost_nanos"];
+
+    public static Command Create(CliContext cli) => new("usage", "Usage reports and reconciliation.")
+    {
+        Report(cli),
+        Reconcile(cli),
+    };
+
+    private static Command Report(CliContext cli)
+    {
+        var range = new RangeOptions();
+        var by = new Option<string>("--by") { Description = "Group by day, model (upstream model) or session (Claude Code session id).", DefaultValueFactory = _ => "day" };
+        by.AcceptOnlyFromAmong("day", "model", "session");
+        var format = Formats.Option("table", "csv", "json");
+        var command = new Command("report", "Totals per day, model or session and per currency, with a TOTAL line per currency.") { by, format };
+        range.AddTo(command);
+        command.SetAction(cli.Action(async (result, cancellationToken) =>
+        {
+            var (from, to, account) = range.Read(result);
+            var groupBy = result.GetRequiredValue(by);
+            await using var session = await cli.ConnectAsync(result, cancellationToken);
+            var items = new List<(string Key, string Currency, UsageCounters Totals)>();
+            if (groupBy == "session")
+            {
+                await foreach (var row in session.Usage.ReadSessionsAsync(from, to, account, cancellationToken: cancellationToken))
+                {
+                    items.Add((row.SessionId, row.Currency, row.Totals));
+                }
+            }
+            else
+            {
+                await foreach (var row in session.Usage.ReadDailyAsync(from, to, account, cancellationToken))
+                {
+                    items.Add((groupBy == "day" ? row.Day : row.Model, row.Currency, row.Totals));
+                }
+            }
+
+            var report = UsageReport.Build(from, to, groupBy, account, items);
+            switch (result.GetRequiredValue(format))
+            {
+                case "json":
+                    JsonOutput.Write(cli.Out, report.WriteJson);
+                    break;
+                case "csv":
+                    report.WriteCsv(cli.Out);
+                    break;
+                default:
+                    report.WriteTable(cli.Out);
+                    break;
+            }
+
+            return ExitCodes.Success;
+        }));
+        return command;
+    }
+
+    private static Command Reconcile(CliContext cli)
+    {
+        var range = new RangeOptions();
+        var command = new Command(
+            "reconcile",
+            "Compare the usagedaily rollups with the sums of the billing rows per day, account, model and currency. Exit code 0 when equal, 2 when not.");
+        range.AddTo(command);
+        command.SetAction(cli.Action(async (result, cancellationToken) =>
+        {
+            var (from, to, account) = range.Read(result);
+            await using var session = await cli.ConnectAsync(result, cancellationToken);
+
+            var daily = new Dictionary<GroupKey, long[]>();
+            await foreach (var row in session.Usage.ReadDailyAsync(from, to, account, cancellationToken))
+            {
+                Add(daily, new GroupKey(row.Day, row.Account, row.Model, row.Currency.ToUpperInvariant()), FromCounters(row.Totals));
+            }
+
+            var billing = new Dictionary<GroupKey, long[]>();
+            await foreach (var row in session.Usage.ReadBillingAsync(from, to, account, cancellationToken))
+            {
+                Add(billing, BillingKey(row), FromBillingRow(row));
+            }
+
+            var keys = daily.Keys.Union(billing.Keys).Order().ToList();
+            var differences = new TextTable("DAY", "ACCOUNT", "MODEL", "CURRENCY", "COLUMN", "USAGEDAILY", "BILLING", "DIFFERENCE").AlignRight(5, 6, 7);
+            var differing = 0;
+            foreach (var key in keys)
+            {
+                var rollup = daily.GetValueOrDefault(key) ?? new long[Columns.Length];
+                var rows = billing.GetValueOrDefault(key) ?? new long[Columns.Length];
+                var differs = false;
+                for (var i = 0; i < Columns.Length; i++)
+                {
+                    if (rollup[i] != rows[i])
+                    {
+                        differs = true;
+                        differences.Add(
+                            key.Day, key.Account, key.Model, key.Currency, Columns[i],
+                            daily.ContainsKey(key) ? CliValues.Format(rollup[i]) : "(no row)",
+                            billing.ContainsKey(key) ? CliValues.Format(rows[i]) : "(no rows)",
+                            (rollup[i] - rows[i]).ToString("+#;-#;0", CultureInfo.InvariantCulture));
+                    }
+                }
+
+                differing += differs ? 1 : 0;
+            }
+
+            var requests = billing.Values.Sum(v => v[0]);
+            var scope = $"{CliValues.Format(from)} to {CliValues.Format(to)}{(account is null ? "" : ", account " + account)}";
+            if (differing == 0)
+            {
+                cli.Out.WriteLine($"OK: usagedaily equals the billing rows for {scope}: {keys.Count} day/account/model group(s), {requests} request(s).");
+                return ExitCodes.Success;
+            }
+
+            differences.Write(cli.Out);
+            cli.Out.WriteLine($"MISMATCH: {differing} of {keys.Count} day/account/model group(s) differ for {scope}.");
+            return ExitCodes.Differences;
+        }));
+        return command;
+    }
+
+    private static void Add(Dictionary<GroupKey, long[]> sums, GroupKey key, long[] values)
+    {
+        if (!sums.TryGetValue(key, out var sum))
+        {
+            sums[key] = values;
+            return;
+        }
+
+        for (var i = 0; i < sum.Length; i++)
+        {
+            sum[i] += values[i];
+        }
+    }
+
+    private static long[] FromCounters(UsageCounters t) =>
+        [t.Requests, t.InputTokens, t.CacheReadTokens, t.CacheWriteTokens, t.OutputTokens, t.ReasoningTokens, t.CostNanos];
+
+    private static long[] FromBillingRow(TableEntity e) =>
+    [
+        1,
+        Long(e, "InputTokens"),
+        Long(e, "CacheReadTokens"),
+        Long(e, "CacheWriteTokens"),
+        Long(e, "OutputTokens"),
+        Long(e, "ReasoningTokens"),
+        Long(e, "CostNanos"),
+    ];
+
+    /// <summary>The day is the partition's date (<c>{account}|{yyyy-MM-dd}</c>): the same day the rollup used.</summary>
+    private static GroupKey BillingKey(TableEntity e)
+    {
+        var separator = e.PartitionKey.LastIndexOf('|');
+        var day = separator >= 0 ? e.PartitionKey[(separator + 1)..] : "";
+        return new GroupKey(day, Text(e, "Account"), Text(e, "UpstreamModel"), Text(e, "Currency").ToUpperInvariant());
+    }
+
+    private static string Text(TableEntity e, string name) => e.TryGetValue(name, out var value) && value is not null
+        ? Convert.ToString(value, CultureInfo.InvariantCulture) ?? ""
+        : "";
+
+    private static long Long(TableEntity e, string name) => e.TryGetValue(name, out var value) ? value switch
+    {
+        long l => l,
+        int i => i,
+        double d => (long)d,
+        string s when long.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out var parsed) => parsed,
+        _ => 0,
+    } : 0;
+
+    private readonly record struct GroupKey(string Day, string Account, string Model, string Currency) : IComparable<GroupKey>
+    {
+        public int CompareTo(GroupKey other)
+        {
+            var c = string.CompareOrdinal(Day, other.Day);
+            c = c != 0 ? c : string.CompareOrdinal(Account, other.Account);
+            c = c != 0 ? c : string.CompareOrdinal(Model, other.Model);
+            return c != 0 ? c : string.CompareOrdinal(Currency, other.Currency);
+        }
+    }
+
+    /// <summary><c>--from</c>, <c>--to</c> (inclusive UTC days) and <c>--account</c>.</summary>
+    private sealed class RangeOptions
+    {
+        private readonly Option<string> _from = new("--from") { Description = "First day, YYYY-MM-DD (UTC).", Required = true };
+        private readonly Option<string> _to = new("--to") { Description = "Last day, YYYY-MM-DD (UTC, inclusive).", Required = true };
+        private readonly Option<string?> _account = new("--account") { Description = "Only this account." };
+
+        public void AddTo(Command command)
+        {
+            command.Options.Add(_from);
+            command.Options.Add(_to);
+            command.Options.Add(_account);
+        }
+
+        public (DateOnly From, DateOnly To, string? Account) Read(ParseResult result)
+        {
+            var (from, to) = CliValues.DateRange(result.GetValue(_from), result.GetValue(_to));
+            return (from, to, CliValues.OptionalAccount(result.GetValue(_account)));
+        }
+    }
+}

@@ -1,0 +1,46 @@
+using Melious.Gateway;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace Melious.Functions;
+
+/// <summary>The few settings the Functions worker needs on top of <c>AddMeliousGateway</c>.</summary>
+public static class FunctionsHostServiceCollectionExtensions
+{
+    private const string ApplicationInsightsLoggerProvider =
+        "Microsoft.Extensions.Logging.ApplicationInsights.ApplicationInsightsLoggerProvider";
+
+    public static IServiceCollection AddMeliousFunctionsHost(this IServiceCollection services)
+    {
+        // The worker's own Kestrel (the host forwards each request to it) defaults to a 30,000,000-byte body
+        // limit, below the gateway's 32 MiB. The core lifts the limit per request before reading
+        // (IHttpMaxRequestBodySizeFeature), and enforces its own with an Anthropic-shaped 413; this makes the
+        // server-wide default agree, so no path can fail with a bare Kestrel 413 or a proxy RequestBodyDestination error.
+        services.AddOptions<KestrelServerOptions>()
+            .Configure<IOptions<GatewayOptions>>((kestrel, gateway) =>
+            {
+                var needed = gateway.Value.Limits.MaxBodyBytes + 1;
+                if (kestrel.Limits.MaxRequestBodySize is { } limit && limit < needed)
+                {
+                    kestrel.Limits.MaxRequestBodySize = needed;
+                }
+            });
+
+        // The Application Insights SDK adds a Warning-only filter for its logger; drop it so the "Logging"
+        // configuration (appsettings.json, app settings) decides what reaches Application Insights.
+        services.Configure<LoggerFilterOptions>(options =>
+        {
+            var rule = options.Rules.FirstOrDefault(r => r.ProviderName == ApplicationInsightsLoggerProvider);
+            if (rule is not null)
+            {
+                options.Rules.Remove(rule);
+            }
+        });
+
+        services.AddSingleton<UsageQueueRetryPolicy>();
+        services.AddSingleton<UsageMessageProcessor>();
+        return services;
+    }
+}

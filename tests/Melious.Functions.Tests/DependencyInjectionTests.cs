@@ -1,0 +1,103 @@
+using System.Reflection;
+using Melious.Functions.Tests.Infrastructure;
+using Melious.Gateway.Endpoints;
+using Melious.Gateway.Usage;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Azure.Functions.Worker;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace Melious.Functions.Tests;
+
+/// <summary>The worker's service graph: every function class can be created the way the worker creates it.</summary>
+public sealed class DependencyInjectionTests
+{
+    private static readonly Assembly Functions = typeof(MessagesFunction).Assembly;
+
+    public static TheoryData<string> FunctionClasses()
+    {
+        var data = new TheoryData<string>();
+        foreach (var name in FunctionClassNames())
+        {
+            data.Add(name);
+        }
+
+        return data;
+    }
+
+    [Fact]
+    public void EveryFunctionClass_IsFound()
+    {
+        Assert.Equal(
+            ["Melious.Functions.CountTokensFunction", "Melious.Functions.FallbackFunction", "Melious.Functions.MessagesFunction",
+             "Melious.Functions.ModelsFunction", "Melious.Functions.RootFunction", "Melious.Functions.UsageQueueFunction"],
+            FunctionClassNames());
+    }
+
+    [Theory]
+    [MemberData(nameof(FunctionClasses))]
+    public void FunctionClass_IsActivatedFromTheServiceGraph(string functionClass)
+    {
+        using var host = FunctionsTestHost.Build(FunctionsTestHost.OfflineSettings());
+        using var scope = host.Services.CreateScope();
+
+        // The worker activates function classes with ActivatorUtilities from the invocation's services.
+        Assert.NotNull(ActivatorUtilities.CreateInstance(scope.ServiceProvider, Functions.GetType(functionClass, throwOnError: true)!));
+    }
+
+    [Fact]
+    public void GatewayServices_Resolve()
+    {
+        using var host = FunctionsTestHost.Build(FunctionsTestHost.OfflineSettings());
+        var services = host.Services;
+
+        Assert.NotNull(services.GetRequiredService<MessagesEndpoint>());
+        Assert.NotNull(services.GetRequiredService<CountTokensEndpoint>());
+        Assert.NotNull(services.GetRequiredService<ModelsEndpoint>());
+        Assert.NotNull(services.GetRequiredService<RootEndpoint>());
+        Assert.NotNull(services.GetRequiredService<UsageWriter>());
+        Assert.NotNull(services.GetRequiredService<UsageMessageProcessor>());
+        Assert.NotNull(services.GetRequiredService<IOptions<Melious.Gateway.GatewayOptions>>().Value);
+    }
+
+    [Fact]
+    public void WorkerKestrel_AcceptsTheGatewaysLargestBody()
+    {
+        using var host = FunctionsTestHost.Build(FunctionsTestHost.OfflineSettings());
+        var services = host.Services;
+        var gateway = services.GetRequiredService<IOptions<Melious.Gateway.GatewayOptions>>().Value;
+        var kestrel = services.GetRequiredService<IOptions<KestrelServerOptions>>().Value;
+
+        Assert.True(kestrel.Limits.MaxRequestBodySize is null || kestrel.Limits.MaxRequestBodySize > gateway.Limits.MaxBodyBytes);
+        Assert.True(gateway.Limits.MaxBodyBytes >= 32L * 1024 * 1024);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void ApplicationInsightsWarningFilter_IsRemovedByTheFunctionsHost(bool addFunctionsHost)
+    {
+        const string provider = "Microsoft.Extensions.Logging.ApplicationInsights.ApplicationInsightsLoggerProvider";
+        var collection = new ServiceCollection();
+        collection.AddLogging();
+        collection.AddApplicationInsightsTelemetryWorkerService();
+        if (addFunctionsHost)
+        {
+            collection.AddMeliousFunctionsHost();
+        }
+
+        using var services = collection.BuildServiceProvider();
+        var rules = services.GetRequiredService<IOptions<LoggerFilterOptions>>().Value.Rules;
+
+        // Without the Functions host registration the SDK's Warning-only rule is there (the premise); with it, gone.
+        Assert.Equal(!addFunctionsHost, rules.Any(r => r.ProviderName == provider));
+    }
+
+    private static string[] FunctionClassNames() =>
+        Functions.GetTypes()
+            .Where(t => t.GetMethods().Any(m => m.GetCustomAttribute<FunctionAttribute>() is not null))
+            .Select(t => t.FullName!)
+            .Order(StringComparer.Ordinal)
+            .ToArray();
+}

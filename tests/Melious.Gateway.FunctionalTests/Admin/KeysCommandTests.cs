@@ -1,0 +1,181 @@
+using System.Text.Json;
+using Melious.Gateway.Auth;
+using Melious.Gateway.FunctionalTests.Infrastructure;
+using Melious.Gateway.Storage;
+
+namespace Melious.Gateway.FunctionalTests.Admin;
+
+public sealed class KeysCommandTests(AzuriteFixture azurite)
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    [Fact]
+    public async Task Create_PrintsTheKeyAloneOnTheLastLine_AndStoresOnlyItsHash()
+    {
+        await using var admin = new AdminHarness(azurite);
+
+        var result = await admin.RunAsync("keys", "create", "--account", "acme", "--name", "ci runner", "--rpm", "60", "--concurrency", "4", "--budget", "250.50", "--budget-currency", "eur", "--models", "qwen*, glm-4.6");
+
+        Assert.Equal(0, result.ExitCode);
+        Assert.Equal("", result.Stderr);
+        Assert.True(result.StdoutLines.Length >= 2, result.ToString());
+        var key = result.StdoutLines[^1];
+        Assert.StartsWith(ApiKeys.Prefix, key);
+        Assert.Equal(ApiKeys.Prefix.Length + 43, key.Length);
+        Assert.Equal(key, result.Stdout.TrimEnd('\n').Split('\n')[^1]);   // what `tail -n1` gives
+        Assert.Single(result.StdoutLines, l => l.Contains(ApiKeys.Prefix, StringComparison.Ordinal));
+
+        var record = await admin.Get<ApiKeyStore>().FindByHashAsync(ApiKeys.Hash(key), Ct);
+        Assert.NotNull(record);
+        Assert.Equal("acme", record.Account);
+        Assert.Equal("ci runner", record.Name);
+        Assert.True(record.Enabled);
+        Assert.Equal(60, record.RequestsPerMinute);
+        Assert.Equal(4, record.MaxConcurrentStreams);
+        Assert.Equal(250.50m, record.MonthlyBudget);
+        Assert.Equal("EUR", record.BudgetCurrency);
+        Assert.Equal(["qwen*", "glm-4.6"], record.AllowedModels);
+        Assert.Contains(record.KeyId, result.Stdout);
+
+        var rows = await admin.RowsAsync(TableNames.ApiKeys);
+        var row = Assert.Single(rows);
+        Assert.Equal(ApiKeys.Hash(key), row.RowKey);
+        var secret = key[ApiKeys.Prefix.Length..];
+        foreach (var (name, value) in row)
+        {
+            var text = Convert.ToString(value, System.Globalization.CultureInfo.InvariantCulture) ?? "";
+            Assert.DoesNotContain(secret, text);
+            Assert.DoesNotContain(key, text);
+        }
+    }
+
+    [Fact]
+    public async Task List_ShowsIdsAndLimitsButNeverKeys_AndFiltersByAccount()
+    {
+        await using var admin = new AdminHarness(azurite);
+        var first = await CreateAsync(admin, "acme", "alice", "--rpm", "10");
+        var second = await CreateAsync(admin, "acme", "bob");
+        var other = await CreateAsync(admin, "globex", "carol", "--budget", "5");
+
+        var table = await admin.RunAsync("keys", "list");
+        Assert.Equal(0, table.ExitCode);
+        foreach (var key in new[] { first, second, other })
+        {
+            Assert.Contains(KeyId(key), table.Stdout);
+            Assert.DoesNotContain(key, table.Stdout);
+            Assert.DoesNotContain(ApiKeys.Hash(key), table.Stdout);
+        }
+
+        Assert.DoesNotContain(ApiKeys.Prefix, table.Stdout);
+
+        var json = await admin.RunAsync("keys", "list", "--account", "acme", "--format", "json");
+        Assert.Equal(0, json.ExitCode);
+        Assert.DoesNotContain(ApiKeys.Prefix, json.Stdout);
+        using var document = JsonDocument.Parse(json.Stdout);
+        var keys = document.RootElement.EnumerateArray().ToList();
+        Assert.Equal(2, keys.Count);
+        Assert.All(keys, k => Assert.Equal("acme", k.GetProperty("account").GetString()));
+        var alice = Assert.Single(keys, k => k.GetProperty("name").GetString() == "alice");
+        Assert.Equal(KeyId(first), alice.GetProperty("key_id").GetString());
+        Assert.Equal(10, alice.GetProperty("requests_per_minute").GetInt32());
+        Assert.True(alice.GetProperty("enabled").GetBoolean());
+        Assert.Equal(JsonValueKind.Null, alice.GetProperty("monthly_budget").ValueKind);
+
+        var none = await admin.RunAsync("keys", "list", "--account", "nobody", "--format", "json");
+        Assert.Equal(0, none.ExitCode);
+        Assert.Equal(0, JsonDocument.Parse(none.Stdout).RootElement.GetArrayLength());
+    }
+
+    [Fact]
+    public async Task Revoke_DisablesTheKey_AndAnUnknownIdFails()
+    {
+        await using var admin = new AdminHarness(azurite);
+        var key = await CreateAsync(admin, "acme", "laptop");
+        var leaked = await CreateAsync(admin, "acme", "leaked");
+        var store = admin.Get<ApiKeyStore>();
+
+        var result = await admin.RunAsync("keys", "revoke", KeyId(key));
+        Assert.Equal(0, result.ExitCode);
+        Assert.Contains(KeyId(key), result.Stdout);
+        var record = await store.FindByHashAsync(ApiKeys.Hash(key), Ct);
+        Assert.NotNull(record);
+        Assert.False(record.Enabled);
+        Assert.NotNull(record.RevokedAt);
+
+        // A leaked key can be revoked by pasting the key itself; it is hashed, never echoed.
+        var byKey = await admin.RunAsync("keys", "revoke", leaked);
+        Assert.Equal(0, byKey.ExitCode);
+        Assert.DoesNotContain(leaked, byKey.Stdout + byKey.Stderr);
+        Assert.False((await store.FindByHashAsync(ApiKeys.Hash(leaked), Ct))!.Enabled);
+
+        var list = await admin.RunAsync("keys", "list", "--format", "json");
+        Assert.All(JsonDocument.Parse(list.Stdout).RootElement.EnumerateArray(), k => Assert.False(k.GetProperty("enabled").GetBoolean()));
+
+        AdminHarness.AssertOneLineError(await admin.RunAsync("keys", "revoke", "0123456789abcdef"), "no key with id 0123456789abcdef");
+        AdminHarness.AssertOneLineError(await admin.RunAsync("keys", "revoke", "not-a-key-id"), "KEYID");
+        AdminHarness.AssertOneLineError(await admin.RunAsync("keys", "revoke"));
+    }
+
+    [Fact]
+    public async Task SetLimits_ChangesOnlyTheGivenLimits_AndNoBudgetRemovesTheBudget()
+    {
+        await using var admin = new AdminHarness(azurite);
+        var key = await CreateAsync(admin, "acme", "svc", "--rpm", "60", "--budget", "100", "--budget-currency", "EUR");
+        var store = admin.Get<ApiKeyStore>();
+
+        var result = await admin.RunAsync("keys", "set-limits", KeyId(key), "--concurrency", "3", "--models", "a*,b");
+        Assert.Equal(0, result.ExitCode);
+        var record = (await store.FindByHashAsync(ApiKeys.Hash(key), Ct))!;
+        Assert.Equal(60, record.RequestsPerMinute);
+        Assert.Equal(3, record.MaxConcurrentStreams);
+        Assert.Equal(100m, record.MonthlyBudget);
+        Assert.Equal("EUR", record.BudgetCurrency);
+        Assert.Equal(["a*", "b"], record.AllowedModels);
+        Assert.True(record.Enabled);
+
+        Assert.Equal(0, (await admin.RunAsync("keys", "set-limits", KeyId(key), "--no-budget", "--rpm", "0", "--models", "")).ExitCode);
+        record = (await store.FindByHashAsync(ApiKeys.Hash(key), Ct))!;
+        Assert.Null(record.MonthlyBudget);
+        Assert.Equal(0, record.RequestsPerMinute);
+        Assert.Empty(record.AllowedModels);
+        Assert.Equal(3, record.MaxConcurrentStreams);
+
+        Assert.Equal(0, (await admin.RunAsync("keys", "set-limits", KeyId(key), "--budget", "12.345")).ExitCode);
+        Assert.Equal(12.345m, (await store.FindByHashAsync(ApiKeys.Hash(key), Ct))!.MonthlyBudget);
+
+        AdminHarness.AssertOneLineError(await admin.RunAsync("keys", "set-limits", "0123456789abcdef", "--rpm", "5"), "no key");
+        AdminHarness.AssertOneLineError(await admin.RunAsync("keys", "set-limits", KeyId(key)), "nothing to change");
+        AdminHarness.AssertOneLineError(await admin.RunAsync("keys", "set-limits", KeyId(key), "--budget", "1", "--no-budget"));
+        AdminHarness.AssertOneLineError(await admin.RunAsync("keys", "set-limits", KeyId(key), "--budget", "1,5"), "--budget");
+        AdminHarness.AssertOneLineError(await admin.RunAsync("keys", "set-limits", KeyId(key), "--rpm", "-1"), "--rpm");
+        AdminHarness.AssertOneLineError(await admin.RunAsync("keys", "set-limits", KeyId(key), "--budget-currency", "EURO"), "--budget-currency");
+        Assert.Equal(12.345m, (await store.FindByHashAsync(ApiKeys.Hash(key), Ct))!.MonthlyBudget);
+    }
+
+    [Theory]
+    [InlineData("keys", "create", "--name", "x")]
+    [InlineData("keys", "create", "--account", "acme")]
+    [InlineData("keys", "create", "--account", "bad account!", "--name", "x")]
+    [InlineData("keys", "create", "--account", "acme", "--name", "x", "--budget", "-5")]
+    [InlineData("keys", "create", "--account", "acme", "--name", "x", "--rpm", "ten")]
+    [InlineData("keys", "list", "--format", "xml")]
+    public async Task InvalidArguments_FailWithOneLine_AndCreateNothing(params string[] args)
+    {
+        await using var admin = new AdminHarness(azurite);
+
+        AdminHarness.AssertOneLineError(await admin.RunAsync(args));
+
+        var list = await admin.RunAsync("keys", "list", "--format", "json");
+        Assert.Equal(0, list.ExitCode);
+        Assert.Equal(0, JsonDocument.Parse(list.Stdout).RootElement.GetArrayLength());
+    }
+
+    private static async Task<string> CreateAsync(AdminHarness admin, string account, string name, params string[] extra)
+    {
+        var result = await admin.RunAsync(["keys", "create", "--account", account, "--name", name, .. extra]);
+        Assert.True(result.ExitCode == 0, result.ToString());
+        return result.StdoutLines[^1];
+    }
+
+    private static string KeyId(string key) => ApiKeys.KeyIdFromHash(ApiKeys.Hash(key));
+}

@@ -1,0 +1,79 @@
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Http;
+
+namespace Melious.Gateway.FunctionalTests.Infrastructure;
+
+/// <summary>A scripted upstream, a gateway in front of it, and an API key: the unit of most functional tests.</summary>
+public sealed class Scenario : IAsyncDisposable
+{
+    private Scenario(ScriptedUpstream upstream, TestGateway gateway, string key)
+    {
+        Upstream = upstream;
+        Gateway = gateway;
+        Key = key;
+        Client = gateway.Client(key);
+    }
+
+    public ScriptedUpstream Upstream { get; }
+
+    public TestGateway Gateway { get; }
+
+    public string Key { get; }
+
+    public HttpClient Client { get; }
+
+    public static Task<Scenario> StartAsync(AzuriteFixture azurite, params string[] openAIData) =>
+        StartAsync(azurite, (_, context) => Sse.WriteAsync(context, openAIData));
+
+    public static async Task<Scenario> StartAsync(AzuriteFixture azurite, Func<UpstreamRequest, HttpContext, Task> handler, IDictionary<string, string?>? settings = null, bool anthropicUpstream = false)
+    {
+        var upstream = await ScriptedUpstream.StartAsync(handler);
+        var all = new Dictionary<string, string?>(settings ?? new Dictionary<string, string?>());
+        if (anthropicUpstream)
+        {
+            all.TryAdd("Melious:Upstream:Protocol", "anthropic");
+        }
+
+        var gateway = await TestGateway.StartAsync(azurite.ConnectionString, anthropicUpstream ? upstream.BaseUrl : upstream.OpenAIBaseUrl, all);
+        var key = await gateway.CreateKeyAsync();
+        return new Scenario(upstream, gateway, key);
+    }
+
+    public static JsonObject Body(string model = "claude-sonnet-4-5-20250929", bool stream = false, string prompt = "hi", int maxTokens = 200)
+    {
+        var body = new JsonObject
+        {
+            ["model"] = model,
+            ["max_tokens"] = maxTokens,
+            ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = prompt }),
+        };
+        if (stream)
+        {
+            body["stream"] = true;
+        }
+
+        return body;
+    }
+
+    public Task<HttpResponseMessage> PostAsync(JsonNode body, string path = "/v1/messages?beta=true", CancellationToken cancellationToken = default) =>
+        PostAsync(body.ToJsonString(), path, cancellationToken);
+
+    public Task<HttpResponseMessage> PostAsync(string body, string path = "/v1/messages?beta=true", CancellationToken cancellationToken = default)
+    {
+        var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = new StringContent(body, Encoding.UTF8, "application/json") };
+        return Client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken == default ? TestContext.Current.CancellationToken : cancellationToken);
+    }
+
+    public async Task<JsonElement> JsonAsync(HttpResponseMessage response) =>
+        JsonDocument.Parse(await response.Content.ReadAsStringAsync(TestContext.Current.CancellationToken)).RootElement;
+
+    public async ValueTask DisposeAsync()
+    {
+        Client.Dispose();
+        await Gateway.DisposeAsync();
+        await Upstream.DisposeAsync();
+    }
+}

@@ -1,0 +1,65 @@
+using Melious.Gateway.Upstream;
+
+namespace Melious.Gateway.Tests.Upstream;
+
+public sealed class UpstreamErrorsTests
+{
+    private static readonly UpstreamContext Context = new("claude-sonnet-4-5", "qwen3-coder", "sk-upstream-secret", 32_768, 17_000);
+
+    [Theory]
+    [InlineData("This model's maximum context length is 32768 tokens and your request has 40000 input tokens (32000 > 32768 - 40000).", "prompt is too long: 40000 tokens > 32768 maximum")]
+    [InlineData("request (24071 tokens) exceeds the available context size (8192 tokens), try increasing it", "prompt is too long: 24071 tokens > 8192 maximum")]
+    [InlineData("The input (233864 tokens) is longer than the model's context length (202752 tokens).", "prompt is too long: 233864 tokens > 202752 maximum")]
+    [InlineData("This model's maximum context length is 128000 tokens. However, your messages resulted in 130000 tokens.", "prompt is too long: 130000 tokens > 128000 maximum")]
+    public void ContextLengthErrors_BecomePromptIsTooLong(string upstream, string expected)
+    {
+        var error = UpstreamErrors.FromStatus(400, upstream, null, Context);
+        Assert.Equal(400, error.Status);
+        Assert.Equal("invalid_request_error", error.Type);
+        Assert.Equal(expected, error.Message);
+    }
+
+    [Theory]
+    [InlineData(429, 429, "rate_limit_error")]
+    [InlineData(503, 529, "overloaded_error")]
+    [InlineData(502, 529, "overloaded_error")]
+    [InlineData(500, 500, "api_error")]
+    [InlineData(504, 504, "timeout_error")]
+    [InlineData(401, 502, "api_error")]
+    [InlineData(403, 502, "api_error")]
+    [InlineData(404, 404, "not_found_error")]
+    [InlineData(413, 413, "request_too_large")]
+    [InlineData(422, 400, "invalid_request_error")]
+    public void Statuses_MapToAnthropicErrors(int upstream, int status, string type)
+    {
+        var error = UpstreamErrors.FromStatus(upstream, "boom", "7", Context);
+        Assert.Equal(status, error.Status);
+        Assert.Equal(type, error.Type);
+    }
+
+    [Fact]
+    public void RetryAfter_IsKeptOn429()
+    {
+        var error = UpstreamErrors.FromStatus(429, null, "7", Context);
+        Assert.Equal("7", error.RetryAfter);
+    }
+
+    [Fact]
+    public void Messages_NeverCarryTheUpstreamKeyOrModel()
+    {
+        var error = UpstreamErrors.FromStatus(400, "bad key sk-upstream-secret for model qwen3-coder", null, Context);
+        Assert.DoesNotContain("sk-upstream-secret", error.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("qwen3-coder", error.Message, StringComparison.Ordinal);
+        Assert.Contains("claude-sonnet-4-5", error.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("""{"error":{"message":"nested","type":"x"}}""", "nested")]
+    [InlineData("""{"error":"flat"}""", "flat")]
+    [InlineData("""{"object":"error","message":"vllm-old","type":"BadRequestError"}""", "vllm-old")]
+    [InlineData("""{"detail":"fastapi"}""", "fastapi")]
+    [InlineData("plain text failure", "plain text failure")]
+    [InlineData("<html><body>502 Bad Gateway</body></html>", null)]
+    public void ExtractMessage_ReadsCommonErrorBodies(string body, string? expected) =>
+        Assert.Equal(expected, UpstreamErrors.ExtractMessage(System.Text.Encoding.UTF8.GetBytes(body)));
+}

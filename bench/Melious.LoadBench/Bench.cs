@@ -58,11 +58,16 @@ public sealed class Bench : IDisposable
 
     private int Pid(ChildProcess? p) => p?.Pid ?? 0;
 
-    private CpuSnapshot Cpu() => new(
-        _gateway is null ? 0 : ProcStats.CpuMs(_gateway.Pid),
-        _upstream is null ? 0 : ProcStats.CpuMs(_upstream.Pid),
-        _azurite is null ? 0 : ProcStats.CpuMs(_azurite.Process.Pid),
-        ProcStats.CpuMs(Environment.ProcessId));
+    private CpuSnapshot Cpu()
+    {
+        var (user, sys) = _gateway is null ? (0, 0) : ProcStats.CpuSplitMs(_gateway.Pid);
+        return new(
+            user + sys,
+            sys,
+            _upstream is null ? 0 : ProcStats.CpuMs(_upstream.Pid),
+            _azurite is null ? 0 : ProcStats.CpuMs(_azurite.Process.Pid),
+            ProcStats.CpuMs(Environment.ProcessId));
+    }
 
     public async Task<int> RunAsync()
     {
@@ -160,6 +165,11 @@ public sealed class Bench : IDisposable
         Console.WriteLine($"machine: {Environment.ProcessorCount} cores, {RuntimeInformation.OSDescription}, .NET {Environment.Version}, CLK_TCK={ProcStats.ClockTicks}");
         Console.WriteLine($"per setting: {_o.MeasureSeconds:0.#} s measured per path in {_o.Rounds} ABBA rounds (gateway and direct slices alternate), {_o.Tokens} tokens, {_o.TokensPerChunk} token(s)/chunk");
         var body = BenchRequests.Messages();
+        if (_o.GatewayEnv.Count > 0)
+        {
+            Console.WriteLine("gateway environment overrides: " + string.Join(' ', _o.GatewayEnv.Select(kv => kv.Key + "=" + kv.Value)));
+        }
+
         Console.WriteLine($"request: {body.Length / 1024.0:0.0} KB Messages body, {BenchRequests.ToolCount} tools, model {BenchRequests.Model}; count_tokens body {BenchRequests.CountTokens().Length / 1024.0:0.0} KB");
     }
 
@@ -226,6 +236,10 @@ public sealed class Bench : IDisposable
             ["Melious__Models__Lightweight"] = LightModel,
             ["Melious__Usage__SpoolDirectory"] = Path.Combine(_work, "usage-spool"),
         };
+        foreach (var (key, value) in _o.GatewayEnv)
+        {
+            env[key] = value;
+        }
 
         // The working directory is the build output, so the self-host reads its appsettings.json (log levels)
         // exactly as `cd bin/Release/net10.0 && dotnet Melious.SelfHost.dll` or a container would.
@@ -317,15 +331,17 @@ public sealed class Bench : IDisposable
         await DrainAsync(TimeSpan.FromSeconds(15));
     }
 
+    /// <summary>The gateway's background burn with no traffic (catalog refresh, queue polling, timers), after settling.</summary>
     private async Task<double> IdleAsync()
     {
+        await Task.Delay(TimeSpan.FromSeconds(_o.Quick ? 0.5 : 2));
         var before = Cpu();
         var t0 = Stopwatch.GetTimestamp();
-        await Task.Delay(TimeSpan.FromSeconds(_o.Quick ? 0.5 : 2));
+        await Task.Delay(TimeSpan.FromSeconds(_o.Quick ? 1 : 4));
         var seconds = Distribution.TicksToMs(Stopwatch.GetTimestamp() - t0) / 1000;
         var rate = (Cpu().Gateway - before.Gateway) / seconds;
         var status = ProcStats.ReadStatus(_gateway!.Pid);
-        Console.WriteLine($"  gateway idle after warm-up: {Fmt.N(rate, 2)} CPU ms/s, RSS {Fmt.N(status.RssMb, 1)} MB, {status.Threads} threads");
+        Console.WriteLine($"  gateway idle after warm-up: {Fmt.N(rate, 2)} CPU ms/s (subtracted from per-request CPU), RSS {Fmt.N(status.RssMb, 1)} MB, {status.Threads} threads");
         _figures["idle_rss_mb"] = status.RssMb;
         _figures["idle_threads"] = status.Threads;
         return rate;
@@ -424,6 +440,7 @@ public sealed class Bench : IDisposable
         var gwCpuTotal = cpuAll.Gateway - idleCpuPerSecond * (measuredSeconds + drainSeconds);
         var gwCpuPerRequest = gwCpuTotal / Math.Max(1, gateway.Samples.Count);
         var gwCpuInSlices = gateway.Cpu.Gateway / Math.Max(1, gateway.Samples.Count);
+        var gwSysShare = cpuAll.GatewaySys / Math.Max(1e-9, cpuAll.Gateway);
         var upstreamPerRequest = (gateway.Cpu.Upstream + direct.Cpu.Upstream) / Math.Max(1, gateway.Samples.Count + direct.Samples.Count);
         var upstreamCoresDirect = direct.Cpu.Upstream / 1000 / Math.Max(1e-9, direct.WallSeconds);
         var clientCoresDirect = direct.Cpu.Client / 1000 / Math.Max(1e-9, direct.WallSeconds);
@@ -446,7 +463,7 @@ public sealed class Bench : IDisposable
         Row("total p99 (ms)", gateway.Total.P(0.99), direct.Total.P(0.99));
         Row("requests/s", gateway.Rps, direct.Rps, "×" + Fmt.N(ratio, 3));
         sb.AppendLine($"  │ {"requests (errors)",-24}{$"{gateway.Samples.Count} ({gateway.Errors})",12}{$"{direct.Samples.Count} ({direct.Errors})",12}");
-        sb.AppendLine($"  │ gateway CPU/request: {Fmt.N(gwCpuPerRequest, 3)} ms incl. usage pipeline + drain ({Fmt.N(gwCpuInSlices, 3)} ms inside its own slices); peak RSS {Fmt.N(peak.PeakRssMb, 1)} MB (sampled {Fmt.N(peak.SampledPeakMb, 1)}, VmHWM {Fmt.N(peak.HwmMb, 1)}); threads {threadsBefore} → peak {peak.PeakThreads}");
+        sb.AppendLine($"  │ gateway CPU/request: {Fmt.N(gwCpuPerRequest, 3)} ms incl. usage pipeline + drain ({Fmt.N(gwCpuInSlices, 3)} ms inside its own slices, {Fmt.N(100 * gwSysShare, 0)}% kernel); peak RSS {Fmt.N(peak.PeakRssMb, 1)} MB (sampled {Fmt.N(peak.SampledPeakMb, 1)}, VmHWM {Fmt.N(peak.HwmMb, 1)}); threads {threadsBefore} → peak {peak.PeakThreads}");
         sb.AppendLine($"  │ other CPU/request: upstream {Fmt.N(upstreamPerRequest, 3)} ms, azurite {Fmt.N(azuritePerRequest, 3)} ms per gateway request, client {Fmt.N(clientPerGw, 3)} ms (gateway path) / {Fmt.N(clientPerDirect, 3)} ms (direct)");
         sb.AppendLine($"  │ direct phases: upstream busy {Fmt.N(upstreamCoresDirect, 2)} cores, client {Fmt.N(clientCoresDirect, 2)} cores of {Environment.ProcessorCount}; upstream served {upstreamStats?["requests"]} requests, max {upstreamStats?["max_active"]} at once; drain {Fmt.N(drainSeconds, 1)} s");
         foreach (var (error, count) in gateway.ErrorKinds.Take(3))
@@ -478,6 +495,7 @@ public sealed class Bench : IDisposable
             ["throughput_ratio"] = Distribution.Round(ratio),
             ["gateway_cpu_ms_per_request"] = Distribution.Round(gwCpuPerRequest),
             ["gateway_cpu_ms_per_request_in_slices"] = Distribution.Round(gwCpuInSlices),
+            ["gateway_cpu_kernel_share"] = Distribution.Round(gwSysShare),
             ["gateway_peak_rss_mb"] = Distribution.Round(peak.PeakRssMb, 1),
             ["gateway_threads_peak"] = peak.PeakThreads,
             ["errors"] = gateway.Errors + direct.Errors,

@@ -41,6 +41,9 @@ public sealed class Options
     /// <summary>Gateway launches measured for start → first served request (the main one included).</summary>
     public int Launches { get; private set; } = 3;
 
+    /// <summary>Extra environment for the gateway process (<c>--gateway-env Melious__Usage__RunConsumer=false</c>), for experiments.</summary>
+    public Dictionary<string, string> GatewayEnv { get; } = new(StringComparer.Ordinal);
+
     public bool SkipSlow { get; private set; }
 
     public bool SkipCountTokens { get; private set; }
@@ -89,6 +92,16 @@ public sealed class Options
                 case "--count-tokens-seconds": o.CountTokensSeconds = Num(); break;
                 case "--count-tokens-concurrency": o.CountTokensConcurrency = Math.Max(1, (int)Num()); break;
                 case "--launches": o.Launches = Math.Max(1, (int)Num()); break;
+                case "--gateway-env":
+                    var pair = Next();
+                    var eq = pair.IndexOf('=', StringComparison.Ordinal);
+                    if (eq <= 0)
+                    {
+                        throw new ArgumentException("--gateway-env needs KEY=VALUE");
+                    }
+
+                    o.GatewayEnv[pair[..eq]] = pair[(eq + 1)..];
+                    break;
                 case "--skip-slow": o.SkipSlow = true; break;
                 case "--skip-count-tokens": o.SkipCountTokens = true; break;
                 case "--deadline-minutes": o.Deadline = TimeSpan.FromMinutes(Num()); break;
@@ -107,7 +120,7 @@ public sealed class Options
                           [--measure-seconds S] [--rounds N] [--warmup N] [--tokens N] [--tokens-per-chunk N]
                           [--only c1-d0-text,c32-d0-tool,...] [--slow-streams N] [--slow-tokens N]
                           [--count-tokens-seconds S] [--count-tokens-concurrency C] [--launches N]
-                          [--skip-slow] [--skip-count-tokens] [--deadline-minutes M]
+                          [--skip-slow] [--skip-count-tokens] [--deadline-minutes M] [--gateway-env KEY=VALUE]...
         Melious.LoadBench upstream --port P [--parent PID]     (the scripted upstream, started by the bench itself)
         """;
 }

@@ -13,6 +13,13 @@ public static class ProcStats
     /// <summary>utime + stime of the process, in milliseconds (threads included; reaped children excluded).</summary>
     public static double CpuMs(int pid)
     {
+        var (user, sys) = CpuSplitMs(pid);
+        return user + sys;
+    }
+
+    /// <summary>utime and stime of the process, in milliseconds.</summary>
+    public static (double User, double Sys) CpuSplitMs(int pid)
+    {
         try
         {
             var stat = File.ReadAllText($"/proc/{pid}/stat");
@@ -20,11 +27,11 @@ public static class ProcStats
             var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
             var utime = long.Parse(fields[11], CultureInfo.InvariantCulture);
             var stime = long.Parse(fields[12], CultureInfo.InvariantCulture);
-            return (utime + stime) * 1000.0 / ClockTicks;
+            return (utime * 1000.0 / ClockTicks, stime * 1000.0 / ClockTicks);
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or FormatException or IndexOutOfRangeException)
         {
-            return double.NaN;
+            return (double.NaN, double.NaN);
         }
     }
 

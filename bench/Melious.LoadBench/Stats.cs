@@ -45,13 +45,13 @@ public sealed class Distribution
 }
 
 /// <summary>CPU milliseconds of each process of the bench at one instant.</summary>
-public readonly record struct CpuSnapshot(double Gateway, double Upstream, double Azurite, double Client)
+public readonly record struct CpuSnapshot(double Gateway, double GatewaySys, double Upstream, double Azurite, double Client)
 {
     public static CpuSnapshot operator -(CpuSnapshot a, CpuSnapshot b) =>
-        new(a.Gateway - b.Gateway, a.Upstream - b.Upstream, a.Azurite - b.Azurite, a.Client - b.Client);
+        new(a.Gateway - b.Gateway, a.GatewaySys - b.GatewaySys, a.Upstream - b.Upstream, a.Azurite - b.Azurite, a.Client - b.Client);
 
     public static CpuSnapshot operator +(CpuSnapshot a, CpuSnapshot b) =>
-        new(a.Gateway + b.Gateway, a.Upstream + b.Upstream, a.Azurite + b.Azurite, a.Client + b.Client);
+        new(a.Gateway + b.Gateway, a.GatewaySys + b.GatewaySys, a.Upstream + b.Upstream, a.Azurite + b.Azurite, a.Client + b.Client);
 }
 
 /// <summary>Everything measured for one path (gateway or direct) of one setting.</summary>

@@ -101,15 +101,20 @@ internal static class KeysCommands
             var id = ToKeyId(result.GetValue(keyId));
             await using var session = await cli.ConnectAsync(result, cancellationToken);
             var record = await session.Keys.FindByKeyIdAsync(id, cancellationToken) ?? throw NotFound(id);
+            if (!record.Enabled)
+            {
+                // Revoking again would move RevokedAt; keep the original time.
+                cli.Out.WriteLine($"Key {id} \"{record.Name}\" of account {record.Account} was already revoked.");
+                return ExitCodes.Success;
+            }
+
             if (!await session.Keys.RevokeAsync(id, cancellationToken))
             {
                 throw NotFound(id);
             }
 
             var ttl = session.Options.Auth.CacheTtl.TotalSeconds.ToString("0", CultureInfo.InvariantCulture);
-            cli.Out.WriteLine(record.Enabled
-                ? $"Revoked key {id} \"{record.Name}\" of account {record.Account}. Gateways stop accepting it within {ttl} s."
-                : $"Key {id} \"{record.Name}\" of account {record.Account} was already revoked.");
+            cli.Out.WriteLine($"Revoked key {id} \"{record.Name}\" of account {record.Account}. Gateways stop accepting it within {ttl} s.");
             return ExitCodes.Success;
         }));
         return command;

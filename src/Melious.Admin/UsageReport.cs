@@ -192,11 +192,8 @@ internal sealed class UsageReport
 
     internal static decimal Gco2e(UsageCounters t) => t.Gco2eMicrograms / 1_000_000m;
 
-    /// <summary>
-    /// Despite its name, <see cref="UsageCounters.WaterMicroliters"/> holds millionths of a millilitre: the writer
-    /// stores <c>Micro(WaterMl)</c> and the rollups derive <c>WaterMl</c> by dividing by 1e6, so this does the same.
-    /// </summary>
-    internal static decimal WaterMl(UsageCounters t) => t.WaterMicroliters / 1_000_000m;
+    /// <summary><see cref="UsageCounters.WaterMicroliters"/> holds microlitres (ml × 1000).</summary>
+    internal static decimal WaterMl(UsageCounters t) => t.WaterMicroliters / 1_000m;
 
     /// <summary>
     /// Session ids come from clients: a value such as <c>=HYPERLINK(…)</c> would run as a formula when finance opens

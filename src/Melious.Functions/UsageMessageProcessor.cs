@@ -45,7 +45,7 @@ public sealed partial class UsageMessageProcessor(UsageWriter writer, UsageQueue
 
     private static partial class Log
     {
-        [LoggerMessage(1, LogLevel.Error, "Usage message for request {RequestId} ({MessageId}) can never be written, delivery {DequeueCount}; it goes to the poison queue: {Message}")]
+        [LoggerMessage(1, LogLevel.Error, "Usage message for request {RequestId} ({MessageId}) can never be written (delivery {DequeueCount}; after maxDequeueCount deliveries the runtime moves it to the poison queue): {Message}")]
         public static partial void Invalid(ILogger logger, string requestId, string messageId, long dequeueCount, string message);
 
         [LoggerMessage(2, LogLevel.Warning, "Usage message for request {RequestId} ({MessageId}): storage unavailable on attempt {Attempt} of {MaxAttempts}, retrying in {DelayMs} ms: {Error}: {Message}")]

@@ -120,7 +120,11 @@ internal sealed class MessageAggregator : IMessageEventSink
         };
     }
 
-    /// <summary>Decodes the content of a JSON string (escapes and all) into .NET text.</summary>
+    /// <summary>
+    /// Decodes the content of a JSON string (escapes and all) into .NET text. Never throws: upstream text is
+    /// copied to the stream unvalidated, so a lone surrogate escape (<c>\ud83d</c> without its pair) or invalid
+    /// UTF-8 must not fail the response; each such unit becomes U+FFFD, as a lenient client decoder would show it.
+    /// </summary>
     internal static string Unescape(ReadOnlySpan<byte> escaped)
     {
         if (escaped.IsEmpty)
@@ -138,10 +142,91 @@ internal sealed class MessageAggregator : IMessageEventSink
             reader.Read();
             return reader.GetString() ?? "";
         }
+        catch (Exception ex) when (ex is InvalidOperationException or JsonException)
+        {
+            return UnescapeLenient(escaped);
+        }
         finally
         {
             ArrayPool<byte>.Shared.Return(quoted);
         }
+    }
+
+    /// <summary>The slow path of <see cref="Unescape"/>: replaces unpaired surrogates and invalid UTF-8 by U+FFFD.</summary>
+    private static string UnescapeLenient(ReadOnlySpan<byte> escaped)
+    {
+        var text = new System.Text.StringBuilder(escaped.Length);
+        while (!escaped.IsEmpty)
+        {
+            var backslash = escaped.IndexOf((byte)'\\');
+            var run = backslash < 0 ? escaped : escaped[..backslash];
+            if (!run.IsEmpty)
+            {
+                // Encoding.UTF8 replaces invalid sequences with U+FFFD.
+                text.Append(System.Text.Encoding.UTF8.GetString(run));
+            }
+
+            if (backslash < 0)
+            {
+                break;
+            }
+
+            escaped = escaped[backslash..];
+            if (escaped.Length < 2)
+            {
+                text.Append('\uFFFD');
+                break;
+            }
+
+            switch (escaped[1])
+            {
+                case (byte)'u' when escaped.Length >= 6 && TryHex(escaped.Slice(2, 4), out var unit):
+                    escaped = escaped[6..];
+                    if (char.IsHighSurrogate(unit) && escaped.Length >= 6 && escaped[0] == '\\' && escaped[1] == 'u' && TryHex(escaped.Slice(2, 4), out var low) && char.IsLowSurrogate(low))
+                    {
+                        text.Append(unit).Append(low);
+                        escaped = escaped[6..];
+                    }
+                    else
+                    {
+                        text.Append(char.IsSurrogate(unit) ? '\uFFFD' : unit);
+                    }
+
+                    continue;
+                case (byte)'n':
+                    text.Append('\n');
+                    break;
+                case (byte)'t':
+                    text.Append('\t');
+                    break;
+                case (byte)'r':
+                    text.Append('\r');
+                    break;
+                case (byte)'b':
+                    text.Append('\b');
+                    break;
+                case (byte)'f':
+                    text.Append('\f');
+                    break;
+                case (byte)'"' or (byte)'\\' or (byte)'/':
+                    text.Append((char)escaped[1]);
+                    break;
+                default:
+                    text.Append('\uFFFD');
+                    break;
+            }
+
+            escaped = escaped[2..];
+        }
+
+        return text.ToString();
+    }
+
+    private static bool TryHex(ReadOnlySpan<byte> hex, out char value)
+    {
+        var ok = System.Buffers.Text.Utf8Parser.TryParse(hex, out ushort number, out var consumed, 'X') && consumed == 4;
+        value = (char)number;
+        return ok;
     }
 
     private JsonElement ParseToolInput(string text)

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Buffers.Text;
 using System.IO.Pipelines;
+using System.Text.Encodings.Web;
 using System.Text.Json;
 using Melious.Gateway.Protocol.Anthropic;
 using Melious.Gateway.Usage;
@@ -15,7 +16,13 @@ namespace Melious.Gateway.Streaming;
 /// </summary>
 internal sealed class SseMessageWriter(PipeWriter output, string model) : IMessageEventSink
 {
-    private readonly JsonEncodedText _model = JsonEncodedText.Encode(model);
+    /// <summary>
+    /// Escapes only what JSON requires, as Anthropic does (<c>\"</c>, not <c>\u0022</c>; non-ASCII text as UTF-8).
+    /// The output is an event stream, never HTML, so the HTML-safe default encoder only obscures messages.
+    /// </summary>
+    private static readonly JavaScriptEncoder Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping;
+
+    private readonly JsonEncodedText _model = JsonEncodedText.Encode(model, Encoder);
     private Utf8JsonWriter? _json;
 
     /// <summary>Bytes written since the last flush.</summary>
@@ -53,7 +60,7 @@ internal sealed class SseMessageWriter(PipeWriter output, string model) : IMessa
         Write("{\"type\":\"tool_use\",\"id\":\""u8);
         WriteAscii(id);
         Write("\",\"name\":\""u8);
-        Write(JsonEncodedText.Encode(name).EncodedUtf8Bytes);
+        Write(JsonEncodedText.Encode(name, Encoder).EncodedUtf8Bytes);
         Write("\",\"input\":{}}}\n\n"u8);
     }
 
@@ -64,7 +71,7 @@ internal sealed class SseMessageWriter(PipeWriter output, string model) : IMessa
     public void InputJsonDelta(int index, ReadOnlySpan<byte> escaped) => Delta(index, "\"input_json_delta\",\"partial_json\":\""u8, escaped);
 
     public void SignatureDelta(int index, string signature) =>
-        Delta(index, "\"signature_delta\",\"signature\":\""u8, JsonEncodedText.Encode(signature).EncodedUtf8Bytes);
+        Delta(index, "\"signature_delta\",\"signature\":\""u8, JsonEncodedText.Encode(signature, Encoder).EncodedUtf8Bytes);
 
     public void BlockStop(int index)
     {
@@ -105,9 +112,9 @@ internal sealed class SseMessageWriter(PipeWriter output, string model) : IMessa
     public void Error(string type, string message)
     {
         Write("event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\""u8);
-        Write(JsonEncodedText.Encode(type).EncodedUtf8Bytes);
+        Write(JsonEncodedText.Encode(type, Encoder).EncodedUtf8Bytes);
         Write("\",\"message\":\""u8);
-        Write(JsonEncodedText.Encode(message).EncodedUtf8Bytes);
+        Write(JsonEncodedText.Encode(message, Encoder).EncodedUtf8Bytes);
         Write("\"}}\n\n"u8);
         Terminated = true;
     }
@@ -175,7 +182,7 @@ internal sealed class SseMessageWriter(PipeWriter output, string model) : IMessa
         }
 
         Write("\""u8);
-        Write(JsonEncodedText.Encode(value).EncodedUtf8Bytes);
+        Write(JsonEncodedText.Encode(value, Encoder).EncodedUtf8Bytes);
         Write("\""u8);
     }
 

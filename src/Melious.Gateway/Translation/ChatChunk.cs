@@ -126,6 +126,35 @@ internal ref struct ChatChunk
                 {
                     chunk.IsError = true;
                 }
+                else
+                {
+                    reader.Skip();
+                }
+            }
+            else if (reader.ValueTextEquals("type"u8))
+            {
+                // The flat error shape's type (a nested error object's type wins).
+                reader.Read();
+                if (reader.TokenType == JsonTokenType.String && !chunk.ErrorType.IsPresent)
+                {
+                    chunk.ErrorType = StringSegment(ref reader);
+                }
+                else
+                {
+                    reader.Skip();
+                }
+            }
+            else if (reader.ValueTextEquals("code"u8))
+            {
+                reader.Read();
+                if (reader.TokenType == JsonTokenType.Number && chunk.ErrorCode == 0 && reader.TryGetInt64(out var code))
+                {
+                    chunk.ErrorCode = code;
+                }
+                else
+                {
+                    reader.Skip();
+                }
             }
             else if (reader.ValueTextEquals("message"u8))
             {

@@ -110,7 +110,9 @@ internal static class OpenAIRequestTranslator
         var clamped = Math.Min(requested, model.MaxOutputTokens);
         if (room < clamped)
         {
-            clamped = Math.Max(1, Math.Max(room, Math.Min(clamped, model.ContextWindow - estimatedInput)));
+            // Keep the margin for the estimate's error; only when even that does not fit, offer what is left
+            // (the upstream then decides, and a real overflow comes back as "prompt is too long").
+            clamped = room >= 1 ? room : Math.Min(clamped, model.ContextWindow - estimatedInput);
         }
 
         return Math.Max(1, clamped);
@@ -172,9 +174,11 @@ internal static class OpenAIRequestTranslator
             return;
         }
 
-        // Tool results first, one tool message per tool_use_id, in block order; then one user message with the rest.
+        // Tool results first, one tool message per tool_use_id, in the order of the calls they answer; then one
+        // user message with the rest.
         var parts = new List<ChatContentPart>();
         var toolImages = new List<ChatContentPart>();
+        var firstTool = messages.Count;
         foreach (var block in content.Blocks ?? [])
         {
             switch (block)
@@ -199,12 +203,54 @@ internal static class OpenAIRequestTranslator
             }
         }
 
+        OrderLikeCalls(messages, firstTool);
+
         // Images returned by tools travel in the user message that follows the tool messages.
         toolImages.AddRange(parts);
         if (toolImages.Count > 0)
         {
             AppendUser(messages, toolImages);
         }
+    }
+
+    /// <summary>
+    /// Claude Code returns parallel results in completion order (claude-code.md §9.16). Many chat templates pair
+    /// tool outputs with calls by position, not by id, so the tool messages from <paramref name="first"/> on are
+    /// put in the order of the preceding assistant's <c>tool_calls</c> (results for unknown ids keep their place
+    /// after those). Stable, and a no-op when the order already matches.
+    /// </summary>
+    private static void OrderLikeCalls(List<ChatMessage> messages, int first)
+    {
+        if (messages.Count - first < 2 || first == 0 || messages[first - 1] is not { Role: "assistant", ToolCalls: { Count: > 1 } calls })
+        {
+            return;
+        }
+
+        int Rank(ChatMessage message)
+        {
+            for (var i = 0; i < calls.Count; i++)
+            {
+                if (calls[i].Id == message.ToolCallId)
+                {
+                    return i;
+                }
+            }
+
+            return calls.Count;
+        }
+
+        var count = messages.Count - first;
+        var sorted = messages.GetRange(first, count).ToArray();
+        var keys = new int[count];
+        for (var i = 0; i < count; i++)
+        {
+            // Unique keys (rank, then block position) make the unstable sort stable.
+            keys[i] = (Rank(sorted[i]) * count) + i;
+        }
+
+        keys.AsSpan().Sort(sorted.AsSpan());
+        messages.RemoveRange(first, count);
+        messages.AddRange(sorted);
     }
 
     private static void AppendUser(List<ChatMessage> messages, List<ChatContentPart> parts)

@@ -34,6 +34,11 @@ internal sealed class OpenAIStreamTranslator(IMessageEventSink sink, ToolNameMap
 {
     private static readonly byte[] Done = "[DONE]"u8.ToArray();
 
+    /// <summary>Escapes only what JSON requires (quotes, backslashes, controls): <c>\"</c>, not <c>\u0022</c>.</summary>
+    private static readonly JsonWriterOptions RawJsonWriterOptions = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    private static readonly byte[] Replacement = "\\ufffd"u8.ToArray();
+
     private readonly List<ToolCallFragment> _fragments = new(4);
     private readonly List<ToolCall> _calls = [];
     private BlockKind _open;
@@ -45,6 +50,9 @@ internal sealed class OpenAIStreamTranslator(IMessageEventSink sink, ToolNameMap
     private UpstreamUsage _usage;
     private bool _sawDone;
     private ArrayBufferWriter<byte>? _scratch;
+    private ArrayBufferWriter<byte>? _joined;
+    private readonly byte[] _carry = new byte[6];
+    private int _carryLength;
 
     private enum BlockKind : byte
     {
@@ -109,6 +117,20 @@ internal sealed class OpenAIStreamTranslator(IMessageEventSink sink, ToolNameMap
             return;
         }
 
+        try
+        {
+            Translate(eventType, trimmed);
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or ArgumentException or FormatException)
+        {
+            // Defence in depth: a chunk the gateway cannot translate ends the stream with an error event, never
+            // with an exception that leaves the client without a terminal event.
+            Fail("api_error", "the gateway could not translate the upstream response");
+        }
+    }
+
+    private void Translate(string eventType, ReadOnlySpan<byte> trimmed)
+    {
         ChatChunk chunk;
         try
         {
@@ -116,7 +138,8 @@ internal sealed class OpenAIStreamTranslator(IMessageEventSink sink, ToolNameMap
         }
         catch (JsonException)
         {
-            Fail("api_error", "upstream sent a chunk that is not valid JSON");
+            // Some servers send `event: error` with a plain-text reason: that text is the message.
+            Fail("api_error", eventType == "error" ? PlainText(trimmed) : "upstream sent a chunk that is not valid JSON");
             return;
         }
 
@@ -132,14 +155,14 @@ internal sealed class OpenAIStreamTranslator(IMessageEventSink sink, ToolNameMap
         if (reasoning.IsPresent && !reasoning.IsEmpty)
         {
             Ensure(BlockKind.Thinking);
-            sink.ThinkingDelta(_openIndex, reasoning.Of(trimmed));
+            Emit(reasoning.Of(trimmed));
             Fragments++;
         }
 
         if (chunk.Content.IsPresent && !chunk.Content.IsEmpty)
         {
             Ensure(BlockKind.Text);
-            sink.TextDelta(_openIndex, chunk.Content.Of(trimmed));
+            Emit(chunk.Content.Of(trimmed));
             Fragments++;
         }
 
@@ -161,6 +184,13 @@ internal sealed class OpenAIStreamTranslator(IMessageEventSink sink, ToolNameMap
         {
             _usage = chunk.Usage;
         }
+    }
+
+    private static string PlainText(ReadOnlySpan<byte> data)
+    {
+        const int Max = 500;
+        var text = Encoding.UTF8.GetString(data.Length > Max ? data[..Max] : data).Trim();
+        return text.Length == 0 ? "upstream reported an error mid-stream" : text;
     }
 
     /// <summary>
@@ -277,8 +307,7 @@ internal sealed class OpenAIStreamTranslator(IMessageEventSink sink, ToolNameMap
         {
             if (!arguments.IsEmpty)
             {
-                sink.InputJsonDelta(_openIndex, arguments);
-                call.SentArguments = true;
+                Emit(arguments);
             }
 
             return;
@@ -300,15 +329,13 @@ internal sealed class OpenAIStreamTranslator(IMessageEventSink sink, ToolNameMap
             sink.ToolUseStart(_openIndex, call.Id, call.Name);
             if (call.Buffered is { WrittenCount: > 0 } earlier)
             {
-                sink.InputJsonDelta(_openIndex, earlier.WrittenSpan);
-                call.SentArguments = true;
+                Emit(earlier.WrittenSpan);
                 call.Buffered = null;
             }
 
             if (!arguments.IsEmpty)
             {
-                sink.InputJsonDelta(_openIndex, arguments);
-                call.SentArguments = true;
+                Emit(arguments);
             }
 
             return;
@@ -382,11 +409,20 @@ internal sealed class OpenAIStreamTranslator(IMessageEventSink sink, ToolNameMap
             return segment.Of(data);
         }
 
+        var raw = segment.Of(data);
         var scratch = _scratch ??= new ArrayBufferWriter<byte>(256);
         scratch.ResetWrittenCount();
-        using (var writer = new Utf8JsonWriter(scratch))
+        using (var writer = new Utf8JsonWriter(scratch, RawJsonWriterOptions))
         {
-            writer.WriteStringValue(segment.Of(data));
+            if (System.Text.Unicode.Utf8.IsValid(raw))
+            {
+                writer.WriteStringValue(raw);
+            }
+            else
+            {
+                // Invalid UTF-8 would make the writer throw; clients would see U+FFFD for it anyway.
+                writer.WriteStringValue(Encoding.UTF8.GetString(raw));
+            }
         }
 
         // Strip the surrounding quotes.
@@ -413,8 +449,111 @@ internal sealed class OpenAIStreamTranslator(IMessageEventSink sink, ToolNameMap
         }
     }
 
+    /// <summary>
+    /// Sends escaped JSON-string bytes as a delta of the open block. A character the upstream split between two
+    /// chunks (a UTF-8 sequence cut short, or a <c>\uD8xx</c> escape whose low surrogate comes next) is held back
+    /// and prepended to the next delta, so that every event holds whole characters (strict JSON parsers reject a
+    /// lone surrogate, and a client decoder turns a cut UTF-8 sequence into U+FFFD). The common path is a check of
+    /// the last bytes and one copy into the sink.
+    /// </summary>
+    private void Emit(ReadOnlySpan<byte> escaped)
+    {
+        if (_carryLength > 0)
+        {
+            var joined = _joined ??= new ArrayBufferWriter<byte>(256);
+            joined.ResetWrittenCount();
+            joined.Write(_carry.AsSpan(0, _carryLength));
+            joined.Write(escaped);
+            _carryLength = 0;
+            escaped = joined.WrittenSpan;
+        }
+
+        var tail = IncompleteTail(escaped);
+        if (tail > 0)
+        {
+            escaped[^tail..].CopyTo(_carry);
+            _carryLength = tail;
+            escaped = escaped[..^tail];
+        }
+
+        if (!escaped.IsEmpty)
+        {
+            Send(escaped);
+        }
+    }
+
+    private void Send(ReadOnlySpan<byte> escaped)
+    {
+        switch (_open)
+        {
+            case BlockKind.Text:
+                sink.TextDelta(_openIndex, escaped);
+                break;
+            case BlockKind.Thinking:
+                sink.ThinkingDelta(_openIndex, escaped);
+                break;
+            case BlockKind.Tool:
+                sink.InputJsonDelta(_openIndex, escaped);
+                _openCall!.SentArguments = true;
+                break;
+        }
+    }
+
+    /// <summary>Bytes at the end of <paramref name="escaped"/> that start a character the next chunk completes.</summary>
+    internal static int IncompleteTail(ReadOnlySpan<byte> escaped)
+    {
+        var length = escaped.Length;
+        if (length == 0)
+        {
+            return 0;
+        }
+
+        // A high-surrogate escape \uD800–\uDBFF whose backslash is not itself escaped.
+        if (length >= 6 && escaped[length - 6] == '\\' && escaped[length - 5] == 'u' && (escaped[length - 4] | 0x20) == 'd'
+            && escaped[length - 3] is (byte)'8' or (byte)'9' or (byte)'a' or (byte)'b' or (byte)'A' or (byte)'B')
+        {
+            var backslashes = 0;
+            for (var i = length - 6; i >= 0 && escaped[i] == '\\'; i--)
+            {
+                backslashes++;
+            }
+
+            if (backslashes % 2 == 1)
+            {
+                return 6;
+            }
+        }
+
+        // A UTF-8 lead byte whose continuation bytes have not all arrived.
+        if (escaped[length - 1] < 0x80)
+        {
+            return 0;
+        }
+
+        for (var back = 1; back <= 3 && back <= length; back++)
+        {
+            var b = escaped[length - back];
+            if ((b & 0xC0) == 0x80)
+            {
+                continue;
+            }
+
+            var needed = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : b >= 0xC0 ? 2 : 1;
+            return needed > back ? back : 0;
+        }
+
+        return 0;
+    }
+
     private void Close()
     {
+        if (_carryLength > 0)
+        {
+            // The rest of the character never came.
+            _carryLength = 0;
+            Send(Replacement);
+        }
+
         switch (_open)
         {
             case BlockKind.None:

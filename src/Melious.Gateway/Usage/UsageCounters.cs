@@ -5,7 +5,8 @@ namespace Melious.Gateway.Usage;
 
 /// <summary>
 /// Additive totals of a set of requests. Every field is an integer so sums are exact and order-independent:
-/// energy in micro-watt-hours, emissions in micrograms CO2e, water in microlitres, money in nano-units.
+/// energy in micro-watt-hours (Wh × 1e6), emissions in micrograms CO2e (g × 1e6), water in microlitres (ml × 1e3),
+/// money in nano-units of the currency.
 /// </summary>
 public sealed record UsageCounters
 {
@@ -48,12 +49,18 @@ public sealed record UsageCounters
         Gco2eMicrograms = Micro(e.Gco2e),
         Gco2eMinMicrograms = Micro(e.Gco2eMin),
         Gco2eMaxMicrograms = Micro(e.Gco2eMax),
-        WaterMicroliters = Micro(e.WaterMl),
+        WaterMicroliters = Milli(e.WaterMl),
         UnknownEnergyRequests = e.EnergyWh is null ? 1 : 0,
     };
 
     /// <summary>The integer micro-unit stored for a double figure (rows carry both, sums use this).</summary>
-    public static long Micro(double? value) => value is { } v && double.IsFinite(v) ? (long)Math.Round(v * 1_000_000, MidpointRounding.ToEven) : 0;
+    public static long Micro(double? value) => Scaled(value, 1_000_000);
+
+    /// <summary>Thousandths, for water: millilitres → microlitres.</summary>
+    public static long Milli(double? value) => Scaled(value, 1_000);
+
+    private static long Scaled(double? value, double factor) =>
+        value is { } v && double.IsFinite(v) ? (long)Math.Round(v * factor, MidpointRounding.ToEven) : 0;
 
     public static UsageCounters operator +(UsageCounters a, UsageCounters b) => new()
     {
@@ -100,7 +107,7 @@ public sealed record UsageCounters
         entity["Cost"] = Pricing.FormatNanos(CostNanos);
         entity["EnergyWh"] = EnergyMicroWh / 1_000_000d;
         entity["Gco2e"] = Gco2eMicrograms / 1_000_000d;
-        entity["WaterMl"] = WaterMicroliters / 1_000_000d;
+        entity["WaterMl"] = WaterMicroliters / 1_000d;
     }
 
     public static UsageCounters ReadFrom(TableEntity e) => new()

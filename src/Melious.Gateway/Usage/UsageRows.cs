@@ -102,7 +102,7 @@ public static class UsageRows
             entity["WaterMl"] = e.WaterMl;
             entity["EnergyMicroWh"] = UsageCounters.Micro(e.EnergyWh);
             entity["Gco2eMicrograms"] = UsageCounters.Micro(e.Gco2e);
-            entity["WaterMicroliters"] = UsageCounters.Micro(e.WaterMl);
+            entity["WaterMicroliters"] = UsageCounters.Milli(e.WaterMl);
         }
 
         return entity;

@@ -3,7 +3,9 @@ namespace Melious.Functions.Tests.Infrastructure;
 /// <summary>Locates the repository root (the folder holding Melious.Functions.sln) and the Node tools in tools/.</summary>
 internal static class RepoPaths
 {
-    public static string Root { get; } = FindRoot();
+    private static readonly Lazy<string> LazyRoot = new(FindRoot);
+
+    public static string Root => LazyRoot.Value;
 
     public static string File(params string[] parts) => Path.Combine([Root, .. parts]);
 

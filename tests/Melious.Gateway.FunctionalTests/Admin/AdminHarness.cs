@@ -7,16 +7,6 @@ using Microsoft.Extensions.DependencyInjection;
 
 namespace Melious.Gateway.FunctionalTests.Admin;
 
-/// <summary>What one in-process run of the CLI returned.</summary>
-public sealed record CliResult(int ExitCode, string Stdout, string Stderr)
-{
-    public string[] StdoutLines => Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-
-    public string[] StderrLines => Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-
-    public override string ToString() => $"exit {ExitCode}\n--- stdout\n{Stdout}--- stderr\n{Stderr}";
-}
-
 /// <summary>
 /// Runs <see cref="AdminCli"/> in-process against the shared Azurite with a table prefix of its own, and offers the
 /// gateway's services built from the very same configuration (to write usage, read keys back, …).

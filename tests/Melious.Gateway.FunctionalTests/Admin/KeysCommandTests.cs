@@ -108,6 +108,12 @@ public sealed class KeysCommandTests(AzuriteFixture azurite)
         Assert.DoesNotContain(leaked, byKey.Stdout + byKey.Stderr);
         Assert.False((await store.FindByHashAsync(ApiKeys.Hash(leaked), Ct))!.Enabled);
 
+        var revokedAt = (await store.FindByHashAsync(ApiKeys.Hash(key), Ct))!.RevokedAt;
+        var again = await admin.RunAsync("keys", "revoke", KeyId(key));
+        Assert.Equal(0, again.ExitCode);
+        Assert.Contains("already revoked", again.Stdout);
+        Assert.Equal(revokedAt, (await store.FindByHashAsync(ApiKeys.Hash(key), Ct))!.RevokedAt);
+
         var list = await admin.RunAsync("keys", "list", "--format", "json");
         Assert.All(JsonDocument.Parse(list.Stdout).RootElement.EnumerateArray(), k => Assert.False(k.GetProperty("enabled").GetBoolean()));
 

@@ -75,7 +75,7 @@ public sealed class UsageCommandTests(AzuriteFixture azurite)
             var ofCurrency = sourceEvents.Where(e => e.Currency == total.GetProperty("currency").GetString()).ToList();
             Assert.Equal(ofCurrency.Sum(e => Round6(e.EnergyWh)), total.GetProperty("energy_wh").GetDecimal());
             Assert.Equal(ofCurrency.Sum(e => Round6(e.Gco2e)), total.GetProperty("gco2e").GetDecimal());
-            Assert.Equal(ofCurrency.Sum(e => Round6(e.WaterMl)), total.GetProperty("water_ml").GetDecimal());
+            Assert.Equal(ofCurrency.Sum(e => Round3(e.WaterMl)), total.GetProperty("water_ml").GetDecimal());
             Assert.Equal(ofCurrency.Count(e => e.EnergyWh is null), total.GetProperty("unknown_energy_requests").GetInt64());
         }
 
@@ -263,12 +263,14 @@ public sealed class UsageCommandTests(AzuriteFixture azurite)
         Assert.Equal(invoice.ToString("F2", CultureInfo.InvariantCulture), line.GetProperty("cost_invoice").GetString());
         Assert.Equal(expected.EnergyMicroWh / 1_000_000m, line.GetProperty("energy_wh").GetDecimal());
         Assert.Equal(expected.Gco2eMicrograms / 1_000_000m, line.GetProperty("gco2e").GetDecimal());
-        Assert.Equal(expected.WaterMicroliters / 1_000_000m, line.GetProperty("water_ml").GetDecimal());   // the column holds 1e-6 ml
+        Assert.Equal(expected.WaterMicroliters / 1_000m, line.GetProperty("water_ml").GetDecimal());   // the column holds microlitres
         Assert.Equal(JsonValueKind.String, line.GetProperty("cost").ValueKind);
         Assert.Equal(JsonValueKind.Number, line.GetProperty("energy_wh").ValueKind);
     }
 
     private static decimal Round6(double? value) => value is { } v ? decimal.Round((decimal)v, 6, MidpointRounding.ToEven) : 0m;
+
+    private static decimal Round3(double? value) => value is { } v ? decimal.Round((decimal)v, 3, MidpointRounding.ToEven) : 0m;
 
     private static string Day(DateOnly day) => day.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
 }

@@ -253,6 +253,7 @@ output MELIOUS_UPSTREAM_API_KEY_SECRET_NAME string = upstreamApiKeySecretName
 output MELIOUS_APPLICATION_INSIGHTS_NAME string = monitoring.outputs.applicationInsightsName
 output MELIOUS_UPSTREAM_BASE_URL string = upstreamBaseUrl
 output MELIOUS_UPSTREAM_PROTOCOL string = upstreamProtocol
+output MELIOUS_UPSTREAM_FLAVOR string = upstreamFlavor
 output MELIOUS_MODEL_MAIN string = mainModel
 output MELIOUS_MODEL_SECONDARY string = effectiveSecondaryModel
 output MELIOUS_MODEL_LIGHTWEIGHT string = effectiveLightweightModel

@@ -23,7 +23,7 @@ if [[ -x scripts/build-functions.sh ]]; then
 fi
 
 log "Building the solution (core, self-host, admin CLI, tests, benchmarks)"
-dotnet build Melious.Core.slnf -c Release -nologo -v quiet -clp:ErrorsOnly
+dotnet build Melious.Core.slnf -c Release -nologo -v quiet -clp:ErrorsOnly -clp:NoSummary
 
 status=0
 for project in tests/Melious.Gateway.Tests tests/Melious.Gateway.FunctionalTests; do

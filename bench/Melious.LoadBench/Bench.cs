@@ -147,6 +147,7 @@ public sealed class Bench : IDisposable
         {
             StopGateway();
             await Task.Delay(300);
+            await WaitQuietAsync();
             starts.Add(await LaunchGatewayAsync());
         }
 
@@ -377,21 +378,57 @@ public sealed class Bench : IDisposable
     }
 
     /// <summary>Waits until the usage queue is empty and the gateway is quiet again (bounded).</summary>
+    /// <summary>Waits (bounded by --wait-quiet) until processes outside the bench use under a quarter of a core.</summary>
+    private async Task<bool> WaitQuietAsync()
+    {
+        var deadline = Stopwatch.GetTimestamp() + (long)(_o.WaitQuietSeconds * Stopwatch.Frequency);
+        var warned = false;
+        while (true)
+        {
+            var cpu0 = Cpu();
+            var m0 = MachineLoad.Read();
+            var t0 = Stopwatch.GetTimestamp();
+            await Task.Delay(1000);
+            var seconds = Distribution.TicksToMs(Stopwatch.GetTimestamp() - t0) / 1000;
+            var d = Cpu() - cpu0;
+            var foreign = MachineLoad.BusyCores(m0, MachineLoad.Read()) - (d.Gateway + d.Upstream + d.Azurite + d.Client) / 1000 / seconds;
+            if (foreign < 0.25)
+            {
+                return true;
+            }
+
+            if (Stopwatch.GetTimestamp() > deadline)
+            {
+                return false;
+            }
+
+            if (!warned)
+            {
+                Console.WriteLine($"  waiting for a quiet machine: {Fmt.N(foreign, 2)} cores busy outside the bench (up to {_o.WaitQuietSeconds:0} s)");
+                warned = true;
+            }
+        }
+    }
+
     private async Task<double> DrainAsync(TimeSpan max)
     {
         var queue = _services!.GetRequiredService<StorageClients>().Queue("usage-events");
         var start = Stopwatch.GetTimestamp();
         var deadline = start + (long)(max.TotalSeconds * Stopwatch.Frequency);
+        var previous = -1;
         while (Stopwatch.GetTimestamp() < deadline)
         {
             var depth = (await queue.GetPropertiesAsync()).Value.ApproximateMessagesCount;
             var before = ProcStats.CpuMs(_gateway!.Pid);
-            await Task.Delay(250);
+            await Task.Delay(100);
             var busy = ProcStats.CpuMs(_gateway.Pid) - before;
-            if (depth == 0 && busy <= 10)
+            // Done when the queue is empty (or not moving: no consumer) and the gateway is quiet.
+            if ((depth == 0 || depth == previous) && busy <= 10)
             {
                 break;
             }
+
+            previous = depth;
         }
 
         return Distribution.TicksToMs(Stopwatch.GetTimestamp() - start) / 1000;
@@ -411,33 +448,38 @@ public sealed class Bench : IDisposable
         }
 
         await DrainAsync(TimeSpan.FromSeconds(15));
+        var quiet = await WaitQuietAsync();
         var gateway = new PathResult();
         var direct = new PathResult();
         await UpstreamStatsAsync(reset: true);
         _gatewaySampler!.Reset();
         var threadsBefore = ProcStats.ReadStatus(_gateway!.Pid).Threads;
         var cpuStart = Cpu();
+        var machineStart = MachineLoad.Read();
         var t0 = Stopwatch.GetTimestamp();
         var slice = TimeSpan.FromSeconds(_o.MeasureSeconds / _o.Rounds);
+        var drainSeconds = 0.0;
         for (var round = 0; round < _o.Rounds; round++)
         {
-            // ABBA: G D, D G, G D, … so drift and ordering effects fall on both paths alike.
-            var order = round % 2 == 0 ? new[] { (Target.Gateway, gateway), (Target.Direct, direct) } : [(Target.Direct, direct), (Target.Gateway, gateway)];
-            foreach (var (target, into) in order)
-            {
-                await RunSliceAsync(target, setting.Concurrency, slice, 1_000_000, into);
-            }
+            // Gateway slice, then the usage pipeline catches up (its CPU is charged to the gateway), then a direct
+            // slice on a machine that is quiet again: the baseline never pays for the gateway's backlog.
+            await RunSliceAsync(Target.Gateway, setting.Concurrency, slice, 1_000_000, gateway);
+            drainSeconds += await DrainAsync(TimeSpan.FromSeconds(_o.Quick ? 5 : 15));
+            await RunSliceAsync(Target.Direct, setting.Concurrency, slice, 1_000_000, direct);
         }
 
         var measuredSeconds = Distribution.TicksToMs(Stopwatch.GetTimestamp() - t0) / 1000;
         var peak = _gatewaySampler.Read();
-        var drainSeconds = await DrainAsync(TimeSpan.FromSeconds(30));
+        drainSeconds += await DrainAsync(TimeSpan.FromSeconds(_o.Quick ? 5 : 15));
         var cpuAll = Cpu() - cpuStart;
+        var machineCores = MachineLoad.BusyCores(machineStart, MachineLoad.Read());
+        var benchCores = (cpuAll.Gateway + cpuAll.Upstream + cpuAll.Azurite + cpuAll.Client) / 1000 / (Distribution.TicksToMs(Stopwatch.GetTimestamp() - t0) / 1000);
+        var foreignCores = machineCores - benchCores;
         var upstreamStats = await UpstreamStatsAsync();
 
         // Gateway CPU per request: everything the gateway process burned from the first slice until the usage
         // queue was drained (its own request work, the usage publisher and consumer, GC, JIT), less idle burn.
-        var gwCpuTotal = cpuAll.Gateway - idleCpuPerSecond * (measuredSeconds + drainSeconds);
+        var gwCpuTotal = cpuAll.Gateway - idleCpuPerSecond * measuredSeconds;
         var gwCpuPerRequest = gwCpuTotal / Math.Max(1, gateway.Samples.Count);
         var gwCpuInSlices = gateway.Cpu.Gateway / Math.Max(1, gateway.Samples.Count);
         var gwSysShare = cpuAll.GatewaySys / Math.Max(1e-9, cpuAll.Gateway);
@@ -449,6 +491,7 @@ public sealed class Bench : IDisposable
         var clientPerDirect = direct.Cpu.Client / Math.Max(1, direct.Samples.Count);
         var addedTtft = gateway.Ttft.P(0.5) - direct.Ttft.P(0.5);
         var ratio = gateway.Rps / direct.Rps;
+        var sustainedRps = gateway.Ok / Math.Max(1e-9, gateway.WallSeconds + drainSeconds);
 
         var sb = new StringBuilder();
         sb.AppendLine($"  ┌ {setting.Label}: concurrency {setting.Concurrency}, {scenario.Label} ({scenario.CompletionTokens} output tokens reported)");
@@ -462,10 +505,12 @@ public sealed class Bench : IDisposable
         Row("total p95 (ms)", gateway.Total.P(0.95), direct.Total.P(0.95));
         Row("total p99 (ms)", gateway.Total.P(0.99), direct.Total.P(0.99));
         Row("requests/s", gateway.Rps, direct.Rps, "×" + Fmt.N(ratio, 3));
+        sb.AppendLine($"  │ {"sustained req/s",-24}{Fmt.N(sustainedRps),12}{"",12}{"×" + Fmt.N(sustainedRps / direct.Rps, 3),14}  (gateway slices + usage-queue drain time)");
         sb.AppendLine($"  │ {"requests (errors)",-24}{$"{gateway.Samples.Count} ({gateway.Errors})",12}{$"{direct.Samples.Count} ({direct.Errors})",12}");
         sb.AppendLine($"  │ gateway CPU/request: {Fmt.N(gwCpuPerRequest, 3)} ms incl. usage pipeline + drain ({Fmt.N(gwCpuInSlices, 3)} ms inside its own slices, {Fmt.N(100 * gwSysShare, 0)}% kernel); peak RSS {Fmt.N(peak.PeakRssMb, 1)} MB (sampled {Fmt.N(peak.SampledPeakMb, 1)}, VmHWM {Fmt.N(peak.HwmMb, 1)}); threads {threadsBefore} → peak {peak.PeakThreads}");
         sb.AppendLine($"  │ other CPU/request: upstream {Fmt.N(upstreamPerRequest, 3)} ms, azurite {Fmt.N(azuritePerRequest, 3)} ms per gateway request, client {Fmt.N(clientPerGw, 3)} ms (gateway path) / {Fmt.N(clientPerDirect, 3)} ms (direct)");
-        sb.AppendLine($"  │ direct phases: upstream busy {Fmt.N(upstreamCoresDirect, 2)} cores, client {Fmt.N(clientCoresDirect, 2)} cores of {Environment.ProcessorCount}; upstream served {upstreamStats?["requests"]} requests, max {upstreamStats?["max_active"]} at once; drain {Fmt.N(drainSeconds, 1)} s");
+        sb.AppendLine($"  │ direct phases: upstream busy {Fmt.N(upstreamCoresDirect, 2)} cores, client {Fmt.N(clientCoresDirect, 2)} cores of {Environment.ProcessorCount}; upstream served {upstreamStats?["requests"]} requests, max {upstreamStats?["max_active"]} at once; usage drain {Fmt.N(drainSeconds, 1)} s");
+        sb.AppendLine($"  │ machine: {Fmt.N(machineCores, 2)} cores busy, bench processes {Fmt.N(benchCores, 2)}, outside the bench {Fmt.N(foreignCores, 2)}{(foreignCores > 0.25 ? "  ⚠ other load on the machine: figures are contended" : "")}{(quiet ? "" : " (no quiet window found)")}");
         foreach (var (error, count) in gateway.ErrorKinds.Take(3))
         {
             sb.AppendLine($"  │ gateway error ×{count}: {error}");
@@ -493,6 +538,10 @@ public sealed class Bench : IDisposable
             ["added_ttft_p50_ms"] = Distribution.Round(addedTtft),
             ["added_total_p50_ms"] = Distribution.Round(gateway.Total.P(0.5) - direct.Total.P(0.5)),
             ["throughput_ratio"] = Distribution.Round(ratio),
+            ["sustained_rps"] = Distribution.Round(sustainedRps, 1),
+            ["sustained_ratio"] = Distribution.Round(sustainedRps / direct.Rps),
+            ["usage_drain_s"] = Distribution.Round(drainSeconds, 2),
+            ["foreign_cores"] = Distribution.Round(foreignCores, 2),
             ["gateway_cpu_ms_per_request"] = Distribution.Round(gwCpuPerRequest),
             ["gateway_cpu_ms_per_request_in_slices"] = Distribution.Round(gwCpuInSlices),
             ["gateway_cpu_kernel_share"] = Distribution.Round(gwSysShare),
@@ -524,14 +573,17 @@ public sealed class Bench : IDisposable
         Step($"count_tokens: {BenchRequests.ToolCount}-tool body ({_client!.CountTokensBody.Length / 1024.0:0.0} KB), concurrency {_o.CountTokensConcurrency}, {_o.CountTokensSeconds:0.#} s");
         var warm = new PathResult();
         await RunSliceAsync(Target.CountTokens, _o.CountTokensConcurrency, TimeSpan.FromSeconds(30), _o.Quick ? 200 : 1000, warm);
+        await WaitQuietAsync();
         var result = new PathResult();
+        var m0 = MachineLoad.Read();
         _gatewaySampler!.Reset();
         await RunSliceAsync(Target.CountTokens, _o.CountTokensConcurrency, TimeSpan.FromSeconds(_o.CountTokensSeconds), 10_000_000, result);
         var peak = _gatewaySampler.Read();
         var cpu = result.Cpu.Gateway / Math.Max(1, result.Samples.Count);
         var gwCores = result.Cpu.Gateway / 1000 / result.WallSeconds;
         var clientCores = result.Cpu.Client / 1000 / result.WallSeconds;
-        Console.WriteLine($"  count_tokens: {Fmt.N(result.Rps, 0)} req/s, latency p50 {Fmt.N(result.Total.P(0.5))} ms p99 {Fmt.N(result.Total.P(0.99))} ms, {result.Samples.Count} requests, {result.Errors} errors; gateway {Fmt.N(cpu, 3)} CPU ms/request ({Fmt.N(gwCores, 2)} cores), client {Fmt.N(clientCores, 2)} cores; peak RSS {Fmt.N(peak.PeakRssMb, 1)} MB");
+        var foreign = MachineLoad.BusyCores(m0, MachineLoad.Read()) - (result.Cpu.Gateway + result.Cpu.Upstream + result.Cpu.Azurite + result.Cpu.Client) / 1000 / result.WallSeconds;
+        Console.WriteLine($"  count_tokens: {Fmt.N(result.Rps, 0)} req/s, latency p50 {Fmt.N(result.Total.P(0.5))} ms p99 {Fmt.N(result.Total.P(0.99))} ms, {result.Samples.Count} requests, {result.Errors} errors; gateway {Fmt.N(cpu, 3)} CPU ms/request ({Fmt.N(gwCores, 2)} cores), client {Fmt.N(clientCores, 2)} cores, outside the bench {Fmt.N(foreign, 2)} cores; peak RSS {Fmt.N(peak.PeakRssMb, 1)} MB");
         foreach (var (error, count) in result.ErrorKinds.Take(3))
         {
             Console.WriteLine($"  error ×{count}: {error}");
@@ -550,6 +602,7 @@ public sealed class Bench : IDisposable
             ["gateway_cpu_ms_per_request"] = Distribution.Round(cpu),
             ["gateway_cores"] = Distribution.Round(gwCores),
             ["client_cores"] = Distribution.Round(clientCores),
+            ["foreign_cores"] = Distribution.Round(foreign, 2),
             ["gateway_peak_rss_mb"] = Distribution.Round(peak.PeakRssMb, 1),
         });
         _figures["count_tokens.rps"] = result.Rps;

@@ -44,12 +44,15 @@ public sealed class Options
     /// <summary>Extra environment for the gateway process (<c>--gateway-env Melious__Usage__RunConsumer=false</c>), for experiments.</summary>
     public Dictionary<string, string> GatewayEnv { get; } = new(StringComparer.Ordinal);
 
+    /// <summary>Before each figure, wait up to this long for other processes on the machine to go quiet.</summary>
+    public double WaitQuietSeconds { get; private set; } = 60;
+
     public bool SkipSlow { get; private set; }
 
     public bool SkipCountTokens { get; private set; }
 
     /// <summary>Hard limit for the whole run; the watchdog kills every child and exits 2 after it.</summary>
-    public TimeSpan Deadline { get; private set; } = TimeSpan.FromMinutes(30);
+    public TimeSpan Deadline { get; private set; } = TimeSpan.FromMinutes(45);
 
     public static Options Parse(string[] args)
     {
@@ -70,6 +73,7 @@ public sealed class Options
                     o.CountTokensSeconds = 1;
                     o.Launches = 1;
                     o.Deadline = TimeSpan.FromMinutes(6);
+                    o.WaitQuietSeconds = 0;
                     break;
                 case "--repo": o.Repo = Next(); break;
                 case "--gateway-dll": o.GatewayDll = Next(); break;
@@ -102,6 +106,7 @@ public sealed class Options
 
                     o.GatewayEnv[pair[..eq]] = pair[(eq + 1)..];
                     break;
+                case "--wait-quiet": o.WaitQuietSeconds = Num(); break;
                 case "--skip-slow": o.SkipSlow = true; break;
                 case "--skip-count-tokens": o.SkipCountTokens = true; break;
                 case "--deadline-minutes": o.Deadline = TimeSpan.FromMinutes(Num()); break;
@@ -120,7 +125,7 @@ public sealed class Options
                           [--measure-seconds S] [--rounds N] [--warmup N] [--tokens N] [--tokens-per-chunk N]
                           [--only c1-d0-text,c32-d0-tool,...] [--slow-streams N] [--slow-tokens N]
                           [--count-tokens-seconds S] [--count-tokens-concurrency C] [--launches N]
-                          [--skip-slow] [--skip-count-tokens] [--deadline-minutes M] [--gateway-env KEY=VALUE]...
+                          [--skip-slow] [--skip-count-tokens] [--deadline-minutes M] [--gateway-env KEY=VALUE]... [--wait-quiet S]
         Melious.LoadBench upstream --port P [--parent PID]     (the scripted upstream, started by the bench itself)
         """;
 }

@@ -190,3 +190,31 @@ public sealed class RssSampler : IDisposable
         _thread.Join(1000);
     }
 }
+
+/// <summary>
+/// Whole-machine CPU from /proc/stat, to tell how much of the machine something outside the bench used
+/// (builds and tests of other developers share this machine): busy cores minus the bench's own processes.
+/// </summary>
+public static class MachineLoad
+{
+    /// <summary>Busy and total jiffies summed over all CPUs.</summary>
+    public static (long Busy, long Total) Read()
+    {
+        try
+        {
+            var line = File.ReadLines("/proc/stat").First();
+            var f = line.Split(' ', StringSplitOptions.RemoveEmptyEntries).Skip(1).Select(v => long.Parse(v, CultureInfo.InvariantCulture)).ToArray();
+            // user nice system idle iowait irq softirq steal (guest is already inside user)
+            var busy = f[0] + f[1] + f[2] + f[5] + f[6] + (f.Length > 7 ? f[7] : 0);
+            return (busy, busy + f[3] + f[4]);
+        }
+        catch (Exception ex) when (ex is IOException or FormatException or IndexOutOfRangeException)
+        {
+            return (0, 0);
+        }
+    }
+
+    /// <summary>Cores busy between two readings.</summary>
+    public static double BusyCores((long Busy, long Total) a, (long Busy, long Total) b) =>
+        b.Total > a.Total ? (b.Busy - a.Busy) / (double)(b.Total - a.Total) * Environment.ProcessorCount : double.NaN;
+}

@@ -54,6 +54,8 @@ $queueEndpoint = Get-RequiredSetting 'MELIOUS_STORAGE_QUEUE_ENDPOINT'
 $baseUrl = Get-RequiredSetting 'MELIOUS_UPSTREAM_BASE_URL'
 $protocol = Get-Setting 'MELIOUS_UPSTREAM_PROTOCOL'
 if (-not $protocol) { $protocol = 'openai' }
+$flavor = Get-Setting 'MELIOUS_UPSTREAM_FLAVOR'
+if (-not $flavor) { $flavor = 'vllm' }
 $mainModel = Get-RequiredSetting 'MELIOUS_MODEL_MAIN'
 $secondaryModel = Get-Setting 'MELIOUS_MODEL_SECONDARY'
 if (-not $secondaryModel) { $secondaryModel = $mainModel }
@@ -79,7 +81,7 @@ Write-Host 'postdeploy: building melious-admin'
 & dotnet build $adminProject --nologo -v quiet | Out-Null
 if ($LASTEXITCODE -ne 0) { throw 'could not build src/Melious.Admin' }
 
-$seedSignature = "$baseUrl|$protocol|$hasUpstreamKey|$mainModel|$secondaryModel|$lightweightModel"
+$seedSignature = "$baseUrl|$protocol|$flavor|$hasUpstreamKey|$mainModel|$secondaryModel|$lightweightModel"
 if ((Get-Setting 'MELIOUS_SKIP_SEED') -eq 'true') {
     Write-Host 'postdeploy: MELIOUS_SKIP_SEED=true, not touching the model tables'
 }
@@ -89,10 +91,10 @@ elseif ((Get-Setting 'MELIOUS_SEEDED') -eq $seedSignature) {
 else {
     Write-Host "postdeploy: seeding the model tables (default upstream $baseUrl, tiers $mainModel / $secondaryModel / $lightweightModel)"
     if ($hasUpstreamKey -eq 'true') {
-        Invoke-AdminPatiently @('models', 'set-default', '--base-url', $baseUrl, '--protocol', $protocol, '--api-key-ref', 'config:Melious:Upstream:ApiKey') | Out-Host
+        Invoke-AdminPatiently @('models', 'set-default', '--base-url', $baseUrl, '--protocol', $protocol, '--flavor', $flavor, '--api-key-ref', 'config:Melious:Upstream:ApiKey') | Out-Host
     }
     else {
-        Invoke-AdminPatiently @('models', 'set-default', '--base-url', $baseUrl, '--protocol', $protocol) | Out-Host
+        Invoke-AdminPatiently @('models', 'set-default', '--base-url', $baseUrl, '--protocol', $protocol, '--flavor', $flavor) | Out-Host
     }
     Invoke-Admin @('tiers', 'set', 'opus', $mainModel) | Out-Host
     Invoke-Admin @('tiers', 'set', 'sonnet', $secondaryModel) | Out-Host

@@ -43,6 +43,8 @@ QUEUE_ENDPOINT="$(require MELIOUS_STORAGE_QUEUE_ENDPOINT)"
 BASE_URL="$(require MELIOUS_UPSTREAM_BASE_URL)"
 PROTOCOL="$(value MELIOUS_UPSTREAM_PROTOCOL)"
 PROTOCOL="${PROTOCOL:-openai}"
+FLAVOR="$(value MELIOUS_UPSTREAM_FLAVOR)"
+FLAVOR="${FLAVOR:-vllm}"
 MAIN_MODEL="$(require MELIOUS_MODEL_MAIN)"
 SECONDARY_MODEL="$(value MELIOUS_MODEL_SECONDARY)"
 SECONDARY_MODEL="${SECONDARY_MODEL:-$MAIN_MODEL}"
@@ -80,7 +82,7 @@ admin_with_patience() {
   done
 }
 
-SEED_SIGNATURE="$BASE_URL|$PROTOCOL|$HAS_UPSTREAM_KEY|$MAIN_MODEL|$SECONDARY_MODEL|$LIGHTWEIGHT_MODEL"
+SEED_SIGNATURE="$BASE_URL|$PROTOCOL|$FLAVOR|$HAS_UPSTREAM_KEY|$MAIN_MODEL|$SECONDARY_MODEL|$LIGHTWEIGHT_MODEL"
 if [ "$(value MELIOUS_SKIP_SEED)" = "true" ]; then
   say "postdeploy: MELIOUS_SKIP_SEED=true, not touching the model tables"
 elif [ "$(value MELIOUS_SEEDED)" = "$SEED_SIGNATURE" ]; then
@@ -88,9 +90,9 @@ elif [ "$(value MELIOUS_SEEDED)" = "$SEED_SIGNATURE" ]; then
 else
   say "postdeploy: seeding the model tables (default upstream $BASE_URL, tiers $MAIN_MODEL / $SECONDARY_MODEL / $LIGHTWEIGHT_MODEL)"
   if [ "$HAS_UPSTREAM_KEY" = true ]; then
-    admin_with_patience models set-default --base-url "$BASE_URL" --protocol "$PROTOCOL" --api-key-ref config:Melious:Upstream:ApiKey
+    admin_with_patience models set-default --base-url "$BASE_URL" --protocol "$PROTOCOL" --flavor "$FLAVOR" --api-key-ref config:Melious:Upstream:ApiKey
   else
-    admin_with_patience models set-default --base-url "$BASE_URL" --protocol "$PROTOCOL"
+    admin_with_patience models set-default --base-url "$BASE_URL" --protocol "$PROTOCOL" --flavor "$FLAVOR"
   fi
   admin tiers set opus "$MAIN_MODEL"
   admin tiers set sonnet "$SECONDARY_MODEL"

@@ -14,6 +14,13 @@ public static class FunctionsHostServiceCollectionExtensions
 
     public static IServiceCollection AddMeliousFunctionsHost(this IServiceCollection services)
     {
+        // The queue trigger's name is a literal (UsageQueue.Name); the publisher's must match it, or usage would pile up unread.
+        services.AddOptions<GatewayOptions>()
+            .Validate(
+                o => string.Equals(o.Usage.QueueName, UsageQueue.Name, StringComparison.Ordinal),
+                $"Melious:Usage:QueueName must be '{UsageQueue.Name}' in the Functions app: the usage queue trigger listens to that queue only")
+            .ValidateOnStart();
+
         // The worker's own Kestrel (the host forwards each request to it) defaults to a 30,000,000-byte body
         // limit, below the gateway's 32 MiB. The core lifts the limit per request before reading
         // (IHttpMaxRequestBodySizeFeature), and enforces its own with an Anthropic-shaped 413; this makes the

@@ -5,19 +5,24 @@ namespace Melious.Functions;
 
 /// <summary>
 /// Reads the usage queue and writes billing and energy rows (the self-host's <c>UsageQueueConsumer</c>, as a
-/// queue trigger). The queue name comes from the setting the gateway publishes with, <c>Melious:Usage:QueueName</c>
-/// (<c>usage-events</c>, set by infra and in local.settings.json), so publisher and trigger cannot disagree; if the
-/// setting is missing the host reports the function as failing to index instead of silently watching another queue.
-/// The connection is <c>AzureWebJobsStorage</c> (identity-based in Azure, Azurite locally): the same account as
-/// <c>Melious:Storage</c>. Messages are Base64 (host.json <c>messageEncoding</c>), as the publisher writes them.
+/// queue trigger). The connection is <c>AzureWebJobsStorage</c> (identity-based in Azure, Azurite locally): the
+/// account <c>Melious:Storage</c> points at too. Messages are Base64 (host.json <c>messageEncoding</c>), as the
+/// gateway's publisher writes them; after <c>maxDequeueCount</c> failed deliveries the runtime moves a message to
+/// <c>usage-events-poison</c>.
 /// </summary>
+/// <remarks>
+/// The queue name is a literal (<see cref="UsageQueue.Name"/>), not <c>%Melious:Usage:QueueName%</c>: on Consumption and Flex Consumption the
+/// platform's scale controller reads the trigger's queue name to decide when to start instances for this function,
+/// and it does not resolve a <c>:</c>-separated setting against the <c>__</c>-separated app setting
+/// (azure-functions-host #8261, azure-functions-dotnet-worker #849), so the queue would never be watched while the
+/// app is scaled in. <see cref="FunctionsHostServiceCollectionExtensions.AddMeliousFunctionsHost"/> instead fails the
+/// worker's start when <c>Melious:Usage:QueueName</c> names any other queue, so publisher and trigger cannot drift apart.
+/// </remarks>
 public sealed class UsageQueueFunction(UsageMessageProcessor processor)
 {
-    public const string QueueNameExpression = "%Melious:Usage:QueueName%";
-
     [Function("UsageQueue")]
     public Task RunAsync(
-        [QueueTrigger(QueueNameExpression)] string message,
+        [QueueTrigger(UsageQueue.Name)] string message,
         FunctionContext context,
         CancellationToken cancellationToken)
     {

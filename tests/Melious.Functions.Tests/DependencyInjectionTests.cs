@@ -29,10 +29,13 @@ public sealed class DependencyInjectionTests
     [Fact]
     public void EveryFunctionClass_IsFound()
     {
-        Assert.Equal(
-            ["Melious.Functions.CountTokensFunction", "Melious.Functions.FallbackFunction", "Melious.Functions.MessagesFunction",
-             "Melious.Functions.ModelsFunction", "Melious.Functions.RootFunction", "Melious.Functions.UsageQueueFunction"],
-            FunctionClassNames());
+        string[] expected =
+        [
+            "Melious.Functions.CountTokensFunction", "Melious.Functions.FallbackFunction", "Melious.Functions.MessagesFunction",
+            "Melious.Functions.ModelsFunction", "Melious.Functions.RootFunction", "Melious.Functions.UsageQueueFunction",
+        ];
+
+        Assert.Equal(expected, FunctionClassNames());
     }
 
     [Theory]
@@ -59,6 +62,18 @@ public sealed class DependencyInjectionTests
         Assert.NotNull(services.GetRequiredService<UsageWriter>());
         Assert.NotNull(services.GetRequiredService<UsageMessageProcessor>());
         Assert.NotNull(services.GetRequiredService<IOptions<Melious.Gateway.GatewayOptions>>().Value);
+    }
+
+    [Fact]
+    public async Task UsageQueueName_OtherThanTheTriggers_FailsTheWorkerStart()
+    {
+        var settings = FunctionsTestHost.OfflineSettings();
+        settings["Melious:Usage:QueueName"] = "another-queue";
+        using var host = FunctionsTestHost.Build(settings);
+
+        var error = await Assert.ThrowsAsync<OptionsValidationException>(() => host.StartAsync(TestContext.Current.CancellationToken));
+
+        Assert.Contains("usage-events", error.Message);
     }
 
     [Fact]

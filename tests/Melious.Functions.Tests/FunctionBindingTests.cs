@@ -52,16 +52,19 @@ public sealed class FunctionBindingTests
     }
 
     [Fact]
-    public void UsageQueue_ListensToTheQueueTheGatewayPublishesTo()
+    public void UsageQueue_ListensToTheQueueTheGatewayPublishesTo_ByLiteralName()
     {
         var trigger = Trigger<QueueTriggerAttribute>("UsageQueue");
 
-        Assert.Equal("%Melious:Usage:QueueName%", trigger.QueueName);
+        // A literal: the scale controller cannot resolve %Section:Key% against Section__Key app settings.
+        Assert.Equal("usage-events", trigger.QueueName);
+        Assert.DoesNotContain("%", trigger.QueueName);
         Assert.Null(trigger.Connection); // AzureWebJobsStorage
+        Assert.Equal(trigger.QueueName, new UsageOptions().QueueName);
+        Assert.Equal(trigger.QueueName + "-poison", new UsageOptions().PoisonQueueName);
 
         using var settings = JsonDocument.Parse(File.ReadAllText(RepoPaths.File("local.settings.sample.json")));
-        Assert.Equal("usage-events", settings.RootElement.GetProperty("Values").GetProperty("Melious__Usage__QueueName").GetString());
-        Assert.Equal("usage-events", new UsageOptions().QueueName);
+        Assert.Equal(trigger.QueueName, settings.RootElement.GetProperty("Values").GetProperty("Melious__Usage__QueueName").GetString());
     }
 
     [Fact]

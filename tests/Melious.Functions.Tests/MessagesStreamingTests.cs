@@ -23,13 +23,11 @@ public sealed class MessagesStreamingTests(AzuriteFixture azurite) : IClassFixtu
         var cancellationToken = TestContext.Current.CancellationToken;
         await using var upstream = await OpenAIUpstream.StartAsync(OpenAIUpstream.TextAnswer("Hel", "lo"));
         var prefix = AzuriteFixture.NewPrefix();
-        var queueName = prefix + "-usage";
+        var queueName = UsageQueue.Name; // the trigger's literal name; this class has an Azurite of its own
         using var host = await FunctionsTestHost.StartAsync(new Dictionary<string, string?>
         {
             ["Melious:Storage:ConnectionString"] = azurite.ConnectionString,
             ["Melious:Storage:TablePrefix"] = prefix,
-            ["Melious:Usage:QueueName"] = queueName,
-            ["Melious:Usage:PoisonQueueName"] = queueName + "-poison",
             ["Melious:Usage:RunConsumer"] = "false",
             ["Melious:Upstream:BaseUrl"] = upstream.BaseUrl,
             ["Melious:Models:Main"] = "main-model",

@@ -27,8 +27,11 @@ internal enum StreamOutcome
 /// kind; thinking precedes text precedes tools within a chunk; a tool call's arguments are streamed as
 /// <c>input_json_delta</c> fragments while it is the only call in flight and buffered otherwise (parallel,
 /// interleaved or index-reusing calls), then emitted whole; <c>message_delta</c> waits for the usage chunk that
-/// follows <c>finish_reason</c>. A stream that ends without <c>[DONE]</c> or a finish reason, an error chunk, or a
-/// finish reason of <c>abort</c>/<c>error</c> becomes an <c>error</c> event, never a made-up <c>end_turn</c>.
+/// follows <c>finish_reason</c>. A stream that ends without <c>[DONE]</c> or a finish reason, an error chunk (or an
+/// <c>event: error</c>, JSON or plain text), or a finish reason of <c>abort</c>/<c>error</c> becomes an <c>error</c>
+/// event, never a made-up <c>end_turn</c>; nothing an upstream sends makes it throw. Delta bytes are copied as
+/// they arrived, except that a character split between two chunks is carried into the next delta (see
+/// <see cref="Emit"/>).
 /// </summary>
 internal sealed class OpenAIStreamTranslator(IMessageEventSink sink, ToolNameMap names, IReadOnlyList<string>? stopSequences = null)
 {
@@ -138,8 +141,21 @@ internal sealed class OpenAIStreamTranslator(IMessageEventSink sink, ToolNameMap
         }
         catch (JsonException)
         {
-            // Some servers send `event: error` with a plain-text reason: that text is the message.
-            Fail("api_error", eventType == "error" ? PlainText(trimmed) : "upstream sent a chunk that is not valid JSON");
+            switch (eventType)
+            {
+                case "error":
+                    // Some servers send `event: error` with a plain-text reason: that text is the message.
+                    Fail("api_error", PlainText(trimmed));
+                    break;
+                case "message":
+                    // Chunks come without an event line (SseParser reports "message"): a broken one is fatal.
+                    Fail("api_error", "upstream sent a chunk that is not valid JSON");
+                    break;
+                default:
+                    // A named side event (a proxy's keep-alive, progress note) is not a chunk; ignore it.
+                    break;
+            }
+
             return;
         }
 
@@ -538,7 +554,8 @@ internal sealed class OpenAIStreamTranslator(IMessageEventSink sink, ToolNameMap
                 continue;
             }
 
-            var needed = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : b >= 0xC0 ? 2 : 1;
+            // Only C2–F4 start a multi-byte sequence; anything else is invalid, not incomplete.
+            var needed = b is < 0xC2 or > 0xF4 ? 0 : b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : 2;
             return needed > back ? back : 0;
         }
 

@@ -75,6 +75,7 @@ public sealed class StreamTranslationGoldenTests
         ["x_lone_surrogate"] = ([0], new StreamSettings(), false),
         ["x_invalid_utf8"] = ([0], new StreamSettings(), false),
         ["x_whole_completion_as_chunk"] = ([25], new StreamSettings(), false),
+        ["x_finish_without_done"] = ([24, 37], new StreamSettings { EstimatedInputTokens = 321 }, false),
     };
 
     public static TheoryData<string> CaseNames { get; } = new(Cases.Keys.Order(StringComparer.Ordinal));

@@ -1,3 +1,4 @@
+using Melious.Bench;
 using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Headers;

@@ -1,3 +1,4 @@
+using Melious.Bench;
 using System.Buffers;
 using System.Globalization;
 using System.Net;

@@ -1,5 +1,6 @@
 # azd postdeploy hook for Windows (PowerShell 7); the same steps as postdeploy.sh:
-#   1. seeds the model tables with melious-admin (default upstream, opus/sonnet/haiku tier models) unless they
+#   1. seeds the model tables with melious-admin (default upstream, a catalog entry per tier model, the
+#      opus/sonnet/haiku mapping) unless they
 #      already hold the azd environment's values from an earlier run;
 #   2. creates a first API key, only if the apikeys table has none;
 #   3. prints the lines that point Claude Code at the function app.
@@ -95,6 +96,19 @@ else {
     }
     else {
         Invoke-AdminPatiently @('models', 'set-default', '--base-url', $baseUrl, '--protocol', $protocol, '--flavor', $flavor) | Out-Host
+    }
+    # A catalog entry per tier model (`models set` merges, so existing entries keep their fields); for a model it
+    # knows, melious-admin suggests energy parameters, which are then applied.
+    foreach ($model in @($mainModel, $secondaryModel, $lightweightModel) | Select-Object -Unique) {
+        $out = (Invoke-Admin @('models', 'set', $model)) -join "`n"
+        $match = [regex]::Match($out, 'e\.g\. --active-params ([0-9.]+) --total-params ([0-9.]+) --quant-bits ([0-9]+)')
+        if ($match.Success) {
+            Invoke-Admin @('models', 'set', $model, '--active-params', $match.Groups[1].Value, '--total-params', $match.Groups[2].Value, '--quant-bits', $match.Groups[3].Value) | Out-Null
+            Write-Host "postdeploy: catalog entry $model (active $($match.Groups[1].Value)B, total $($match.Groups[2].Value)B, $($match.Groups[3].Value)-bit)"
+        }
+        else {
+            Write-Host "postdeploy: catalog entry $model"
+        }
     }
     Invoke-Admin @('tiers', 'set', 'opus', $mainModel) | Out-Host
     Invoke-Admin @('tiers', 'set', 'sonnet', $secondaryModel) | Out-Host

@@ -1,7 +1,7 @@
 #!/bin/sh
 # azd postdeploy hook (POSIX sh; Windows runs postdeploy.ps1). After `azd up` / `azd deploy`:
-#   1. seeds the model tables with melious-admin: the default upstream and the opus/sonnet/haiku tier models from
-#      the azd environment (skipped when those values have not changed since the last successful seeding, so a
+#   1. seeds the model tables with melious-admin: the default upstream, a catalog entry per tier model and the
+#      opus/sonnet/haiku tier mapping, from the azd environment (skipped when those values have not changed since the last successful seeding, so a
 #      later `azd deploy` does not undo tier changes made with melious-admin);
 #   2. creates a first API key, only if the apikeys table has none;
 #   3. prints the lines that point Claude Code at the function app.
@@ -82,6 +82,20 @@ admin_with_patience() {
   done
 }
 
+# A catalog entry per tier model. `models set` merges, so an existing entry keeps its fields; for a model it knows,
+# melious-admin suggests the energy parameters (active/total parameters, quantization), which are then applied so
+# usage rows carry energy estimates as they do when the gateway seeds an empty catalog itself.
+ensure_catalog_entry() {
+  out="$(admin models set "$1")"
+  energy="$(printf '%s\n' "$out" | sed -n 's/.*e\.g\. \(--active-params [0-9.]* --total-params [0-9.]* --quant-bits [0-9]*\).*/\1/p' | head -n 1)"
+  if [ -n "$energy" ]; then
+    # Word splitting of $energy is intended: it holds the option list.
+    # shellcheck disable=SC2086
+    admin models set "$1" $energy >/dev/null
+  fi
+  say "postdeploy: catalog entry $1${energy:+ ($energy)}"
+}
+
 SEED_SIGNATURE="$BASE_URL|$PROTOCOL|$FLAVOR|$HAS_UPSTREAM_KEY|$MAIN_MODEL|$SECONDARY_MODEL|$LIGHTWEIGHT_MODEL"
 if [ "$(value MELIOUS_SKIP_SEED)" = "true" ]; then
   say "postdeploy: MELIOUS_SKIP_SEED=true, not touching the model tables"
@@ -94,6 +108,12 @@ else
   else
     admin_with_patience models set-default --base-url "$BASE_URL" --protocol "$PROTOCOL" --flavor "$FLAVOR"
   fi
+  seen=" "
+  for model in "$MAIN_MODEL" "$SECONDARY_MODEL" "$LIGHTWEIGHT_MODEL"; do
+    case "$seen" in *" $model "*) continue ;; esac
+    seen="$seen$model "
+    ensure_catalog_entry "$model"
+  done
   admin tiers set opus "$MAIN_MODEL"
   admin tiers set sonnet "$SECONDARY_MODEL"
   admin tiers set haiku "$LIGHTWEIGHT_MODEL"

@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text;
 
-namespace Melious.LoadBench;
+namespace Melious.Bench;
 
 /// <summary>What the scripted upstream streams for every request until told otherwise.</summary>
 public sealed record Scenario(int Tokens, int TokensPerChunk, int DelayMs, int TtftMs, bool ToolCall, int ToolFragments = 8)

@@ -1,0 +1,71 @@
+using System.Text.Json;
+using BenchmarkDotNet.Attributes;
+using Melious.Bench;
+using Melious.Gateway;
+using Melious.Gateway.Endpoints;
+using Melious.Gateway.Protocol.Anthropic;
+using Melious.Gateway.Protocol.OpenAI;
+using Melious.Gateway.Routing;
+using Melious.Gateway.Tokens;
+using Melious.Gateway.Translation;
+using Melious.Gateway.Upstream;
+using Microsoft.Extensions.Options;
+
+namespace Melious.Benchmarks;
+
+/// <summary>
+/// The per-request path before the upstream call, on the Claude Code–shaped body (25 tools): parse + validate,
+/// token estimate, Anthropic → OpenAI translation, serialization of the upstream body, and all four together.
+/// </summary>
+[MemoryDiagnoser]
+public class RequestBenchmarks
+{
+    private byte[] _body = [];
+    private RequestParser _parser = null!;
+    private MessagesRequest _request = null!;
+    private ModelEntry _model = null!;
+    private long _estimate;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _body = BenchRequests.Messages();
+        _parser = new RequestParser(Options.Create(new GatewayOptions()));
+        var (request, error) = _parser.Parse(_body, requireMaxTokens: true);
+        _request = request ?? throw new InvalidOperationException("benchmark body is invalid: " + error?.Message);
+        _model = new ModelEntry { Id = "bench-sonnet", BaseUrl = "http://127.0.0.1:9/v1" };
+        _estimate = TokenEstimator.EstimateRequest(_request);
+    }
+
+    [Benchmark(Description = "parse + validate request (25 tools)")]
+    public MessagesRequest? ParseAndValidate() => _parser.Parse(_body, requireMaxTokens: true).Request;
+
+    [Benchmark(Description = "TokenEstimator.EstimateRequest")]
+    public long EstimateRequest() => TokenEstimator.EstimateRequest(_request);
+
+    [Benchmark(Description = "OpenAIRequestTranslator.Translate")]
+    public object Translate() => OpenAIRequestTranslator.Translate(_request, _model, _estimate);
+
+    [Benchmark(Description = "translate + serialize upstream body")]
+    public int TranslateAndSerialize() => Serialize(OpenAIRequestTranslator.Translate(_request, _model, _estimate));
+
+    [Benchmark(Description = "all four (one request before upstream)")]
+    public int FullRequestPath()
+    {
+        var request = _parser.Parse(_body, requireMaxTokens: true).Request!;
+        var estimate = TokenEstimator.EstimateRequest(request);
+        return Serialize(OpenAIRequestTranslator.Translate(request, _model, estimate));
+    }
+
+    /// <summary>As OpenAIForwarder does it: a pooled 32 KB buffer and the source-generated context.</summary>
+    private static int Serialize(TranslatedRequest translated)
+    {
+        using var payload = new PooledBuffer(32 * 1024);
+        using (var writer = new Utf8JsonWriter(payload, new JsonWriterOptions { SkipValidation = true }))
+        {
+            JsonSerializer.Serialize(writer, translated.Request, OpenAIJsonContext.Default.ChatCompletionRequest);
+        }
+
+        return payload.WrittenCount;
+    }
+}

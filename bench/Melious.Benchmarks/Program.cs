@@ -61,7 +61,7 @@ Console.WriteLine();
 Console.WriteLine("Micro-benchmarks (mean time per operation, bytes allocated per operation):");
 foreach (var summary in summaries)
 {
-    foreach (var report in summary.Reports)
+    foreach (var report in summary.Reports.OrderBy(r => r.BenchmarkCase.Descriptor.Type.Name, StringComparer.Ordinal).ThenBy(r => r.BenchmarkCase.Descriptor.MethodIndex))
     {
         var name = report.BenchmarkCase.Descriptor.WorkloadMethodDisplayInfo.Trim('\'');
         var mean = report.ResultStatistics?.Mean ?? double.NaN;

@@ -4,6 +4,7 @@ using System.Net.ServerSentEvents;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Melious.Gateway.Protocol;
 using Melious.Gateway.Protocol.Anthropic;
 using Melious.Gateway.Routing;
 using Melious.Gateway.Streaming;
@@ -161,7 +162,7 @@ public sealed partial class AnthropicForwarder(UpstreamClient upstream, UsageCal
                     state.Read(message["usage"] as JsonObject);
                 }
 
-                WriteEvent(output, eventType, Encoding.UTF8.GetBytes(start.ToJsonString()));
+                WriteEvent(output, eventType, Encoding.UTF8.GetBytes(start.ToJsonString(WireJson.NodeOptions)));
                 break;
             case "message_delta":
                 var delta = JsonNode.Parse(data)!.AsObject();
@@ -172,7 +173,7 @@ public sealed partial class AnthropicForwarder(UpstreamClient upstream, UsageCal
                 recorder.Energy = energy;
                 delta["billing_cost"] = JsonSerializer.SerializeToNode(cost.ToWire(), AnthropicJsonContext.Default.BillingCost);
                 delta["environment_impact"] = JsonSerializer.SerializeToNode(energy.ToWire(), AnthropicJsonContext.Default.EnvironmentImpact);
-                WriteEvent(output, eventType, Encoding.UTF8.GetBytes(delta.ToJsonString()));
+                WriteEvent(output, eventType, Encoding.UTF8.GetBytes(delta.ToJsonString(WireJson.NodeOptions)));
                 break;
             case "content_block_delta":
                 state.Deltas++;
@@ -248,7 +249,7 @@ public sealed partial class AnthropicForwarder(UpstreamClient upstream, UsageCal
         recorder.Status = 200;
         http.Response.StatusCode = 200;
         http.Response.ContentType = "application/json";
-        var bytes = Encoding.UTF8.GetBytes(message.ToJsonString());
+        var bytes = Encoding.UTF8.GetBytes(message.ToJsonString(WireJson.NodeOptions));
         http.Response.ContentLength = bytes.Length;
         await http.Response.Body.WriteAsync(bytes, http.RequestAborted);
     }

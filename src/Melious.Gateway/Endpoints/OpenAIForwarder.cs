@@ -1,6 +1,7 @@
 using System.Net.Http.Headers;
 using System.Net.ServerSentEvents;
 using System.Text.Json;
+using Melious.Gateway.Protocol;
 using Melious.Gateway.Protocol.Anthropic;
 using Melious.Gateway.Protocol.OpenAI;
 using Melious.Gateway.Routing;
@@ -56,7 +57,7 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
         }
 
         using var payload = new PooledBuffer(32 * 1024);
-        using (var writer = new Utf8JsonWriter(payload, new JsonWriterOptions { SkipValidation = true }))
+        using (var writer = new Utf8JsonWriter(payload, WireJson.WriterOptions))
         {
             JsonSerializer.Serialize(writer, translated.Request, OpenAIJsonContext.Default.ChatCompletionRequest);
         }
@@ -118,9 +119,9 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
             return;
         }
 
-        if (aggregator.RepairedToolInputs > 0)
+        if (aggregator.InvalidToolInputs > 0)
         {
-            Log.RepairedToolInput(logger, context.RequestId, aggregator.RepairedToolInputs);
+            Log.InvalidToolInput(logger, context.RequestId, aggregator.InvalidToolInputs);
         }
 
         recorder.Status = 200;
@@ -197,6 +198,11 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
 
         var outcome = translator.Finish(endedEarly);
         RecordTokens(recorder, translator, estimate);
+        if (translator.LateFragments > 0)
+        {
+            Log.LateFragments(logger, translator.LateFragments);
+        }
+
         if (outcome != StreamOutcome.Completed)
         {
             recorder.ErrorType = "api_error";
@@ -262,9 +268,14 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
     {
         http.Response.StatusCode = 200;
         http.Response.ContentType = "application/json";
-        var bytes = JsonSerializer.SerializeToUtf8Bytes(message, AnthropicJsonContext.Default.Message);
-        http.Response.ContentLength = bytes.Length;
-        await http.Response.Body.WriteAsync(bytes, http.RequestAborted);
+        using var body = new PooledBuffer(8 * 1024);
+        using (var writer = new Utf8JsonWriter(body, WireJson.WriterOptions))
+        {
+            JsonSerializer.Serialize(writer, message, AnthropicJsonContext.Default.Message);
+        }
+
+        http.Response.ContentLength = body.WrittenCount;
+        await http.Response.Body.WriteAsync(body.WrittenMemory, http.RequestAborted);
     }
 
     internal static int StatusFor(string errorType) => errorType switch
@@ -293,7 +304,10 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
         [LoggerMessage(1, LogLevel.Warning, "Upstream connection broke mid-response ({Error})")]
         public static partial void UpstreamBroke(ILogger logger, string error);
 
-        [LoggerMessage(2, LogLevel.Warning, "Request {RequestId}: {Count} tool inputs from the upstream were not valid JSON and were repaired")]
-        public static partial void RepairedToolInput(ILogger logger, string requestId, int count);
+        [LoggerMessage(3, LogLevel.Warning, "{Count} tool-call argument fragments arrived after their block was closed and were dropped")]
+        public static partial void LateFragments(ILogger logger, int count);
+
+        [LoggerMessage(2, LogLevel.Warning, "Request {RequestId}: {Count} tool inputs from the upstream were not valid JSON objects and were replaced by {{}}")]
+        public static partial void InvalidToolInput(ILogger logger, string requestId, int count);
     }
 }

@@ -8,8 +8,8 @@ namespace Melious.Gateway.Streaming;
 /// <summary>
 /// Collects the event calls of one response into a non-streaming <see cref="Message"/> (the same translator drives
 /// both paths, so a non-streaming response has exactly the blocks the stream would have had). Tool input that is
-/// not valid JSON is repaired when the fix is obvious (unclosed strings, braces, brackets) and otherwise becomes
-/// <c>{}</c>: the <c>input</c> of a tool_use is always an object.
+/// not a valid JSON object becomes <c>{}</c>: the <c>input</c> of a tool_use is always an object, and a truncated
+/// input is never guessed at.
 /// </summary>
 internal sealed class MessageAggregator : IMessageEventSink
 {
@@ -41,7 +41,7 @@ internal sealed class MessageAggregator : IMessageEventSink
     public bool Completed { get; private set; }
 
     /// <summary>Number of tool inputs that had to be repaired or replaced.</summary>
-    public int RepairedToolInputs { get; private set; }
+    public int InvalidToolInputs { get; private set; }
 
     public void MessageStart(string messageId, in TokenUsage usage)
     {
@@ -241,8 +241,10 @@ internal sealed class MessageAggregator : IMessageEventSink
             return element;
         }
 
-        RepairedToolInputs++;
-        return TryParseObject(JsonRepair.Close(text), out element) ? element : EmptyObject();
+        // Never "repair" a cut-off input: closing a truncated string would hand the client a shortened command or
+        // file content (a Write of half a file). An empty input fails the client's validation visibly instead.
+        InvalidToolInputs++;
+        return EmptyObject();
     }
 
     private static bool TryParseObject(string text, out JsonElement element)
@@ -268,65 +270,5 @@ internal sealed class MessageAggregator : IMessageEventSink
     {
         using var document = JsonDocument.Parse("{}");
         return document.RootElement.Clone();
-    }
-}
-
-/// <summary>Closes what a truncated JSON text left open: a string, then arrays and objects in reverse order.</summary>
-internal static class JsonRepair
-{
-    public static string Close(string text)
-    {
-        var stack = new Stack<char>();
-        var inString = false;
-        var escaped = false;
-        foreach (var c in text)
-        {
-            if (inString)
-            {
-                if (escaped)
-                {
-                    escaped = false;
-                }
-                else if (c == '\\')
-                {
-                    escaped = true;
-                }
-                else if (c == '"')
-                {
-                    inString = false;
-                }
-
-                continue;
-            }
-
-            switch (c)
-            {
-                case '"':
-                    inString = true;
-                    break;
-                case '{':
-                    stack.Push('}');
-                    break;
-                case '[':
-                    stack.Push(']');
-                    break;
-                case '}' or ']' when stack.Count > 0:
-                    stack.Pop();
-                    break;
-            }
-        }
-
-        var builder = new System.Text.StringBuilder(text.TrimEnd().TrimEnd(','));
-        if (inString)
-        {
-            builder.Append('"');
-        }
-
-        while (stack.Count > 0)
-        {
-            builder.Append(stack.Pop());
-        }
-
-        return builder.ToString();
     }
 }

@@ -59,7 +59,7 @@ internal static class OpenAIRequestTranslator
                     AddUser(messages, message.Content!, model, names);
                     break;
                 case "assistant":
-                    AddAssistant(messages, message.Content!, names);
+                    AddAssistant(messages, message.Content!, names, flavor);
                     break;
             }
         }
@@ -302,6 +302,7 @@ internal static class OpenAIRequestTranslator
                 {
                     TextBlock { Text: { } t } => t,
                     DocumentBlock d => DocumentText(d),
+                    ToolReferenceBlock { ToolName: { } tool } => $"(tool loaded: {tool})",
                     _ => null,
                 };
                 if (block is ImageBlock image)
@@ -357,7 +358,7 @@ internal static class OpenAIRequestTranslator
         };
     }
 
-    private static void AddAssistant(List<ChatMessage> messages, MessageContent content, ToolNameMap names)
+    private static void AddAssistant(List<ChatMessage> messages, MessageContent content, ToolNameMap names, Flavor flavor)
     {
         string? text;
         List<ChatToolCall>? calls = null;
@@ -396,6 +397,12 @@ internal static class OpenAIRequestTranslator
         if (text is null && calls is null)
         {
             return;
+        }
+
+        // DeepSeek (thinking mode) rejects a tool-call turn without its reasoning_content, even an empty one.
+        if (calls is not null && reasoning is null && flavor.RequiresReasoningOnToolCalls)
+        {
+            reasoning = "";
         }
 
         if (messages.Count > 0 && messages[^1] is { Role: "assistant" } previous)
@@ -526,13 +533,15 @@ internal sealed record Flavor(
     bool SendsReasoningEffort,
     bool SendsTemplateKwargs,
     bool SupportsContinueFinalMessage,
-    int? MaxStopSequences)
+    int? MaxStopSequences,
+    bool RequiresReasoningOnToolCalls = false)
 {
     private static readonly Flavor Vllm = new(false, true, true, true, true, true, null);
     private static readonly Flavor Sglang = new(false, true, true, true, true, true, null);
     private static readonly Flavor LlamaCpp = new(false, true, true, true, true, false, null);
     private static readonly Flavor Ollama = new(false, false, false, true, false, false, null);
     private static readonly Flavor OpenAIStrict = new(true, false, true, true, false, false, 4);
+    private static readonly Flavor DeepSeek = new(false, false, false, true, false, false, 16, RequiresReasoningOnToolCalls: true);
 
     public static Flavor Of(string? name) => name?.ToLowerInvariant() switch
     {
@@ -540,6 +549,7 @@ internal sealed record Flavor(
         "llamacpp" or "llama.cpp" or "llama-cpp" => LlamaCpp,
         "ollama" => Ollama,
         "openai" => OpenAIStrict,
+        "deepseek" => DeepSeek,
         _ => Vllm,
     };
 }

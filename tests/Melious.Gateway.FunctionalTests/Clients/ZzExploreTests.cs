@@ -8,7 +8,7 @@ public sealed class ZzExploreTests(AzuriteFixture azurite)
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
-    public static TheoryData<string> Cases => new() { "dump", "truncate", "parallel", "bigfile", "length", "overflow", "texttool" };
+    public static TheoryData<string> Cases => new() { "count", "onechunk", "rcontent", "stopwithtools", "nousage", "emptycontent", "agent" };
 
     [Theory]
     [MemberData(nameof(Cases))]
@@ -18,7 +18,7 @@ public sealed class ZzExploreTests(AzuriteFixture azurite)
         var home = Directory.CreateDirectory(Path.Combine(root.FullName, "home")).FullName;
         var project = Directory.CreateDirectory(Path.Combine(root.FullName, "project")).FullName;
         var file = Path.Combine(project, "notes.txt");
-        File.WriteAllText(file, name == "bigfile" ? string.Join("\n", Enumerable.Range(0, 20000).Select(i => $"line {i} the quick brown fox jumps over the lazy dog")) : "MARKER-123\n");
+        File.WriteAllText(file, name == "count" ? string.Join("\n", Enumerable.Range(0, 3500).Select(i => $"line {i} the quick brown fox jumps over the lazy dog")) : "MARKER-123\n");
         var file2 = Path.Combine(project, "other.txt");
         File.WriteAllText(file2, "SECOND-456\n");
         var args = JsonSerializer.Serialize(new Dictionary<string, string> { ["file_path"] = file });
@@ -27,10 +27,39 @@ public sealed class ZzExploreTests(AzuriteFixture azurite)
         await using var s = await Scenario.StartAsync(azurite, async (request, context) =>
         {
             var i = Interlocked.Increment(ref n);
-            File.WriteAllText($"/tmp/explore/{name}-{i}.json", request.BodyText);
+            File.WriteAllText($"/tmp/explore/{name}-{i}.json", request.Path + "\n" + request.BodyText);
             var hasTool = request.HasToolMessage();
+            string Raw(object delta, string? finish = null) => JsonSerializer.Serialize(new { id = "x", @object = "chat.completion.chunk", choices = new[] { new { index = 0, delta, finish_reason = finish } } });
+            var isSub = request.Json.GetProperty("model").GetString() == "light-model";
             switch (name)
             {
+                case "onechunk" when !hasTool:
+                    await Sse.WriteAsync(context, [Raw(new { role = "assistant", tool_calls = new[] { new { index = 0, id = "c1", type = "function", function = new { name = "Read", arguments = args } } } }), Raw(new { }, "tool_calls"), Sse.Usage(9000, 30)]);
+                    return;
+                case "rcontent" when !hasTool:
+                    await Sse.WriteAsync(context, [Raw(new { role = "assistant", reasoning_content = "hmm " }), Raw(new { reasoning_content = "let me read" }), Raw(new { content = "\n\n" }), Sse.ToolCall(0, "c1", "Read", args), Sse.Finish("tool_calls"), Sse.Usage(9000, 30)]);
+                    return;
+                case "stopwithtools" when !hasTool:
+                    await Sse.WriteAsync(context, [Sse.Role(), Sse.ToolCall(0, "c1", "Read", args), Sse.Finish("stop"), Sse.Usage(9000, 30)]);
+                    return;
+                case "nousage" when !hasTool:
+                    await Sse.WriteAsync(context, [Sse.Role(), Sse.ToolCall(0, "c1", "Read", args), Sse.Finish("tool_calls")]);
+                    return;
+                case "nousage":
+                    await Sse.WriteAsync(context, [Sse.Role(), Sse.Content("Done: answer"), Sse.Finish("stop")]);
+                    return;
+                case "emptycontent" when !hasTool:
+                    await Sse.WriteAsync(context, [Sse.Role(), Sse.Content(""), Sse.Content(""), Sse.ToolCall(0, "c1", "Read", args), Sse.Content(""), Sse.Finish("tool_calls"), Sse.Usage(9000, 30)]);
+                    return;
+                case "agent" when isSub && !hasTool:
+                    await Sse.WriteAsync(context, [Sse.Role(), Sse.ToolCall(0, "s1", "Read", args), Sse.Finish("tool_calls"), Sse.Usage(5000, 30)]);
+                    return;
+                case "agent" when isSub:
+                    await Sse.WriteAsync(context, [Sse.Role(), Sse.Content("Subagent found MARKER-123"), Sse.Finish("stop"), Sse.Usage(5000, 30)]);
+                    return;
+                case "agent" when !hasTool:
+                    await Sse.WriteAsync(context, [Sse.Role(), Sse.ToolCall(0, "c1", "Agent", JsonSerializer.Serialize(new { description = "Read notes", prompt = "Read notes.txt in the current directory and report its content", subagent_type = "Explore" })), Sse.Finish("tool_calls"), Sse.Usage(9000, 30)]);
+                    return;
                 case "truncate" when i == 1:
                     await Sse.WriteAsync(context, [Sse.Role(), Sse.Content("partial")], done: false);
                     return;

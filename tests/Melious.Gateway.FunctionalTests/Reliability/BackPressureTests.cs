@@ -195,7 +195,7 @@ public sealed class BackPressureTests(AzuriteFixture azurite)
         Assert.True(gateway.IsRunning);
 
         // Every stream that started is billed once, as cancelled.
-        var storage = Storage(azurite.ConnectionString, prefix);
+        var storage = StorageFor(azurite.ConnectionString, prefix);
         var rows = await Usage.UsageTables.WaitForAsync(storage, TableNames.Billing, r => r.Count >= streamed, TimeSpan.FromSeconds(60));
         Figure($"churn billing: {rows.Count} rows, {rows.Count(r => r.GetBoolean("Cancelled") == true)} cancelled, statuses {string.Join(", ", rows.GroupBy(r => r.GetInt32("Status")).Select(g => $"{g.Key}×{g.Count()}"))}");
         Assert.InRange(rows.Count, streamed, rounds * connections);
@@ -205,7 +205,7 @@ public sealed class BackPressureTests(AzuriteFixture azurite)
 
     internal static async Task<string> CreateKeyAsync(string connectionString, string prefix, Melious.Gateway.Auth.KeyLimits? limits = null)
     {
-        var storage = Storage(connectionString, prefix);
+        var storage = StorageFor(connectionString, prefix);
         await storage.Table(TableNames.ApiKeys).CreateIfNotExistsAsync(Ct);
         var (key, _) = await new Melious.Gateway.Auth.ApiKeyStore(storage).CreateAsync("acme", "reliability", limits, Ct);
         return key;

@@ -36,7 +36,7 @@ public sealed class FuzzTests(AzuriteFixture azurite)
         await using var upstream = await ScriptedUpstream.StartAsync(async (_, context) =>
         {
             // Keep the recorded requests bounded (some cases carry megabytes).
-            while (self is { Requests.Count: > 32 } u && u.Requests.TryDequeue(out _))
+            while (self is { Requests.Count: > 32 } u && u.Requests.TryDequeue(out UpstreamRequest? _))
             {
             }
 
@@ -126,7 +126,7 @@ public sealed class FuzzTests(AzuriteFixture azurite)
         Assert.DoesNotContain("failed inside the gateway", gateway.Output, StringComparison.Ordinal);
 
         // One billing row per request, none poisoned.
-        var storage = Storage(azurite.ConnectionString, prefix);
+        var storage = StorageFor(azurite.ConnectionString, prefix);
         var rows = 0;
         var complete = await WaitUntilAsync(async () => (rows = await CountAsync(storage)) >= sent, TimeSpan.FromSeconds(120), pollMs: 1000);
         var poison = (await storage.Queue(prefix + "-usage-poison").GetPropertiesAsync(Ct)).Value.ApproximateMessagesCount;

@@ -15,10 +15,10 @@ internal static class ReliabilityKit
     public static CancellationToken Ct => TestContext.Current.CancellationToken;
 
     /// <summary>Storage clients for a table prefix, as a gateway with that prefix sees them.</summary>
-    public static StorageClients Storage(string connectionString, string prefix) =>
+    public static StorageClients StorageFor(string connectionString, string prefix) =>
         new(new StorageOptions { ConnectionString = connectionString, TablePrefix = prefix });
 
-    public static StorageClients Storage(TestGateway gateway) => gateway.Services.GetRequiredService<StorageClients>();
+    public static StorageClients StorageFor(TestGateway gateway) => gateway.Services.GetRequiredService<StorageClients>();
 
     public static string RequestId(HttpResponseMessage response) =>
         response.Headers.TryGetValues("request-id", out var ids) ? ids.Single() : throw new InvalidOperationException("no request-id header");
@@ -33,7 +33,7 @@ internal static class ReliabilityKit
     public static async Task<TableEntity> BillingRowAsync(TestGateway gateway, string requestId, TimeSpan? timeout = null)
     {
         await gateway.Publisher.FlushAsync(TimeSpan.FromSeconds(10), Ct);
-        var row = await FindRowAsync(Storage(gateway), TableNames.Billing, requestId, timeout ?? TimeSpan.FromSeconds(30));
+        var row = await FindRowAsync(StorageFor(gateway), TableNames.Billing, requestId, timeout ?? TimeSpan.FromSeconds(30));
         Assert.True(row is not null, $"no billing row for request {requestId}");
         return row!;
     }

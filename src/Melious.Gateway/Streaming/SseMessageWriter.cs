@@ -61,7 +61,7 @@ internal sealed class SseMessageWriter(PipeWriter output, string model) : IMessa
         WriteAscii(id);
         Write("\",\"name\":\""u8);
         Write(JsonEncodedText.Encode(name, Encoder).EncodedUtf8Bytes);
-        Write("\",\"input\":{}}}\n\n"u8);
+        Write("\",\"input\":{},\"caller\":{\"type\":\"direct\"}}}\n\n"u8);
     }
 
     public void TextDelta(int index, ReadOnlySpan<byte> escaped) => Delta(index, "\"text_delta\",\"text\":\""u8, escaped);

@@ -301,8 +301,9 @@ public static class TokenEstimator
                 CharClass.Letter => WordTokens(_runLength),
                 CharClass.Digit => (_runLength + 2) / 3,
                 CharClass.Punct => PunctTokens(_runLength, next),
-                // A single space (or tab) merges into the following word or punctuation; longer runs are one token.
-                CharClass.Space => _runLength == 1 && next is CharClass.Letter or CharClass.Punct or CharClass.Digit ? 0 : 1,
+                // A single space (or tab) merges into the following word or punctuation, not into digits
+                // (" 42" is two tokens); longer runs are one token.
+                CharClass.Space => _runLength == 1 && next is CharClass.Letter or CharClass.Punct ? 0 : 1,
                 CharClass.Newline => 1,
                 _ => 1,
             };

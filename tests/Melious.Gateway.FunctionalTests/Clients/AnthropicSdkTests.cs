@@ -147,8 +147,111 @@ public sealed class AnthropicSdkTests(AzuriteFixture azurite)
         Assert.Equal("Paris", JsonDocument.Parse(call.GetProperty("function").GetProperty("arguments").GetString()!).RootElement.GetProperty("location").GetString());
         var tool = upstream.ToolMessages().Single();
         Assert.Equal(toolUse.ID, tool.GetProperty("tool_call_id").GetString());
-        Assert.Equal("18 degrees, sunny", OpenAIRequests.ContentText(tool));
+        Assert.Equal("18 degrees, sunny", ScenarioExtensions.ContentText(tool));
         Assert.Equal("get_weather", upstream.Json.GetProperty("tools")[0].GetProperty("function").GetProperty("name").GetString());
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task ThinkingTextAndParallelTools_ParseIntoTypedBlocks(bool stream)
+    {
+        await using var s = await Scenario.StartAsync(azurite,
+            Sse.Role(),
+            Sse.Reasoning("Two files; "),
+            Sse.Reasoning("read both."),
+            Sse.Content("Reading them."),
+            Sse.ToolCall(0, "call_a", "Read", "{\"file_path\": \"/tmp/a.txt\"}"),
+            Sse.ToolCall(1, "call_b", "Read", "{\"file_pa"),
+            Sse.ToolCall(1, null, null, "th\": \"/tmp/b.txt\"}"),
+            Sse.Finish("tool_calls"),
+            Sse.Usage(900, 60, cached: 512, reasoning: 8));
+        using var client = Client(s);
+
+        var message = await SendAsync(client, Params("read a and b"), stream);
+
+        Assert.Equal(4, message.Content.Count);
+        Assert.True(message.Content[0].TryPickThinking(out var thinking));
+        Assert.Equal("Two files; read both.", thinking.Thinking);
+        Assert.False(string.IsNullOrEmpty(thinking.Signature));
+        Assert.True(message.Content[1].TryPickText(out var text));
+        Assert.Equal("Reading them.", text.Text);
+        var paths = message.Content.Skip(2).Select(b => b.TryPickToolUse(out var t) ? t.Input["file_path"].GetString() : null).ToList();
+        Assert.Equal(["/tmp/a.txt", "/tmp/b.txt"], paths);
+        Assert.Equal(StopReason.ToolUse, message.StopReason!.Value());
+        Assert.Equal(512, message.Usage.CacheReadInputTokens);
+        Assert.Equal(60, message.Usage.OutputTokens);
+    }
+
+    [Fact]
+    public async Task UpstreamBreaksMidStream_TheSdkSurfacesTheErrorEvent()
+    {
+        await using var s = await Scenario.StartAsync(azurite, (_, context) => Sse.WriteAsync(context, [Sse.Role(), Sse.Content("partial")], done: false));
+        using var client = Client(s);
+
+        var deltas = new List<string>();
+        var error = await Assert.ThrowsAnyAsync<AnthropicException>(async () =>
+        {
+            await foreach (var e in client.Messages.CreateStreaming(Params("hi"), Ct))
+            {
+                if (e.TryPickContentBlockDelta(out var delta) && delta.Delta.TryPickText(out var t))
+                {
+                    deltas.Add(t.Text);
+                }
+            }
+        });
+
+        Assert.Equal(["partial"], deltas);
+        Assert.IsType<AnthropicSseException>(error, exactMatch: false);
+        Assert.Contains("api_error", ((AnthropicServiceException)error).Body.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Models_ListAndRetrieve()
+    {
+        await using var s = await Scenario.StartAsync(azurite, Sse.TextAnswer(["unused"]));
+        using var client = Client(s);
+
+        var page = await client.Models.List(new Anthropic.Models.Models.ModelListParams { Limit = 100 }, Ct);
+        Assert.NotEmpty(page.Items);
+        Assert.Contains(page.Items, m => m.ID.StartsWith("claude", StringComparison.Ordinal));
+        Assert.All(page.Items, m => Assert.False(string.IsNullOrEmpty(m.DisplayName)));
+        Assert.All(page.Items, m => Assert.True(m.CreatedAt.Year >= 2024));
+
+        var model = await client.Models.Retrieve("claude-sonnet-4-5-20250929", new Anthropic.Models.Models.ModelRetrieveParams(), Ct);
+        Assert.Equal("claude-sonnet-4-5-20250929", model.ID);
+        await Assert.ThrowsAsync<AnthropicNotFoundException>(() => client.Models.Retrieve("no-such-model-anywhere", new Anthropic.Models.Models.ModelRetrieveParams(), Ct));
+        Assert.Empty(s.Upstream.Requests);
+    }
+
+    /// <summary>
+    /// With <c>ResponseValidation = true</c> the SDK checks every required field of the current API shape. Text
+    /// messages pass (see <see cref="ExtraUsageFields_AreAcceptedByTheSdk_AndReachableAsRawJson"/>); these do not yet.
+    /// </summary>
+    [Fact]
+    public async Task StrictValidation_ToolUse()
+    {
+        await using var s = await Scenario.StartAsync(azurite, Sse.Role(), Sse.ToolCall(0, "call_a", "Read", "{\"file_path\": \"/tmp/a.txt\"}"), Sse.Finish("tool_calls"), Sse.Usage(90, 6));
+        using var client = new AnthropicClient(new ClientOptions { BaseUrl = s.Gateway.BaseUrl, ApiKey = s.Key, MaxRetries = 0, ResponseValidation = true });
+
+        var message = await client.Messages.Create(Params("read a"), Ct);
+        message.Validate();
+        var streamed = await client.Messages.CreateStreaming(Params("read a"), Ct).Aggregate();
+        streamed.Validate();
+        Assert.True(message.Content.Single().TryPickToolUse(out var toolUse));
+        Assert.Equal("direct", toolUse.Caller.Json.GetProperty("type").GetString());
+    }
+
+    [Fact]
+    public async Task StrictValidation_Models()
+    {
+        await using var s = await Scenario.StartAsync(azurite, Sse.TextAnswer(["unused"]));
+        using var client = new AnthropicClient(new ClientOptions { BaseUrl = s.Gateway.BaseUrl, ApiKey = s.Key, MaxRetries = 0, ResponseValidation = true });
+
+        var page = await client.Models.List(new Anthropic.Models.Models.ModelListParams { Limit = 100 }, Ct);
+        page.Validate();
+        var model = await client.Models.Retrieve("claude-sonnet-4-5-20250929", new Anthropic.Models.Models.ModelRetrieveParams(), Ct);
+        model.Validate();
     }
 
     [Fact]

@@ -2,15 +2,20 @@ using System.Diagnostics;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Melious.Gateway.Tests.Tokens;
 using Melious.Gateway.FunctionalTests.Infrastructure;
 using Microsoft.ML.Tokenizers;
 
 namespace Melious.Gateway.FunctionalTests.Clients;
 
 /// <summary>
-/// The real Claude Code CLI (tools/node_modules/.bin/claude, 2.1.197) in <c>-p</c> mode against the gateway: a Read
-/// tool round trip through an OpenAI-compatible upstream, and the real Claude Code request bodies (captured through
-/// an Anthropic-mode upstream, which receives them verbatim) checked against count_tokens.
+/// The real Claude Code CLI (tools/node_modules/.bin/claude) in <c>-p</c> mode against the gateway, in a minimal,
+/// isolated environment (fresh HOME, only PATH inherited): Read tool round trips through an OpenAI-compatible
+/// upstream (with and without streamed thinking, with either credential variable), an Explore subagent on the haiku
+/// tier, Claude Code's own count_tokens call on a large file, its non-streaming fallback after a broken stream, and
+/// its real request bodies (captured through an Anthropic-mode upstream, which receives them verbatim) checked
+/// against count_tokens. Every run asserts that Claude Code never silently fell back to non-streaming (unless the
+/// test provokes it) and that the key never reaches a log line or the upstream.
 /// </summary>
 public sealed class ClaudeCodeTests(AzuriteFixture azurite)
 {
@@ -19,8 +24,15 @@ public sealed class ClaudeCodeTests(AzuriteFixture azurite)
     private static readonly Tokenizer Cl100k = TiktokenTokenizer.CreateForEncoding("cl100k_base");
     private static readonly Tokenizer O200k = TiktokenTokenizer.CreateForEncoding("o200k_base");
 
-    /// <summary>The gateway's own categories at Trace: the "routed … stream=" lines count client requests, and the key-leak check sees everything.</summary>
-    private static readonly Dictionary<string, string?> VerboseLogs = new() { ["Logging:LogLevel:Melious"] = "Trace" };
+    /// <summary>
+    /// The gateway's own categories at Trace (its "routed … stream=" lines show each Messages request's stream flag, and
+    /// the key-leak check sees everything) plus ASP.NET Core's request lines (every HTTP request Claude Code made).
+    /// </summary>
+    private static readonly Dictionary<string, string?> VerboseLogs = new()
+    {
+        ["Logging:LogLevel:Melious"] = "Trace",
+        ["Logging:LogLevel:Microsoft.AspNetCore.Hosting.Diagnostics"] = "Information",
+    };
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
@@ -53,7 +65,7 @@ public sealed class ClaudeCodeTests(AzuriteFixture azurite)
         var withResult = s.Upstream.Requests.Where(r => r.HasToolMessage()).ToList();
         Assert.NotEmpty(withResult);
         var toolMessage = withResult[0].ToolMessages().Single();
-        Assert.Contains(workspace.Marker, OpenAIRequests.ContentText(toolMessage), StringComparison.Ordinal);
+        Assert.Contains(workspace.Marker, ScenarioExtensions.ContentText(toolMessage), StringComparison.Ordinal);
         var callId = withResult[0].Json.GetProperty("messages").EnumerateArray()
             .Where(m => m.GetProperty("role").GetString() == "assistant" && m.TryGetProperty("tool_calls", out _))
             .SelectMany(m => m.GetProperty("tool_calls").EnumerateArray()).Single().GetProperty("id").GetString();
@@ -64,10 +76,11 @@ public sealed class ClaudeCodeTests(AzuriteFixture azurite)
         Assert.Equal("main-model", s.Upstream.Requests.First().Model());
         Assert.DoesNotContain(s.Upstream.Requests, r => r.Model().StartsWith("claude", StringComparison.OrdinalIgnoreCase));
 
-        // One upstream call per model turn, all streamed: Claude Code never fell back to non-streaming.
-        var routed = s.Gateway.RoutedStreamFlags();
-        Assert.True(routed.All(streamed => streamed), "Claude Code fell back to non-streaming (a stream it could not use):\n" + report);
-        Assert.Equal(routed.Count, s.Upstream.Requests.Count);
+        // One call per model turn, all streamed: Claude Code never fell back to non-streaming (which it does,
+        // silently, when it cannot use a stream; the gateway always streams from the upstream, so only the
+        // client-side requests show it).
+        AssertNoNonStreamingFallback(s, report);
+        Assert.Equal(["POST /v1/messages?beta=true", "POST /v1/messages?beta=true"], s.Gateway.ClientRequests().Where(r => r.StartsWith("POST", StringComparison.Ordinal)));
         Assert.Equal(2, requests);
         Assert.All(s.Upstream.Requests, r => Assert.True(r.Json.GetProperty("stream").GetBoolean()));
 
@@ -122,6 +135,7 @@ public sealed class ClaudeCodeTests(AzuriteFixture azurite)
         Assert.Contains(tools, t => t!["name"]!.GetValue<string>() == "Read");
         Assert.Contains(first["messages"]!.AsArray(), m => m!["role"]!.GetValue<string>() == "system");
         Assert.True(AnthropicUpstream.HasToolResult(bodies[1].Json));
+        AssertNoNonStreamingFallback(s, report);
 
         var output = TestContext.Current.TestOutputHelper;
         foreach (var (body, index) in bodies.Select((b, i) => (b, i)))
@@ -140,6 +154,120 @@ public sealed class ClaudeCodeTests(AzuriteFixture azurite)
         }
 
         AssertKeyNotLeaked(s);
+    }
+
+    /// <summary>
+    /// The Agent tool: Claude Code runs an Explore subagent on its haiku model (claude-haiku-4-5-20251001), which the
+    /// gateway maps to the light tier; the subagent's own Read round trip and the main thread's both go through.
+    /// </summary>
+    [Fact]
+    public async Task Subagent_RunsOnTheLightModel()
+    {
+        using var workspace = new Workspace();
+        await using var s = await Scenario.StartAsync(azurite, (request, context) =>
+        {
+            var subagent = request.Model() == "light-model";
+            if (subagent)
+            {
+                return request.HasToolMessage()
+                    ? Sse.WriteAsync(context, Sse.TextAnswer(["The subagent read: ", workspace.Marker], prompt: 5000))
+                    : Sse.WriteAsync(context, ReadCall(workspace.FilePath, thinking: false));
+            }
+
+            if (request.HasToolMessage())
+            {
+                var found = ScenarioExtensions.ContentText(request.ToolMessages().Single());
+                return Sse.WriteAsync(context, Sse.TextAnswer(["Summary: ", found], prompt: 9500));
+            }
+
+            var arguments = JsonSerializer.Serialize(new { description = "Read the notes", prompt = "Read notes.txt in the current directory and report its exact content.", subagent_type = "Explore" });
+            return Sse.WriteAsync(context, [Sse.Role(), Sse.ToolCall(0, "call_agent", "Agent", arguments[..20]), Sse.ToolCall(0, null, null, arguments[20..]), Sse.Finish("tool_calls"), Sse.Usage(9000, 50)]);
+        }, VerboseLogs);
+
+        var run = await RunClaudeAsync(s.Gateway.BaseUrl, workspace, new() { ["ANTHROPIC_AUTH_TOKEN"] = s.Key, ["ANTHROPIC_API_KEY"] = "" });
+
+        var report = Report(run, s);
+        Assert.True(run.ExitCode == 0 && !run.TimedOut, report);
+        Assert.Contains(workspace.Marker, JsonDocument.Parse(ResultLine(run)).RootElement.GetProperty("result").GetString(), StringComparison.Ordinal);
+        Assert.Equal(["main-model", "light-model", "light-model", "main-model"], s.Upstream.Requests.Select(r => r.Model()));
+        var subagentTools = s.Upstream.Requests.ElementAt(1).Json.GetProperty("tools").GetArrayLength();
+        var mainTools = s.Upstream.Requests.ElementAt(0).Json.GetProperty("tools").GetArrayLength();
+        Assert.True(subagentTools < mainTools, $"the subagent has its own, smaller tool set ({subagentTools} vs {mainTools})");
+        AssertNoNonStreamingFallback(s, report);
+        AssertKeyNotLeaked(s);
+    }
+
+    /// <summary>
+    /// A large file (~165 KB: under the Read tool's 256 KB limit, over its 25,000-token cap): Claude Code's Read asks
+    /// the gateway's count_tokens how big the content is (its only use of count_tokens in -p mode) and truncates the
+    /// result, quoting the count. That count must be the real size.
+    /// </summary>
+    [Theory]
+    [InlineData("prose-and-code")]
+    [InlineData("log")]
+    public async Task LargeRead_ClaudeCodeSizesItThroughCountTokens(string kind)
+    {
+        using var workspace = new Workspace();
+        var content = kind == "log"
+            ? string.Join("\n", Enumerable.Range(0, 2000).Select(i => $"2026-11-24 10:{i / 60 % 60:00}:{i % 60:00} INFO worker {i % 8} processed batch {i} in {37 * i % 900} ms"))
+            : LargeProseAndCode();
+        File.WriteAllText(workspace.FilePath, content);
+        await using var s = await Scenario.StartAsync(azurite, (request, context) =>
+            request.HasToolMessage()
+                ? Sse.WriteAsync(context, Sse.TextAnswer(["The file is long."], prompt: 30000))
+                : Sse.WriteAsync(context, ReadCall(workspace.FilePath, thinking: false)), VerboseLogs);
+
+        var run = await RunClaudeAsync(s.Gateway.BaseUrl, workspace, new() { ["ANTHROPIC_API_KEY"] = s.Key });
+
+        var report = Report(run, s);
+        Assert.True(run.ExitCode == 0 && !run.TimedOut, report);
+        Assert.Contains("POST /v1/messages/count_tokens?beta=true", s.Gateway.ClientRequests());
+        Assert.Contains(s.Gateway.Logs.Lines, l => l.Contains("Request finished", StringComparison.Ordinal) && l.Contains("/v1/messages/count_tokens", StringComparison.Ordinal) && l.Contains(" - 200 ", StringComparison.Ordinal));
+        var toolResult = ScenarioExtensions.ContentText(s.Upstream.Requests.Single(r => r.HasToolMessage()).ToolMessages().Single());
+        var match = System.Text.RegularExpressions.Regex.Match(toolResult, @"\((?<tokens>\d+) tokens, cap (?<cap>\d+)\)");
+        Assert.True(match.Success, "Claude Code did not truncate the file by tokens: " + toolResult[..Math.Min(500, toolResult.Length)]);
+
+        // Claude Code sizes the raw file content (no line numbers) with the gateway's count.
+        var counted = long.Parse(match.Groups["tokens"].Value, System.Globalization.CultureInfo.InvariantCulture);
+        TestContext.Current.TestOutputHelper?.WriteLine($"Read sized {content.Length} chars at {counted} tokens; cl100k {Cl100k.CountTokens(content)}, o200k {O200k.CountTokens(content)}");
+        AssertClose(counted, Cl100k.CountTokens(content), "count_tokens of the file content vs cl100k_base");
+        AssertClose(counted, O200k.CountTokens(content), "count_tokens of the file content vs o200k_base");
+        AssertNoNonStreamingFallback(s, report);
+        AssertKeyNotLeaked(s);
+    }
+
+    /// <summary>
+    /// The upstream drops the stream halfway: the gateway ends its stream with an error event, Claude Code re-sends
+    /// the request without <c>stream</c>, and the gateway's non-streaming answer (with usage) must satisfy it.
+    /// </summary>
+    [Fact]
+    public async Task BrokenUpstreamStream_ClaudeCodeFallsBackToNonStreaming_AndSucceeds()
+    {
+        using var workspace = new Workspace();
+        var calls = 0;
+        await using var s = await Scenario.StartAsync(azurite, (request, context) =>
+            Interlocked.Increment(ref calls) == 1
+                ? Sse.WriteAsync(context, [Sse.Role(), Sse.Content("The file")], done: false)
+                : Sse.WriteAsync(context, Sse.TextAnswer(["Recovered: ", workspace.Marker], prompt: 9000)), VerboseLogs);
+
+        var run = await RunClaudeAsync(s.Gateway.BaseUrl, workspace, new() { ["ANTHROPIC_AUTH_TOKEN"] = s.Key, ["ANTHROPIC_API_KEY"] = "" });
+
+        var report = Report(run, s);
+        Assert.True(run.ExitCode == 0 && !run.TimedOut, report);
+        var result = JsonDocument.Parse(ResultLine(run)).RootElement;
+        Assert.Equal("Recovered: " + workspace.Marker, result.GetProperty("result").GetString());
+        Assert.Equal([true, false], s.Gateway.RoutedStreamFlags());
+        Assert.Equal(2, s.Upstream.Requests.Count);
+        Assert.All(s.Upstream.Requests, r => Assert.True(r.Json.GetProperty("stream").GetBoolean()));
+        AssertKeyNotLeaked(s);
+    }
+
+    /// <summary>Realistic text, ~165 KB: the token-estimator calibration corpus (English prose and C# code), four times.</summary>
+    private static string LargeProseAndCode()
+    {
+        var golden = Path.Combine(RepoPaths.Root, "tests", "Melious.Gateway.Tests", "Golden", "tokens");
+        var sample = File.ReadAllText(Path.Combine(golden, "prose.md")) + "\n" + File.ReadAllText(Path.Combine(golden, "code.cs.txt"));
+        return string.Join("\n", Enumerable.Repeat(sample, 4));
     }
 
     private static string[] ReadCall(string path, bool thinking)
@@ -204,13 +332,22 @@ public sealed class ClaudeCodeTests(AzuriteFixture azurite)
             text.Append($"\n{r.Method} {r.Path} model={r.Json.GetProperty("model")} stream={stream} bytes={r.Body.Length}");
         }
 
-        text.Append("\n--- gateway log (warnings and errors) ---");
-        foreach (var line in s.Gateway.Logs.Lines.Where(l => l.StartsWith("Warning", StringComparison.Ordinal) || l.StartsWith("Error", StringComparison.Ordinal) || l.Contains(" routed (", StringComparison.Ordinal)))
+        text.Append("\n--- gateway log (requests, routing, warnings and errors) ---");
+        foreach (var line in s.Gateway.Logs.Lines.Where(l => l.StartsWith("Warning", StringComparison.Ordinal) || l.StartsWith("Error", StringComparison.Ordinal)
+            || l.Contains(" routed (", StringComparison.Ordinal) || l.Contains("Request finished", StringComparison.Ordinal)))
         {
             text.Append('\n').Append(line.Length > 400 ? line[..400] + "…" : line);
         }
 
         return text.ToString();
+    }
+
+    private static void AssertNoNonStreamingFallback(Scenario s, string report)
+    {
+        var routed = s.Gateway.RoutedStreamFlags();
+        Assert.True(routed.Count > 0, "no \"routed … stream=\" lines in the gateway log: the fallback check cannot see anything\n" + report);
+        Assert.True(routed.All(streamed => streamed), "Claude Code fell back to non-streaming (it could not use a stream):\n" + report);
+        Assert.Equal(routed.Count, s.Gateway.ClientRequests().Count(r => r.StartsWith("POST /v1/messages?", StringComparison.Ordinal) || r == "POST /v1/messages"));
     }
 
     private static void AssertKeyNotLeaked(Scenario s)

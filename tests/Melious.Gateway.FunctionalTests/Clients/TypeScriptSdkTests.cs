@@ -142,7 +142,7 @@ public sealed class TypeScriptSdkTests(AzuriteFixture azurite)
             Assert.Equal("It is sunny.", tool.GetProperty("answer").GetString());
             var toolMessage = s.Upstream.Requests.Single(r => r.HasToolMessage()).ToolMessages().Single();
             Assert.Equal(tool.GetProperty("id").GetString(), toolMessage.GetProperty("tool_call_id").GetString());
-            Assert.Equal("sunny, 18 degrees", OpenAIRequests.ContentText(toolMessage));
+            Assert.Equal("sunny, 18 degrees", ScenarioExtensions.ContentText(toolMessage));
 
             var error = result.GetProperty("error");
             Assert.True(error.GetProperty("thrown").GetBoolean());

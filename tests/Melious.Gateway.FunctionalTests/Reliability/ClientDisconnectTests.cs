@@ -16,8 +16,16 @@ public sealed class ClientDisconnectTests(AzuriteFixture azurite)
     [Fact]
     public async Task ClientResetMidStream_AbortsTheUpstreamWithin1s_AndBillsTheTokensStreamed()
     {
-        // Token pacing like a real model server (5-20 ms per token); several disconnect points.
-        (int Pace, int After)[] trials = [(5, 5), (10, 15), (20, 10), (5, 40), (10, 3), (15, 25)];
+        // Token pacing like a real model server (5-20 ms per token); several disconnect points. In two trials the client
+        // first stops reading (a hung terminal) and is then killed; in the last two it is killed while the gateway is
+        // still writing out one large event (8 MB: a big tool input or file echo), so the gateway notices the loss in
+        // its write, not in its upstream read.
+        (int Pace, int After, int TokenBytes, bool StallFirst, bool BigEvent)[] trials =
+        [
+            (5, 5, 4, false, false), (10, 15, 4, false, false), (20, 10, 4, false, false), (5, 40, 4, false, false), (10, 3, 4, false, false),
+            (15, 25, 4, false, false), (10, 5, 4096, true, false), (20, 5, 4096, true, false), (20, 6, 4, false, true), (10, 6, 4, false, true),
+        ];
+        var big = Sse.Content(new string('y', 8 * 1024 * 1024));
         var written = new int[trials.Length];
         var trial = -1;
         await using var s = await Scenario.StartAsync(azurite, async (_, context) =>
@@ -27,7 +35,8 @@ public sealed class ClientDisconnectTests(AzuriteFixture azurite)
             await context.Response.WriteAsync($"data: {Sse.Role()}\n\n", context.RequestAborted);
             for (var i = 0; i < 3_000; i++)
             {
-                await context.Response.WriteAsync($"data: {Sse.Content($"t{i} ")}\n\n", context.RequestAborted);
+                var token = trials[t].BigEvent && i == 5 ? big : Sse.Content($"t{i} ".PadRight(trials[t].TokenBytes, '.'));
+                await context.Response.WriteAsync($"data: {token}\n\n", context.RequestAborted);
                 await context.Response.Body.FlushAsync(context.RequestAborted);
                 Interlocked.Increment(ref written[t]);
                 await Task.Delay(trials[t].Pace, context.RequestAborted);
@@ -40,12 +49,16 @@ public sealed class ClientDisconnectTests(AzuriteFixture azurite)
         for (var t = 0; t < trials.Length; t++)
         {
             Volatile.Write(ref trial, t);
-            var socket = await RawHttp.ConnectAsync(port, cancellationToken: Ct);
+            var socket = await RawHttp.ConnectAsync(port, receiveBuffer: trials[t].StallFirst ? 2048 : null, cancellationToken: Ct);
             await socket.SendAsync(RawHttp.Request(s.Key, Scenario.Body(stream: true).ToJsonString()), Ct);
             var seen = await RawHttp.ReadUntilAsync(socket, "\"text_delta\"", trials[t].After, TimeSpan.FromSeconds(10), Ct);
             var received = RawHttp.Occurrences(new System.Text.StringBuilder(seen), "\"text_delta\"");
             var requestId = System.Text.RegularExpressions.Regex.Match(seen, @"request-id: (\S+)", System.Text.RegularExpressions.RegexOptions.IgnoreCase).Groups[1].Value;
             var upstreamRequest = s.Upstream.Last;
+            if (trials[t].StallFirst)
+            {
+                await Task.Delay(1500, Ct);
+            }
 
             var resetAt = DateTime.UtcNow;
             RawHttp.Reset(socket);
@@ -55,7 +68,7 @@ public sealed class ClientDisconnectTests(AzuriteFixture azurite)
             results.Add($"{delay.TotalMilliseconds:0} ms");
             if (delay >= TimeSpan.FromSeconds(1))
             {
-                slow.Add($"trial {t} (token every {trials[t].Pace} ms, reset after {received} deltas): upstream aborted after {delay.TotalMilliseconds:0} ms, having written {writtenAtAbort} tokens");
+                slow.Add($"trial {t} (a {trials[t].TokenBytes}-byte token every {trials[t].Pace} ms, {(trials[t].StallFirst ? "client stalled 1.5 s, then " : "")}{(trials[t].BigEvent ? "during an 8 MB event, " : "")}reset after {received} deltas): upstream aborted after {delay.TotalMilliseconds:0} ms, having written {writtenAtAbort} tokens");
             }
 
             var row = await BillingRowAsync(s.Gateway, requestId);

@@ -32,7 +32,7 @@ public sealed class MessageAggregatorTests
 
         var json = JsonSerializer.Serialize(sink.Build("claude-sonnet-4-5-20250929"), AnthropicJsonContext.Default.Message);
         Assert.Equal(
-            """{"id":"msg_013Zva2CMHLNnXjNJJKqJ2EF","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929","content":[{"type":"thinking","thinking":"a \u0022b\u0022","signature":"sig"},{"type":"text","text":"caf\u00E9 \uD83D\uDE00"},{"type":"tool_use","id":"toolu_01","name":"Read","input":{"file_path":"x"}}],"stop_reason":"tool_use","stop_sequence":null,"usage":{"input_tokens":904,"cache_creation_input_tokens":0,"cache_read_input_tokens":4096,"output_tokens":60,"output_tokens_details":{"thinking_tokens":6}}}""",
+            """{"id":"msg_013Zva2CMHLNnXjNJJKqJ2EF","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929","content":[{"type":"thinking","thinking":"a \u0022b\u0022","signature":"sig"},{"type":"text","text":"caf\u00E9 \uD83D\uDE00"},{"type":"tool_use","id":"toolu_01","name":"Read","input":{"file_path":"x"},"caller":{"type":"direct"}}],"stop_reason":"tool_use","stop_sequence":null,"usage":{"input_tokens":904,"cache_creation_input_tokens":0,"cache_read_input_tokens":4096,"output_tokens":60,"output_tokens_details":{"thinking_tokens":6}}}""",
             json);
         Assert.True(sink.Completed);
         Assert.Equal(0, sink.InvalidToolInputs);

@@ -16,7 +16,7 @@ public sealed class SseGrammarTests
     private const string Ping = "event: ping\ndata: {\"type\":\"ping\"}\n\n";
 
     private static string Tool(int index, string id = "toolu_01NRLabsLyVHZPKxbKvkfSMn") =>
-        $"event: content_block_start\ndata: {{\"type\":\"content_block_start\",\"index\":{index},\"content_block\":{{\"type\":\"tool_use\",\"id\":\"{id}\",\"name\":\"T\",\"input\":{{}}}}}}\n\n";
+        $"event: content_block_start\ndata: {{\"type\":\"content_block_start\",\"index\":{index},\"content_block\":{{\"type\":\"tool_use\",\"id\":\"{id}\",\"name\":\"T\",\"input\":{{}},\"caller\":{{\"type\":\"direct\"}}}}}}\n\n";
 
     private static string Json(int index, string partial) =>
         $"event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":{index},\"delta\":{{\"type\":\"input_json_delta\",\"partial_json\":\"{partial}\"}}}}\n\n";

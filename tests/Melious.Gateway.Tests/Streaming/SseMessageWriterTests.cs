@@ -73,7 +73,7 @@ public sealed class SseMessageWriterTests
             data: {"type":"content_block_stop","index":1}
 
             event: content_block_start
-            data: {"type":"content_block_start","index":2,"content_block":{"type":"tool_use","id":"toolu_01NRLabsLyVHZPKxbKvkfSMn","name":"get_weather","input":{}}}
+            data: {"type":"content_block_start","index":2,"content_block":{"type":"tool_use","id":"toolu_01NRLabsLyVHZPKxbKvkfSMn","name":"get_weather","input":{},"caller":{"type":"direct"}}}
 
             event: content_block_delta
             data: {"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":""}}

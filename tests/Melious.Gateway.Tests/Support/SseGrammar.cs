@@ -130,7 +130,8 @@ internal static class SseGrammar
                             var toolName = (string)block["name"]!;
                             Assert.False(string.IsNullOrEmpty(toolName), "tool_use without a name");
                             Assert.Empty(Assert.IsType<JsonObject>(block["input"]));
-                            Assert.Equal(["type", "id", "name", "input"], block.Select(p => p.Key).ToArray());
+                            Assert.Equal(["type", "id", "name", "input", "caller"], block.Select(p => p.Key).ToArray());
+                            Assert.Equal("direct", (string?)block["caller"]?["type"]);
                             open = new StreamBlock(type, index) { Id = id, Name = toolName };
                             break;
                         default:
@@ -292,7 +293,7 @@ internal static class SseGrammar
             {
                 "text" => new JsonObject { ["type"] = "text", ["text"] = block.Text.ToString() },
                 "thinking" => new JsonObject { ["type"] = "thinking", ["thinking"] = block.Text.ToString(), ["signature"] = block.Signature.ToString() },
-                _ => new JsonObject { ["type"] = "tool_use", ["id"] = block.Id, ["name"] = block.Name, ["input"] = ParseOr(block.PartialJson.ToString(), repaired?[i]?["input"]) },
+                _ => new JsonObject { ["type"] = "tool_use", ["id"] = block.Id, ["name"] = block.Name, ["input"] = ParseOr(block.PartialJson.ToString(), repaired?[i]?["input"]), ["caller"] = new JsonObject { ["type"] = "direct" } },
             });
         }
 

@@ -9,7 +9,7 @@ namespace Melious.Gateway.Tests.Tokens;
 /// Renders an Anthropic request the way a Qwen/ChatML chat template on vLLM would (tools as one <c>tojson</c> object
 /// per line inside the tool preamble), so the tests can count the prompt a real upstream would count.
 /// </summary>
-public static class ChatTemplate
+internal static class ChatTemplate
 {
     private static readonly JsonSerializerOptions Relaxed = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 

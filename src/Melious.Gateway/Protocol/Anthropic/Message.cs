@@ -40,7 +40,16 @@ public sealed record ResponseTextBlock(string Text) : ResponseContentBlock;
 
 public sealed record ResponseThinkingBlock(string Thinking, string Signature) : ResponseContentBlock;
 
-public sealed record ResponseToolUseBlock(string Id, string Name, System.Text.Json.JsonElement Input) : ResponseContentBlock;
+public sealed record ResponseToolUseBlock(string Id, string Name, System.Text.Json.JsonElement Input) : ResponseContentBlock
+{
+    /// <summary>Who invoked the tool: always the model itself here (the current API includes this).</summary>
+    public ToolCaller Caller { get; init; } = ToolCaller.Direct;
+}
+
+public sealed record ToolCaller(string Type)
+{
+    public static ToolCaller Direct { get; } = new("direct");
+}
 
 /// <summary>Anthropic usage: <see cref="InputTokens"/> excludes cache reads and writes.</summary>
 public sealed record Usage

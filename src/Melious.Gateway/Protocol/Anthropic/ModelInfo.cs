@@ -13,6 +13,9 @@ public sealed record ModelInfo
 
     public required string CreatedAt { get; init; }
 
+    /// <summary><c>active</c>: a catalog model the gateway serves (the current API requires the field).</summary>
+    public string Lifecycle { get; init; } = "active";
+
     public long? MaxInputTokens { get; init; }
 
     public long? MaxTokens { get; init; }

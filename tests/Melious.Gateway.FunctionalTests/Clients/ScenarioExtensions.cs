@@ -3,8 +3,8 @@ using Melious.Gateway.FunctionalTests.Infrastructure;
 
 namespace Melious.Gateway.FunctionalTests.Clients;
 
-/// <summary>Reads what the gateway sent to an OpenAI-compatible scripted upstream.</summary>
-internal static class OpenAIRequests
+/// <summary>Reads what the gateway sent to an OpenAI-compatible scripted upstream, and what it received and logged.</summary>
+internal static class ScenarioExtensions
 {
     /// <summary>The OpenAI <c>tool</c> messages of a chat/completions body.</summary>
     public static IEnumerable<JsonElement> ToolMessages(this UpstreamRequest request) =>
@@ -21,6 +21,17 @@ internal static class OpenAIRequests
     };
 
     public static string Model(this UpstreamRequest request) => request.Json.GetProperty("model").GetString()!;
+
+    /// <summary>
+    /// The HTTP requests the gateway received from its client ("METHOD /path?query"), from ASP.NET Core's
+    /// "Request starting" lines (needs <c>Logging:LogLevel:Microsoft.AspNetCore.Hosting.Diagnostics</c> = Information).
+    /// </summary>
+    public static IReadOnlyList<string> ClientRequests(this TestGateway gateway) =>
+        gateway.Logs.Lines
+            .Select(l => System.Text.RegularExpressions.Regex.Match(l, @"Request starting HTTP/[\d.]+ (?<method>[A-Z]+) https?://[^/\s]+(?<path>/\S*)"))
+            .Where(m => m.Success)
+            .Select(m => m.Groups["method"].Value + " " + m.Groups["path"].Value)
+            .ToList();
 
     /// <summary>The gateway's "routed … stream=…" debug lines: one per Messages request it accepted, with the client's stream flag.</summary>
     public static IReadOnlyList<bool> RoutedStreamFlags(this TestGateway gateway) =>

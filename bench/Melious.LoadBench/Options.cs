@@ -47,6 +47,9 @@ public sealed class Options
     /// <summary>Before each figure, wait up to this long for other processes on the machine to go quiet.</summary>
     public double WaitQuietSeconds { get; private set; } = 60;
 
+    /// <summary>Print the gateway's console output (last 400 lines) at the end, e.g. with Debug logging for a start-up timeline.</summary>
+    public bool DumpGatewayLog { get; private set; }
+
     public bool SkipSlow { get; private set; }
 
     public bool SkipCountTokens { get; private set; }
@@ -107,6 +110,7 @@ public sealed class Options
                     o.GatewayEnv[pair[..eq]] = pair[(eq + 1)..];
                     break;
                 case "--wait-quiet": o.WaitQuietSeconds = Num(); break;
+                case "--dump-gateway-log": o.DumpGatewayLog = true; break;
                 case "--skip-slow": o.SkipSlow = true; break;
                 case "--skip-count-tokens": o.SkipCountTokens = true; break;
                 case "--deadline-minutes": o.Deadline = TimeSpan.FromMinutes(Num()); break;
@@ -125,7 +129,7 @@ public sealed class Options
                           [--measure-seconds S] [--rounds N] [--warmup N] [--tokens N] [--tokens-per-chunk N]
                           [--only c1-d0-text,c32-d0-tool,...] [--slow-streams N] [--slow-tokens N]
                           [--count-tokens-seconds S] [--count-tokens-concurrency C] [--launches N]
-                          [--skip-slow] [--skip-count-tokens] [--deadline-minutes M] [--gateway-env KEY=VALUE]... [--wait-quiet S]
+                          [--skip-slow] [--skip-count-tokens] [--deadline-minutes M] [--gateway-env KEY=VALUE]... [--wait-quiet S] [--dump-gateway-log]
         Melious.LoadBench upstream --port P [--parent PID]     (the scripted upstream, started by the bench itself)
         """;
 }

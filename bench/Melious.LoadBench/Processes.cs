@@ -12,22 +12,25 @@ public sealed class ChildProcess : IDisposable
     private readonly Queue<string> _lines = new();
     private readonly Process _process;
 
+    private bool _disposed;
+
     private ChildProcess(string name, Process process, long startTimestamp)
     {
         Name = name;
         _process = process;
+        Pid = process.Id;
         StartTimestamp = startTimestamp;
         Live[process.Id] = this;
     }
 
     public string Name { get; }
 
-    public int Pid => _process.Id;
+    public int Pid { get; }
 
     /// <summary><see cref="Stopwatch.GetTimestamp"/> just before <see cref="Process.Start()"/>.</summary>
     public long StartTimestamp { get; }
 
-    public bool HasExited => _process.HasExited;
+    public bool HasExited => _disposed || _process.HasExited;
 
     public int WarningLines { get; private set; }
 
@@ -96,6 +99,12 @@ public sealed class ChildProcess : IDisposable
 
     public void Dispose()
     {
+        if (_disposed)
+        {
+            return;
+        }
+
+        _disposed = true;
         try
         {
             if (!_process.HasExited)
@@ -108,7 +117,7 @@ public sealed class ChildProcess : IDisposable
         {
         }
 
-        Live.TryRemove(_process.Id, out _);
+        Live.TryRemove(Pid, out _);
         _process.Dispose();
     }
 

@@ -137,26 +137,34 @@ public sealed partial class UsageWriter(StorageClients storage, ILogger<UsageWri
             InsertRowsAsync(Billing, unique.Select(UsageRows.Billing), cancellationToken),
             InsertRowsAsync(Energy, unique.Select(UsageRows.Energy), cancellationToken));
 
-        // 2. Exactly-once counters, per ledger partition (account and month).
-        var touched = new HashSet<(string Partition, string Row, UsageEvent Sample)>(TouchedComparer.Instance);
-        foreach (var group in unique.GroupBy(e => UsageRows.LedgerPartition(e.Account, e.Month)))
+        // 2. Exactly-once counters. Ledger partitions (account and month) are independent, so they run in parallel;
+        //    chunks of one partition run in order (they would only contend with each other).
+        var written = new System.Collections.Concurrent.ConcurrentDictionary<(string Partition, string Row), UsageCounters>();
+        var groups = unique.GroupBy(e => UsageRows.LedgerPartition(e.Account, e.Month)).ToList();
+        await Task.WhenAll(groups.Select(async group =>
         {
             foreach (var chunk in Chunk(group.ToList()))
             {
-                await CountAsync(group.Key, chunk, cancellationToken);
+                foreach (var (row, totals) in await CountAsync(group.Key, chunk, cancellationToken))
+                {
+                    written.AddOrUpdate((group.Key, row), totals, (_, existing) => totals.Requests > existing.Requests ? totals : existing);
+                }
             }
+        }));
 
+        // 3. Copy the per-model counters into usagedaily, starting from the totals this writer just committed
+        //    (a redelivery that counted nothing reads the ledger instead).
+        var touched = new HashSet<(string Partition, string Row, UsageEvent Sample)>(TouchedComparer.Instance);
+        foreach (var group in groups)
+        {
             foreach (var e in group)
             {
                 touched.Add((group.Key, UsageRows.ModelCounter(e.Day, e.UpstreamModel, e.Currency), e));
             }
         }
 
-        // 3. Copy the per-model counters into usagedaily.
-        foreach (var (partition, row, sample) in touched)
-        {
-            await ProjectAsync(partition, row, sample, cancellationToken);
-        }
+        await Task.WhenAll(touched.Select(t =>
+            ProjectAsync(t.Partition, t.Row, t.Sample, written.TryGetValue((t.Partition, t.Row), out var totals) ? totals : null, cancellationToken)));
     }
 
     private sealed class TouchedComparer : IEqualityComparer<(string Partition, string Row, UsageEvent Sample)>
@@ -253,7 +261,8 @@ public sealed partial class UsageWriter(StorageClients storage, ILogger<UsageWri
     }
 
     /// <summary>Counts each event of the chunk exactly once in the ledger partition (see the class remarks).</summary>
-    private async Task CountAsync(string partition, List<UsageEvent> chunk, CancellationToken cancellationToken)
+    /// <returns>The counter totals committed, by row key (empty when every event had been counted before).</returns>
+    private async Task<IReadOnlyDictionary<string, UsageCounters>> CountAsync(string partition, List<UsageEvent> chunk, CancellationToken cancellationToken)
     {
         var pending = new List<UsageEvent>(chunk);
         for (var attempt = 0; pending.Count > 0; attempt++)
@@ -278,6 +287,7 @@ public sealed partial class UsageWriter(StorageClients storage, ILogger<UsageWri
             var current = await Task.WhenAll(keys.Select(k => Ledger.GetEntityIfExistsAsync<TableEntity>(partition, k, cancellationToken: cancellationToken)));
 
             var actions = new List<TableTransactionAction>(pending.Count + keys.Count);
+            var totals = new Dictionary<string, UsageCounters>(keys.Count, StringComparer.Ordinal);
             foreach (var e in pending)
             {
                 actions.Add(new TableTransactionAction(TableTransactionActionType.Add, new TableEntity(partition, UsageRows.Marker(e.RequestId)) { ["Day"] = e.Day }));
@@ -288,6 +298,7 @@ public sealed partial class UsageWriter(StorageClients storage, ILogger<UsageWri
                 var (delta, sample) = contributions[keys[i]];
                 var existing = current[i].HasValue ? current[i].Value! : null;
                 var total = (existing is null ? UsageCounters.Zero : UsageCounters.ReadFrom(existing)) + delta;
+                totals[keys[i]] = total;
                 var entity = CounterEntity(partition, keys[i], sample, total);
                 actions.Add(existing is null
                     ? new TableTransactionAction(TableTransactionActionType.Add, entity)
@@ -297,7 +308,7 @@ public sealed partial class UsageWriter(StorageClients storage, ILogger<UsageWri
             try
             {
                 await Ledger.SubmitTransactionAsync(actions, cancellationToken);
-                return;
+                return totals;
             }
             catch (TableTransactionFailedException ex) when (ex.Status is 409 or 412)
             {
@@ -318,6 +329,8 @@ public sealed partial class UsageWriter(StorageClients storage, ILogger<UsageWri
                 await Task.Delay(Random.Shared.Next(5, 20 + attempt * 10), cancellationToken);
             }
         }
+
+        return new Dictionary<string, UsageCounters>();
     }
 
     private async Task<List<UsageEvent>> WithoutCountedAsync(string partition, List<UsageEvent> pending, CancellationToken cancellationToken)
@@ -366,19 +379,31 @@ public sealed partial class UsageWriter(StorageClients storage, ILogger<UsageWri
     }
 
     /// <summary>Copies a ledger model counter to <c>usagedaily</c> if it is newer than what is there.</summary>
-    private async Task ProjectAsync(string ledgerPartition, string counterRow, UsageEvent sample, CancellationToken cancellationToken)
+    private async Task ProjectAsync(string ledgerPartition, string counterRow, UsageEvent sample, UsageCounters? committed, CancellationToken cancellationToken)
     {
         var dailyPartition = UsageRows.DailyPartition(sample.Month);
         var dailyRow = UsageRows.DailyRow(sample.Day, sample.Account, sample.UpstreamModel, sample.Currency);
         for (var attempt = 0; attempt < MaxAttempts; attempt++)
         {
-            var counter = await Ledger.GetEntityIfExistsAsync<TableEntity>(ledgerPartition, counterRow, cancellationToken: cancellationToken);
-            if (!counter.HasValue)
+            // First try with what this writer committed; copying a value that another consumer has since passed is
+            // harmless (the guard below keeps the higher count, and that consumer copies its own). After a conflict,
+            // or when this delivery counted nothing, read the ledger.
+            UsageCounters totals;
+            if (attempt == 0 && committed is not null)
             {
-                return;
+                totals = committed;
+            }
+            else
+            {
+                var counter = await Ledger.GetEntityIfExistsAsync<TableEntity>(ledgerPartition, counterRow, cancellationToken: cancellationToken);
+                if (!counter.HasValue)
+                {
+                    return;
+                }
+
+                totals = UsageCounters.ReadFrom(counter.Value!);
             }
 
-            var totals = UsageCounters.ReadFrom(counter.Value!);
             var daily = await Daily.GetEntityIfExistsAsync<TableEntity>(dailyPartition, dailyRow, cancellationToken: cancellationToken);
             if (daily.HasValue && (EntityValues.Long(daily.Value!, nameof(UsageCounters.Requests)) ?? 0) >= totals.Requests)
             {

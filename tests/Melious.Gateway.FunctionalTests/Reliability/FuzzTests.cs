@@ -58,6 +58,7 @@ public sealed class FuzzTests(AzuriteFixture azurite)
         Assert.Equal("200 stream", warm.Category);
         var rssBefore = gateway.RssBytes;
         var threadsBefore = gateway.Threads;
+        var before = await gateway.MeasureAsync();
 
         var corpus = new FuzzCorpus(Seed);
         var next = 0;
@@ -68,14 +69,16 @@ public sealed class FuzzTests(AzuriteFixture azurite)
         long peakRss = rssBefore;
         var peakThreads = threadsBefore;
 
-        var workers = Enumerable.Range(0, Parallelism).Select(async worker =>
+        var storage = StorageFor(azurite.ConnectionString, prefix);
+        var limit = Cases / 2;
+        Task RunAsync() => Task.WhenAll(Enumerable.Range(0, Parallelism).Select(async worker =>
         {
             while (clock.Elapsed < TimeBound)
             {
                 FuzzCase fuzz;
                 lock (corpus)
                 {
-                    if (next >= Cases)
+                    if (next >= limit)
                     {
                         return;
                     }
@@ -99,9 +102,18 @@ public sealed class FuzzTests(AzuriteFixture azurite)
                     peakThreads = Math.Max(peakThreads, gateway.Threads);
                 }
             }
-        }).ToList();
-        await Task.WhenAll(workers);
-        var elapsed = clock.Elapsed;
+        }));
+
+        // Two halves; after each, once the usage backlog has drained, the live heap. Growth from the first half to
+        // the second would be a leak; what the first half leaves is what the process keeps (pools, caches).
+        await RunAsync();
+        var pause = Stopwatch.StartNew();
+        await WaitUntilAsync(async () => await CountAsync(storage) >= sent, TimeSpan.FromSeconds(60), pollMs: 500);
+        var half = await gateway.MeasureAsync();
+        pause.Stop();
+        limit = Cases;
+        await RunAsync();
+        var elapsed = clock.Elapsed - pause.Elapsed;
 
         Figure($"fuzz: seed {Seed}, {next} cases in {elapsed.TotalSeconds:0.0} s ({next / elapsed.TotalSeconds:0} /s) at {Parallelism} in parallel");
         Figure("fuzz status histogram: " + string.Join(", ", histogram.OrderByDescending(h => h.Value).Select(h => $"{h.Key}: {h.Value}")));
@@ -110,30 +122,38 @@ public sealed class FuzzTests(AzuriteFixture azurite)
 
         Assert.True(gateway.IsRunning, $"the gateway process exited ({gateway.ExitCode}): {Tail(gateway.Output)}");
         Assert.True(next >= Cases, $"only {next} cases ran within {TimeBound.TotalSeconds} s");
-        Assert.True(failures.IsEmpty, $"{failures.Count} bad answers, e.g.:\n{string.Join('\n', failures.Take(10))}");
-        Assert.DoesNotContain(histogram.Keys, k => k.StartsWith('5'));
 
         // Healthy afterwards: a normal request succeeds; threads and memory are reasonable.
         var health = await SendAsync(client, new FuzzCase(-2, JsonSerializer.SerializeToUtf8Bytes(FuzzCorpus.Base(2)), "none"));
         Interlocked.Increment(ref sent);
         Assert.Equal("200 json", health.Category);
-        await Task.Delay(1000, Ct);
-        var rssAfter = gateway.RssBytes;
-        var threadsAfter = gateway.Threads;
-        Figure($"fuzz health: RSS {Mb(rssBefore)} before, peak ≥{Mb(peakRss)}, {Mb(rssAfter)} after; threads {threadsBefore} before, peak ≥{peakThreads}, {threadsAfter} after");
-        Assert.True(threadsAfter < 150, $"{threadsAfter} threads after the fuzz");
-        Assert.True(rssAfter < 1024L * 1024 * 1024, $"RSS {Mb(rssAfter)} after the fuzz");
-        Assert.DoesNotContain("failed inside the gateway", gateway.Output, StringComparison.Ordinal);
-
-        // One billing row per request, none poisoned.
-        var storage = StorageFor(azurite.ConnectionString, prefix);
         var rows = 0;
         var complete = await WaitUntilAsync(async () => (rows = await CountAsync(storage)) >= sent, TimeSpan.FromSeconds(120), pollMs: 1000);
+        var rssAfter = gateway.RssBytes;
+        var after = await gateway.MeasureAsync();
+        Figure($"fuzz health: RSS {Mb(rssBefore)} before, peak ≥{Mb(peakRss)}, {Mb(rssAfter)} after; live heap {Mb(before.HeapBytes)} before, {Mb(half.HeapBytes)} after half " +
+               $"({Mb(half.SmallObjectHeapBytes)} small objects, {Mb(half.LargeObjectHeapBytes)} large), {Mb(after.HeapBytes)} after all ({Mb(after.SmallObjectHeapBytes)} small, {Mb(after.LargeObjectHeapBytes)} large); " +
+               $"threads {threadsBefore} before, peak ≥{peakThreads}, {after.Threads} after ({after.PoolThreads} in the pool)");
+        Assert.True(after.Threads < 100, $"{after.Threads} threads after the fuzz");
+
+        // Per-request state lives in small objects: it must not grow from the first half to the second. Large buffers
+        // (request bodies up to megabytes) are pooled and kept by the pool, so they only have an absolute bound.
+        Assert.True(after.SmallObjectHeapBytes - half.SmallObjectHeapBytes < 8L * 1024 * 1024, $"small-object heap grew from {Mb(half.SmallObjectHeapBytes)} after half the cases to {Mb(after.SmallObjectHeapBytes)} after all");
+        Assert.True(after.HeapBytes < 512L * 1024 * 1024, $"live heap {Mb(after.HeapBytes)} after the fuzz");
+        Assert.True(rssAfter < 1024L * 1024 * 1024, $"RSS {Mb(rssAfter)} after the fuzz");
+
+        // One billing row per request, none poisoned.
+        rows = await CountAsync(storage);
         var poison = (await storage.Queue(prefix + "-usage-poison").GetPropertiesAsync(Ct)).Value.ApproximateMessagesCount;
         Figure($"fuzz billing: {sent} requests, {rows} billing rows, {poison} poisoned messages");
         Assert.True(complete, $"{sent} requests but {rows} billing rows");
         Assert.Equal(sent, rows);
         Assert.Equal(0, poison);
+
+        // Last, so that the figures above are there either way: every answer was a 2xx or a 4xx Anthropic error.
+        Assert.True(failures.IsEmpty, $"{failures.Count} bad answers, e.g.:\n{string.Join('\n', failures.Take(10))}");
+        Assert.DoesNotContain(histogram.Keys, k => k.StartsWith('5'));
+        Assert.DoesNotContain("failed inside the gateway", gateway.Output, StringComparison.Ordinal);
     }
 
     private static async Task<int> CountAsync(StorageClients storage)

@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Net;
 using System.Text;
 using Azure.Data.Tables;
 using Melious.Gateway.FunctionalTests.Infrastructure;
@@ -126,6 +125,4 @@ internal static class ReliabilityKit
         client.DefaultRequestHeaders.Add("anthropic-version", "2023-06-01");
         return client;
     }
-
-    public static bool IsLoopback(string url) => IPAddress.IsLoopback(IPAddress.Parse(new Uri(url).Host));
 }

@@ -21,9 +21,13 @@ internal sealed class SelfHostProcess : IAsyncDisposable
     {
         Port = port;
         Environment = environment;
+        DiagnosticsPort = Ports.Free();
     }
 
     public int Port { get; }
+
+    /// <summary>Port of the <see cref="StartupHook"/> loaded into the process: live heap and thread figures on demand.</summary>
+    public int DiagnosticsPort { get; }
 
     public string BaseUrl => $"http://127.0.0.1:{Port}";
 
@@ -87,6 +91,8 @@ internal sealed class SelfHostProcess : IAsyncDisposable
         }
 
         info.Environment["ASPNETCORE_URLS"] = BaseUrl;
+        info.Environment["DOTNET_STARTUP_HOOKS"] = typeof(StartupHook).Assembly.Location;
+        info.Environment[StartupHook.PortVariable] = DiagnosticsPort.ToString(CultureInfo.InvariantCulture);
         info.Environment["DOTNET_gcServer"] = "0";
 
         // A small gen0 budget (4 MB) keeps RSS close to the live heap, so memory figures mean something.
@@ -149,6 +155,20 @@ internal sealed class SelfHostProcess : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Live managed heap after a forced full compacting GC, and thread counts, measured inside the process by the
+    /// startup hook. Far steadier than RSS, which moves with the GC's budgets and with memory given back to the OS.
+    /// </summary>
+    public async Task<ProcessFigures> MeasureAsync()
+    {
+        using var client = new System.Net.Sockets.TcpClient();
+        await client.ConnectAsync(System.Net.IPAddress.Loopback, DiagnosticsPort);
+        using var reader = new StreamReader(client.GetStream());
+        var line = await reader.ReadLineAsync() ?? throw new InvalidOperationException("no answer from the diagnostics hook");
+        var values = line.Split(' ').Select(p => p.Split('=')).ToDictionary(p => p[0], p => long.Parse(p[1], CultureInfo.InvariantCulture));
+        return new ProcessFigures(values["heap"], values["loh"], (int)values["threads"], (int)values["pool"], values["rss"]);
+    }
+
     /// <summary>Resident set size (VmRSS) in bytes, from /proc/&lt;pid&gt;/status.</summary>
     public long RssBytes => ProcStats.StatusValue(Pid, "VmRSS") * 1024;
 
@@ -159,6 +179,16 @@ internal sealed class SelfHostProcess : IAsyncDisposable
         await KillAsync();
         _process?.Dispose();
         _process = null;
+        if (Environment.TryGetValue("Melious__Usage__SpoolDirectory", out var spool) && Directory.Exists(spool))
+        {
+            try
+            {
+                Directory.Delete(spool, recursive: true);
+            }
+            catch (IOException)
+            {
+            }
+        }
     }
 
     private void Append(string? line)
@@ -176,6 +206,13 @@ internal sealed class SelfHostProcess : IAsyncDisposable
             }
         }
     }
+}
+
+/// <summary>What <see cref="SelfHostProcess.MeasureAsync"/> reports.</summary>
+internal sealed record ProcessFigures(long HeapBytes, long LargeObjectHeapBytes, int Threads, int PoolThreads, long RssBytes)
+{
+    /// <summary>Live small objects: where per-request state would leak (large buffers live in the large-object heap).</summary>
+    public long SmallObjectHeapBytes => HeapBytes - LargeObjectHeapBytes;
 }
 
 /// <summary>Reads process and socket figures from /proc (Linux).</summary>

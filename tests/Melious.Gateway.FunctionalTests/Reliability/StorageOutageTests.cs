@@ -26,6 +26,9 @@ public sealed class StorageOutageTests
     public async Task SixtySecondStorageOutage_ServingContinues_UnknownKeysGet503_AndEveryUsageEventArrivesExactlyOnce()
     {
         var location = Path.Combine(Path.GetTempPath(), "melious-azurite-" + Guid.NewGuid().ToString("N")[..8]);
+        var spool = Path.Combine(Path.GetTempPath(), "melious-spool-outage-" + Guid.NewGuid().ToString("N")[..8]);
+        TestGateway? spooling = null;
+        var spoolingDisposed = false;
         await using var azurite = new AzuriteProcess(location);
         var ports = (azurite.BlobPort, azurite.QueuePort, azurite.TablePort);
         await azurite.StartAsync();
@@ -44,10 +47,15 @@ public sealed class StorageOutageTests
             await gateway.Services.GetRequiredService<ModelCatalogStore>().SetTierAsync("sonnet", "table-mapped-model", Ct);
             Assert.True(await gateway.Services.GetRequiredService<ModelCatalog>().RefreshAsync(Ct));
 
+            // A second instance with the same storage, stopped gracefully near the end of the outage: its waiting
+            // events go to its spool directory, and a new instance started on that directory resends them.
+            spooling = await TestGateway.StartAsync(azurite.ConnectionString, upstream.OpenAIBaseUrl, new Dictionary<string, string?> { ["Melious:Usage:SpoolDirectory"] = spool }, gateway.Prefix);
+
             var key = await gateway.CreateKeyAsync();
             var neverSeen = await gateway.CreateKeyAsync(name: "never-used-before-the-outage");
             const string KnownBad = "sk-mel-thiskeywasrejectedbeforetheoutagexxxxxxxxxxx";
             using var client = gateway.Client(key);
+            using var spoolingClient = spooling.Client(key);
             using var neverSeenClient = gateway.Client(neverSeen);
             using var knownBadClient = gateway.Client(KnownBad);
 
@@ -60,10 +68,17 @@ public sealed class StorageOutageTests
                 billed.Add(RequestId(response));
             }
 
+            using (var warm = await spoolingClient.SendAsync(Post(Scenario.Body().ToJsonString()), Ct))
+            {
+                Assert.Equal(HttpStatusCode.OK, warm.StatusCode);
+                billed.Add(RequestId(warm));
+            }
+
             await ErrorAssert.IsErrorAsync(await knownBadClient.SendAsync(Post(Scenario.Body().ToJsonString()), Ct), HttpStatusCode.Unauthorized, "authentication_error");
             await gateway.Publisher.FlushAsync(TimeSpan.FromSeconds(10), Ct);
+            await spooling.Publisher.FlushAsync(TimeSpan.FromSeconds(10), Ct);
             var storage = StorageFor(gateway);
-            await Usage.UsageTables.WaitForAsync(storage, TableNames.Billing, r => r.Count >= 4, TimeSpan.FromSeconds(30));
+            await Usage.UsageTables.WaitForAsync(storage, TableNames.Billing, r => r.Count >= 5, TimeSpan.FromSeconds(30));
 
             // Azurite saves to disk every 5 s: let it, so what existed before the kill survives it.
             await Task.Delay(TimeSpan.FromSeconds(6), Ct);
@@ -72,6 +87,7 @@ public sealed class StorageOutageTests
 
             // During: two requests a second for 60 s, alternating stream and non-stream; the policy probes on the side.
             var results = new ConcurrentBag<(HttpStatusCode Status, string RequestId, TimeSpan Latency, TimeSpan At)>();
+            var spooledIds = new ConcurrentBag<string>();
             var probes = new List<string>();
             var inflight = new List<Task>();
             var n = 0;
@@ -88,6 +104,23 @@ public sealed class StorageOutageTests
                     Assert.Contains(stream ? "message_stop" : "\"end_turn\"", text, StringComparison.Ordinal);
                     results.Add((response.StatusCode, RequestId(response), clock.Elapsed, at));
                 }));
+
+                if (n % 10 == 5 && outageStarted.Elapsed < Outage - TimeSpan.FromSeconds(12))
+                {
+                    inflight.Add(Task.Run(async () =>
+                    {
+                        using var viaSecond = await spoolingClient.SendAsync(Post(Scenario.Body().ToJsonString()), Ct);
+                        Assert.Equal(HttpStatusCode.OK, viaSecond.StatusCode);
+                        spooledIds.Add(RequestId(viaSecond));
+                    }));
+                }
+
+                if (!spoolingDisposed && outageStarted.Elapsed > Outage - TimeSpan.FromSeconds(10))
+                {
+                    spoolingDisposed = true;
+                    var stopping = spooling;
+                    inflight.Add(Task.Run(async () => await stopping.DisposeAsync()));
+                }
 
                 if (n is 10 or 90)
                 {
@@ -123,14 +156,17 @@ public sealed class StorageOutageTests
             var outage = outageStarted.Elapsed;
             var published = gateway.Publisher.Published;
             var delivered = gateway.Publisher.Delivered;
+            var spoolFiles = Directory.Exists(spool) ? Directory.GetFiles(spool, "*.json").Length : 0;
 
-            // After: restart on the same ports, then every event of the outage must arrive.
+            // After: restart on the same ports, then every event of the outage must arrive (the spooled ones through
+            // a new instance started on the spool directory).
             await azurite.StartAsync();
             Assert.Equal(ports, (azurite.BlobPort, azurite.QueuePort, azurite.TablePort));
             var recovery = Stopwatch.StartNew();
-            foreach (var r in results)
+            await using var resender = await TestGateway.StartAsync(azurite.ConnectionString, upstream.OpenAIBaseUrl, new Dictionary<string, string?> { ["Melious:Usage:SpoolDirectory"] = spool, ["Melious:Usage:RunConsumer"] = "false" }, gateway.Prefix);
+            foreach (var id in results.Select(r => r.RequestId).Concat(spooledIds))
             {
-                billed.Add(r.RequestId);
+                billed.Add(id);
             }
 
             var expected = billed.ToHashSet(StringComparer.Ordinal);
@@ -149,17 +185,23 @@ public sealed class StorageOutageTests
 
             Figure($"storage outage: {outage.TotalSeconds:0.0} s; {results.Count} requests during it, all 200; latency p50 {latencies[latencies.Count / 2]:0} ms, " +
                    $"p95 {latencies[(int)(latencies.Count * 0.95)]:0} ms, max {latencies[^1]:0} ms; upstream models {string.Join(", ", upstreamModels.Select(m => $"{m.Key}×{m.Value}"))}");
+            var early = results.Where(r => r.At < TimeSpan.FromSeconds(10)).Select(r => r.Latency.TotalMilliseconds).Order().ToList();
+            var late = results.Where(r => r.At > TimeSpan.FromSeconds(35)).Select(r => r.Latency.TotalMilliseconds).Order().ToList();
+            Figure($"storage outage: latency in the first 10 s (key still fresh in the cache) p50 {early[early.Count / 2]:0} ms, max {early[^1]:0} ms; " +
+                   $"after 35 s (cache entry expired, served stale after a failed lookup) p50 {late[late.Count / 2]:0} ms, max {late[^1]:0} ms");
             Figure($"storage outage: auth probes: {string.Join("; ", probes)}");
             Assert.Equal(4, probes.Count);
+            Figure($"storage outage: a second instance served {spooledIds.Count} requests and was stopped gracefully 10 s before the end: {spoolFiles} spool files, resent by a new instance after the restart");
             Figure($"storage outage: publisher had {published - delivered} events waiting at the restart; all arrived {recoveredIn.TotalSeconds:0.0} s after it; " +
                    $"{expected.Count} events expected, {rows.Count} billing rows, lost {lost.Count}, unexpected {extra.Count}, duplicated {duplicates}, usagedaily counts {counted} requests");
 
-            Assert.True(complete, $"{lost.Count} usage events missing 90 s after storage came back");
+            Assert.True(spoolFiles > 0, "the instance stopped during the outage spooled nothing");
+            Assert.True(complete, $"{lost.Count} usage events missing 90 s after storage came back ({lost.Count(spooledIds.Contains)} of them spooled)");
             Assert.Empty(lost);
             Assert.Empty(extra);
             Assert.Equal(0, duplicates);
             Assert.Equal(expected.Count, counted);
-            Assert.True(results.Count >= 115, $"only {results.Count} requests were sent during the outage");
+            Assert.True(results.Count >= 110, $"only {results.Count} requests were sent during the outage");
 
             // Routing used the cached table mapping throughout.
             Assert.Equal(["table-mapped-model"], upstreamModels.Keys);
@@ -171,13 +213,21 @@ public sealed class StorageOutageTests
         }
         finally
         {
-            await azurite.StopAsync();
-            try
+            if (spooling is not null && !spoolingDisposed)
             {
-                Directory.Delete(location, recursive: true);
+                await spooling.DisposeAsync();
             }
-            catch (IOException)
+
+            await azurite.StopAsync();
+            foreach (var directory in new[] { spool, location }.Where(Directory.Exists))
             {
+                try
+                {
+                    Directory.Delete(directory, recursive: true);
+                }
+                catch (IOException)
+                {
+                }
             }
         }
     }

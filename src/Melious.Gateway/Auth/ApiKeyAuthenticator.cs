@@ -29,8 +29,9 @@ public readonly record struct AuthResult(AuthStatus Status, ApiKeyRecord? Key);
 /// Checks <c>x-api-key</c> or <c>Authorization: Bearer</c> against the hashed keys in the <c>apikeys</c> table.
 /// Lookups are cached per key hash: valid keys for <see cref="AuthOptions.CacheTtl"/> (so a revocation applies
 /// within that time), unknown keys for <see cref="AuthOptions.NegativeCacheTtl"/>. While storage is unreachable,
-/// keys that were valid keep working for <see cref="AuthOptions.StaleIfErrorFor"/>; keys never seen before cannot be
-/// verified and get 503 until storage is back. Concurrent lookups of one key share a single storage read.
+/// keys that were valid keep working for <see cref="AuthOptions.StaleIfErrorFor"/> (storage is retried for such a key at
+/// most every 5 s, and a slow store delays its requests by at most 1 s); keys never seen before cannot be verified and
+/// get 503 until storage is back. Concurrent lookups of one key share a single storage read.
 /// </summary>
 public sealed partial class ApiKeyAuthenticator(ApiKeyStore store, IOptions<GatewayOptions> options, TimeProvider time, ILogger<ApiKeyAuthenticator> logger)
 {
@@ -40,7 +41,11 @@ public sealed partial class ApiKeyAuthenticator(ApiKeyStore store, IOptions<Gate
     private readonly ConcurrentDictionary<string, CacheEntry> _cache = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Task<CacheEntry>> _inflight = new(StringComparer.Ordinal);
 
-    private sealed record CacheEntry(ApiKeyRecord? Record, long FetchedAt);
+    private static readonly TimeSpan StaleFetchWait = TimeSpan.FromSeconds(1);
+    private static readonly TimeSpan StaleRetryInterval = TimeSpan.FromSeconds(5);
+
+    /// <summary>A lookup result; <see cref="RetryAt"/> (a timestamp) defers the next storage attempt after a failure.</summary>
+    private sealed record CacheEntry(ApiKeyRecord? Record, long FetchedAt, long RetryAt = 0);
 
     public async ValueTask<AuthResult> AuthenticateAsync(IHeaderDictionary headers, CancellationToken cancellationToken)
     {
@@ -94,20 +99,27 @@ public sealed partial class ApiKeyAuthenticator(ApiKeyStore store, IOptions<Gate
         var hash = ApiKeys.Hash(key);
         var now = time.GetTimestamp();
         _cache.TryGetValue(hash, out var cached);
-        if (cached is not null && time.GetElapsedTime(cached.FetchedAt, now) < Ttl(cached))
+        if (cached is not null && (time.GetElapsedTime(cached.FetchedAt, now) < Ttl(cached) || now < cached.RetryAt))
         {
             return ToResult(cached.Record, hash);
         }
 
+        var fetch = FetchAsync(hash);
         try
         {
-            var entry = await FetchAsync(hash).WaitAsync(cancellationToken);
+            // With a known-good key in hand, a slow key store costs a request at most a second.
+            var entry = cached?.Record is not null
+                ? await fetch.WaitAsync(StaleFetchWait, time, cancellationToken)
+                : await fetch.WaitAsync(cancellationToken);
             return ToResult(entry.Record, hash);
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
             if (cached?.Record is not null && time.GetElapsedTime(cached.FetchedAt, now) < options.Value.Auth.StaleIfErrorFor)
             {
+                // Storage is down (or slow): keep the key working and try storage again in a few seconds, not on
+                // every request.
+                _cache[hash] = cached with { RetryAt = now + (long)(StaleRetryInterval.TotalSeconds * time.TimestampFrequency) };
                 Log.ServingStale(logger, cached.Record.KeyId, ex.GetType().Name);
                 return ToResult(cached.Record, hash);
             }

@@ -52,20 +52,20 @@ public sealed partial class AnthropicForwarder(UpstreamClient upstream, UsageCal
 
         if (request.Stream == true)
         {
-            await StreamAsync(context, request, response, recorder, model, estimate, upstreamCts);
+            await StreamAsync(context, request, response, recorder, model, upstreamContext, upstreamCts);
             return;
         }
 
         await NonStreamingAsync(context, request, response, recorder, model, upstreamCts);
     }
 
-    private async Task StreamAsync(RequestContext context, MessagesRequest request, HttpResponseMessage response, UsageRecorder recorder, ModelEntry model, long estimate, CancellationTokenSource upstreamCts)
+    private async Task StreamAsync(RequestContext context, MessagesRequest request, HttpResponseMessage response, UsageRecorder recorder, ModelEntry model, UpstreamContext upstreamContext, CancellationTokenSource upstreamCts)
     {
         var http = context.Http;
         var cancellationToken = http.RequestAborted;
         await using var session = new StreamingSession(http, request.Model!, upstreamCts, _streaming.IdleTimeout, _streaming.PingInterval, time);
         await session.StartAsync(cancellationToken);
-        var state = new PassThroughState(request.Model!, estimate);
+        var state = new PassThroughState(request.Model!, upstreamContext.EstimatedInputTokens, upstreamContext);
         var output = http.Response.BodyWriter;
         string? failure = null;
         try
@@ -115,7 +115,7 @@ public sealed partial class AnthropicForwarder(UpstreamClient upstream, UsageCal
 
         if (recorder.Cancelled || state.Failed)
         {
-            recorder.ErrorType = state.Failed ? "api_error" : null;
+            recorder.ErrorType = state.Failed ? state.ErrorType ?? "api_error" : null;
             return;
         }
 
@@ -169,7 +169,7 @@ public sealed partial class AnthropicForwarder(UpstreamClient upstream, UsageCal
             case "error":
                 state.Failed = true;
                 state.Finished = true;
-                WriteEvent(output, eventType, data);
+                WriteEvent(output, eventType, SanitizedError(data, state));
                 break;
             default:
                 WriteEvent(output, eventType, data);
@@ -177,6 +177,28 @@ public sealed partial class AnthropicForwarder(UpstreamClient upstream, UsageCal
         }
 
         writer.MarkPending();
+    }
+
+    /// <summary>An upstream error event with its message cleaned of the upstream's key and model name.</summary>
+    private static byte[] SanitizedError(ReadOnlySpan<byte> data, PassThroughState state)
+    {
+        JsonObject error;
+        try
+        {
+            error = JsonNode.Parse(data) as JsonObject ?? new JsonObject();
+        }
+        catch (JsonException)
+        {
+            error = new JsonObject { ["type"] = "error", ["error"] = new JsonObject { ["type"] = "api_error", ["message"] = System.Text.Encoding.UTF8.GetString(data) } };
+        }
+
+        var detail = error["error"] as JsonObject ?? new JsonObject { ["type"] = "api_error" };
+        var message = detail["message"]?.GetValueKind() == JsonValueKind.String ? detail["message"]!.GetValue<string>() : null;
+        detail["message"] = UpstreamErrors.Sanitize(message, state.Upstream) ?? "the upstream reported an error";
+        error["type"] = "error";
+        error["error"] = detail;
+        state.ErrorType = detail["type"]?.GetValueKind() == JsonValueKind.String ? detail["type"]!.GetValue<string>() : "api_error";
+        return Encoding.UTF8.GetBytes(error.ToJsonString(WireJson.NodeOptions));
     }
 
     private static void WriteEvent(IBufferWriter<byte> output, string eventType, ReadOnlySpan<byte> data)
@@ -217,7 +239,7 @@ public sealed partial class AnthropicForwarder(UpstreamClient upstream, UsageCal
             return;
         }
 
-        var state = new PassThroughState(request.Model!, 0);
+        var state = new PassThroughState(request.Model!, 0, null);
         state.Read(message["usage"] as JsonObject);
         message["model"] = request.Model;
         var tokens = state.Usage();
@@ -298,8 +320,12 @@ public sealed partial class AnthropicForwarder(UpstreamClient upstream, UsageCal
     }
 
     /// <summary>Usage as the upstream reports it (cumulative: later values overwrite earlier ones).</summary>
-    private sealed class PassThroughState(string model, long estimate)
+    private sealed class PassThroughState(string model, long estimate, UpstreamContext? upstream)
     {
+        public UpstreamContext Upstream { get; } = upstream ?? new UpstreamContext(model, model, null, 0, estimate);
+
+        public string? ErrorType { get; set; }
+
         private long? _input;
         private long? _cacheRead;
         private long? _cacheWrite;

@@ -23,9 +23,14 @@ public sealed class CountTokensEndpoint(ApiKeyAuthenticator authenticator, Reque
             return;
         }
 
-        var (body, readError) = await RequestBodyReader.ReadAsync(http, parser.Limits.MaxBodyBytes, http.RequestAborted);
+        var (body, readError, clientGone) = await RequestBodyReader.ReadAsync(http, parser.Limits.MaxBodyBytes, http.RequestAborted);
         using (body)
         {
+            if (clientGone)
+            {
+                return;
+            }
+
             if (readError is not null)
             {
                 await ErrorWriter.WriteAsync(http, readError);

@@ -54,8 +54,16 @@ public sealed partial class MessagesEndpoint(
         };
         try
         {
-            (body, var readError) = await RequestBodyReader.ReadAsync(http, parser.Limits.MaxBodyBytes, cancellationToken);
-            if (readError is not null)
+            var read = await RequestBodyReader.ReadAsync(http, parser.Limits.MaxBodyBytes, cancellationToken);
+            body = read.Body;
+            if (read.ClientGone)
+            {
+                recorder.Cancelled = true;
+                recorder.Status = 499;
+                return;
+            }
+
+            if (read.Error is { } readError)
             {
                 await FailAsync(http, recorder, readError);
                 return;

@@ -57,9 +57,19 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
         }
 
         using var payload = new PooledBuffer(32 * 1024);
-        using (var writer = new Utf8JsonWriter(payload, WireJson.WriterOptions))
+        try
         {
+            using var writer = new Utf8JsonWriter(payload, WireJson.WriterOptions);
             JsonSerializer.Serialize(writer, translated.Request, OpenAIJsonContext.Default.ChatCompletionRequest);
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or ArgumentException)
+        {
+            // Raw JSON kept from the request (a schema property name with an escaped lone surrogate) that cannot be
+            // re-encoded: the client's mistake, not ours.
+            recorder.Status = 400;
+            recorder.ErrorType = "invalid_request_error";
+            await ErrorWriter.WriteAsync(http, 400, "invalid_request_error", "invalid request body: a tool schema or tool input contains text that cannot be encoded");
+            return;
         }
 
         var url = new Uri(model.BaseUrl + "/chat/completions");
@@ -78,7 +88,7 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
             await using var session = new StreamingSession(http, request.Model!, upstreamCts, _streaming.IdleTimeout, _streaming.PingInterval, time);
             await session.StartAsync(cancellationToken);
             session.Writer.MessageStart(messageId, new TokenUsage(estimate, 0, 0, 0, 0));
-            var translator = new OpenAIStreamTranslator(session.Writer, translated.ToolNames, request.StopSequences);
+            var translator = new OpenAIStreamTranslator(session.Writer, translated.ToolNames, request.StopSequences, upstreamContext);
             await PumpAsync(response, session, translator, session.Writer, recorder, model, estimate, upstreamCts, cancellationToken, () => session.ClientGone);
             recorder.Status = 200;
             return;
@@ -86,7 +96,7 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
 
         var aggregator = new MessageAggregator();
         aggregator.MessageStart(messageId, new TokenUsage(estimate, 0, 0, 0, 0));
-        var nonStreaming = new OpenAIStreamTranslator(aggregator, translated.ToolNames, request.StopSequences);
+        var nonStreaming = new OpenAIStreamTranslator(aggregator, translated.ToolNames, request.StopSequences, upstreamContext);
         var completed = await PumpAsync(response, new IdleWatch(upstreamCts, _streaming.IdleTimeout), nonStreaming, aggregator, recorder, model, estimate, upstreamCts, cancellationToken, static () => false);
         if (!completed)
         {
@@ -186,7 +196,7 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
 
         if (outcome != StreamOutcome.Completed)
         {
-            recorder.ErrorType = "api_error";
+            recorder.ErrorType = translator.FailureType ?? "api_error";
             return false;
         }
 

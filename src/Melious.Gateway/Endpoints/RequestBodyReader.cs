@@ -4,10 +4,13 @@ using Microsoft.AspNetCore.Http.Features;
 
 namespace Melious.Gateway.Endpoints;
 
+/// <summary>The body, or the error to answer, or the news that the client went away while sending it.</summary>
+internal readonly record struct BodyReadResult(PooledBuffer? Body, GatewayError? Error, bool ClientGone = false);
+
 /// <summary>Reads a request body into a pooled buffer, enforcing the configured size limit (413 beyond it).</summary>
 internal static class RequestBodyReader
 {
-    public static async Task<(PooledBuffer? Body, GatewayError? Error)> ReadAsync(HttpContext http, long maxBytes, CancellationToken cancellationToken)
+    public static async Task<BodyReadResult> ReadAsync(HttpContext http, long maxBytes, CancellationToken cancellationToken)
     {
         var request = http.Request;
 
@@ -20,7 +23,7 @@ internal static class RequestBodyReader
 
         if (request.ContentLength is { } declared && declared > maxBytes)
         {
-            return (null, TooLarge(maxBytes));
+            return new(null, TooLarge(maxBytes));
         }
 
         var buffer = new PooledBuffer((int)Math.Clamp(request.ContentLength ?? 16 * 1024, 1024, 64L * 1024 * 1024));
@@ -32,21 +35,29 @@ internal static class RequestBodyReader
                 var read = await request.Body.ReadAsync(memory, cancellationToken);
                 if (read == 0)
                 {
-                    return (buffer, null);
+                    return new(buffer, null);
                 }
 
                 buffer.Advance(read);
                 if (buffer.WrittenCount > maxBytes)
                 {
                     buffer.Dispose();
-                    return (null, TooLarge(maxBytes));
+                    return new(null, TooLarge(maxBytes));
                 }
             }
         }
-        catch (Exception ex) when (ex is BadHttpRequestException or IOException && !cancellationToken.IsCancellationRequested)
+        catch (BadHttpRequestException ex) when (ex.StatusCode == 413)
         {
             buffer.Dispose();
-            return (null, ex is BadHttpRequestException { StatusCode: 413 } ? TooLarge(maxBytes) : new GatewayError(400, "invalid_request_error", "the request body could not be read"));
+            return new(null, TooLarge(maxBytes));
+        }
+        catch (Exception ex) when (ex is BadHttpRequestException or IOException or OperationCanceledException)
+        {
+            // The connection ended mid-upload (reset, or the body stopped short of its length): the client left.
+            // Nobody is there to read an answer, and the server should not try to drain what never comes.
+            buffer.Dispose();
+            http.Abort();
+            return new(null, null, ClientGone: true);
         }
         catch
         {

@@ -22,6 +22,13 @@ public sealed class RequestParser
     /// <summary>Returns the request, or the 400 that names what is wrong.</summary>
     public (MessagesRequest? Request, GatewayError? Error) Parse(ReadOnlySpan<byte> body, bool requireMaxTokens)
     {
+        // JSON strings are checked by the parser, but raw pieces (tool schemas, tool inputs) are kept as they came:
+        // reject invalid UTF-8 anywhere before anything is forwarded.
+        if (!System.Text.Unicode.Utf8.IsValid(body))
+        {
+            return (null, Invalid("invalid request body: it is not valid UTF-8"));
+        }
+
         MessagesRequest? request;
         try
         {

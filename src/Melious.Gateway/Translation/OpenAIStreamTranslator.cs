@@ -33,7 +33,7 @@ internal enum StreamOutcome
 /// they arrived, except that a character split between two chunks is carried into the next delta (see
 /// <see cref="Emit"/>).
 /// </summary>
-internal sealed class OpenAIStreamTranslator(IMessageEventSink sink, ToolNameMap names, IReadOnlyList<string>? stopSequences = null)
+internal sealed class OpenAIStreamTranslator(IMessageEventSink sink, ToolNameMap names, IReadOnlyList<string>? stopSequences = null, UpstreamContext? upstream = null)
 {
     private static readonly byte[] Done = "[DONE]"u8.ToArray();
 
@@ -145,7 +145,7 @@ internal sealed class OpenAIStreamTranslator(IMessageEventSink sink, ToolNameMap
             {
                 case "error":
                     // Some servers send `event: error` with a plain-text reason: that text is the message.
-                    Fail("api_error", PlainText(trimmed));
+                    Fail("api_error", FromUpstream(PlainText(trimmed)));
                     break;
                 case "message":
                     // Chunks come without an event line (SseParser reports "message"): a broken one is fatal.
@@ -161,7 +161,7 @@ internal sealed class OpenAIStreamTranslator(IMessageEventSink sink, ToolNameMap
 
         if (chunk.IsError || eventType == "error")
         {
-            var message = chunk.ErrorMessage.IsPresent ? MessageAggregator.Unescape(chunk.ErrorMessage.Of(trimmed)) : "upstream reported an error mid-stream";
+            var message = chunk.ErrorMessage.IsPresent ? FromUpstream(MessageAggregator.Unescape(chunk.ErrorMessage.Of(trimmed))) : "upstream reported an error mid-stream";
             Fail(UpstreamErrors.TypeForMidStream(chunk.ErrorCode, chunk.ErrorType.IsPresent ? Encoding.UTF8.GetString(chunk.ErrorType.Of(trimmed)) : null), message);
             return;
         }
@@ -261,6 +261,9 @@ internal sealed class OpenAIStreamTranslator(IMessageEventSink sink, ToolNameMap
         return Outcome;
     }
 
+    /// <summary>The Anthropic error type of the error event, when the stream failed.</summary>
+    public string? FailureType { get; private set; }
+
     /// <summary>Writes an error event for a failure the caller detected (idle timeout, broken connection).</summary>
     public void Fail(string type, string message)
     {
@@ -270,8 +273,13 @@ internal sealed class OpenAIStreamTranslator(IMessageEventSink sink, ToolNameMap
         }
 
         sink.Error(type, message);
+        FailureType = type;
         Outcome = StreamOutcome.Failed;
     }
+
+    /// <summary>Upstream text on its way to the client: never the upstream's key or model name.</summary>
+    private string FromUpstream(string message) =>
+        upstream is null ? message : UpstreamErrors.Sanitize(message, upstream) ?? "upstream reported an error mid-stream";
 
     private (string Reason, string? Sequence) MapStop(string? finish)
     {

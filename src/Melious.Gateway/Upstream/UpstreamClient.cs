@@ -94,6 +94,12 @@ public sealed partial class UpstreamClient(IOptions<GatewayOptions> options, ILo
             UseProxy = false,
             EnableMultipleHttp2Connections = true,
             MaxResponseHeadersLength = 64,
+            // A response the gateway stops reading (client gone, idle timeout) is dropped at once, so the upstream
+            // stops generating; draining it to reuse the connection would keep the GPU busy for nothing.
+            MaxResponseDrainSize = 0,
+            // No trace context or baggage from the client's request reaches the upstream: only headers the
+            // gateway sets on purpose do.
+            ActivityHeadersPropagator = System.Diagnostics.DistributedContextPropagator.CreateNoOutputPropagator(),
         }, disposeHandler: true), _streaming);
 
     private static bool IsConnectFailure(HttpRequestException ex) =>

@@ -507,7 +507,8 @@ public sealed class Bench : IDisposable
         var cpuAll = Cpu() - cpuStart;
         var machineCores = MachineLoad.BusyCores(machineStart, MachineLoad.Read());
         var benchCores = (cpuAll.Gateway + cpuAll.Upstream + cpuAll.Azurite + cpuAll.Client) / 1000 / (Distribution.TicksToMs(Stopwatch.GetTimestamp() - t0) / 1000);
-        var foreignCores = machineCores - benchCores;
+        // /proc/stat and per-process tick sampling disagree a little (and this VM's idle accounting is coarse): clamp at 0.
+        var foreignCores = Math.Max(0, machineCores - benchCores);
         var upstreamStats = await UpstreamStatsAsync();
 
         // Gateway CPU per request: everything the gateway process burned from the first slice until the usage
@@ -616,7 +617,7 @@ public sealed class Bench : IDisposable
         var cpu = result.Cpu.Gateway / Math.Max(1, result.Samples.Count);
         var gwCores = result.Cpu.Gateway / 1000 / result.WallSeconds;
         var clientCores = result.Cpu.Client / 1000 / result.WallSeconds;
-        var foreign = MachineLoad.BusyCores(m0, MachineLoad.Read()) - (result.Cpu.Gateway + result.Cpu.Upstream + result.Cpu.Azurite + result.Cpu.Client) / 1000 / result.WallSeconds;
+        var foreign = Math.Max(0, MachineLoad.BusyCores(m0, MachineLoad.Read()) - (result.Cpu.Gateway + result.Cpu.Upstream + result.Cpu.Azurite + result.Cpu.Client) / 1000 / result.WallSeconds);
         Console.WriteLine($"  count_tokens: {Fmt.N(result.Rps, 0)} req/s, latency p50 {Fmt.N(result.Total.P(0.5))} ms p99 {Fmt.N(result.Total.P(0.99))} ms, {result.Samples.Count} requests, {result.Errors} errors; gateway {Fmt.N(cpu, 3)} CPU ms/request ({Fmt.N(gwCores, 2)} cores), client {Fmt.N(clientCores, 2)} cores, outside the bench {Fmt.N(foreign, 2)} cores; peak RSS {Fmt.N(peak.PeakRssMb, 1)} MB");
         foreach (var (error, count) in result.ErrorKinds.Take(3))
         {
@@ -825,20 +826,27 @@ public sealed class Bench : IDisposable
 
     public void Dispose()
     {
-        _gatewaySampler?.Dispose();
-        _client?.Dispose();
-        _control.Dispose();
-        _gateway?.Dispose();
-        _upstream?.Dispose();
-        _azurite?.Dispose();
-        _services?.Dispose();
-        ChildProcess.KillAll();
-        try
+        // Every step on its own: one failure must not leave a child process running.
+        foreach (var step in new Action[]
         {
-            Directory.Delete(_work, recursive: true);
-        }
-        catch (IOException)
+            () => _gatewaySampler?.Dispose(),
+            () => _client?.Dispose(),
+            () => _control.Dispose(),
+            () => _gateway?.Dispose(),
+            () => _upstream?.Dispose(),
+            () => _azurite?.Dispose(),
+            () => _services?.Dispose(),
+            ChildProcess.KillAll,
+            () => Directory.Delete(_work, recursive: true),
+        })
         {
+            try
+            {
+                step();
+            }
+            catch (Exception ex) when (ex is IOException or InvalidOperationException or UnauthorizedAccessException or ObjectDisposedException)
+            {
+            }
         }
     }
 }

@@ -126,7 +126,13 @@ public sealed class ChildProcess : IDisposable
     {
         foreach (var child in Live.Values.ToArray())
         {
-            child.Dispose();
+            try
+            {
+                child.Dispose();
+            }
+            catch (Exception ex) when (ex is InvalidOperationException or System.ComponentModel.Win32Exception)
+            {
+            }
         }
     }
 }

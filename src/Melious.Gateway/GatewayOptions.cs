@@ -183,6 +183,9 @@ public sealed class UsageOptions
 
     public int SenderConcurrency { get; set; } = 4;
 
+    /// <summary>How long a queue message waits for more events to join it before it is sent.</summary>
+    public TimeSpan BatchDelay { get; set; } = TimeSpan.FromMilliseconds(50);
+
     public int MaxDequeueCount { get; set; } = 5;
 
     public TimeSpan ConsumerPollInterval { get; set; } = TimeSpan.FromSeconds(1);

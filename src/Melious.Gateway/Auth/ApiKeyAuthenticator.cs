@@ -118,8 +118,8 @@ public sealed partial class ApiKeyAuthenticator(ApiKeyStore store, IOptions<Gate
             if (cached?.Record is not null && time.GetElapsedTime(cached.FetchedAt, now) < options.Value.Auth.StaleIfErrorFor)
             {
                 // Storage is down (or slow): keep the key working and try storage again in a few seconds, not on
-                // every request.
-                _cache[hash] = cached with { RetryAt = now + (long)(StaleRetryInterval.TotalSeconds * time.TimestampFrequency) };
+                // every request. Unless the lookup finished meanwhile: its fresh answer (a revocation) wins.
+                _cache.TryUpdate(hash, cached with { RetryAt = now + (long)(StaleRetryInterval.TotalSeconds * time.TimestampFrequency) }, cached);
                 Log.ServingStale(logger, cached.Record.KeyId, ex.GetType().Name);
                 return ToResult(cached.Record, hash);
             }

@@ -30,42 +30,55 @@ public sealed partial class AnthropicForwarder(UpstreamClient upstream, UsageCal
 
     private readonly StreamingOptions _streaming = options.Value.Streaming;
 
-    internal async Task ForwardAsync(RequestContext context, MessagesRequest request, PooledBuffer body, ModelRoute route, UsageRecorder recorder)
+    /// <summary>
+    /// Takes what it needs from the request and the body synchronously, so neither is kept alive for the minutes a
+    /// stream can last.
+    /// </summary>
+    internal Task ForwardAsync(RequestContext context, MessagesRequest request, PooledBuffer body, ModelRoute route, UsageRecorder recorder)
     {
-        var http = context.Http;
-        var cancellationToken = http.RequestAborted;
         var model = route.Model;
         var estimate = TokenEstimator.EstimateRequest(request);
+        var payload = ReplaceModel(body.WrittenSpan, model.Id);
+        var upstreamContext = new UpstreamContext(request.Model!, model.Id, model.ApiKey, model.ContextWindow, estimate);
+        return RunAsync(context, payload, request.Stream == true, model, upstreamContext, recorder);
+    }
 
-        using var payload = ReplaceModel(body.WrittenSpan, model.Id);
+    private async Task RunAsync(RequestContext context, PooledBuffer payload, bool stream, ModelEntry model, UpstreamContext upstreamContext, UsageRecorder recorder)
+    {
+        var http = context.Http;
         var url = new Uri(model.BaseUrl.EndsWith("/v1", StringComparison.Ordinal) ? model.BaseUrl + "/messages" : model.BaseUrl + "/v1/messages");
         var version = http.Request.Headers["anthropic-version"].ToString();
         var beta = http.Request.Headers["anthropic-beta"].ToString();
-        var upstreamContext = new UpstreamContext(request.Model!, model.Id, model.ApiKey, model.ContextWindow, estimate);
 
-        using var upstreamCts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        using var response = await UpstreamCall.SendAsync(upstream, context, () => CreateRequest(url, payload, model.ApiKey, version, beta), upstreamContext, upstreamCts, _streaming, recorder);
+        using var upstreamCts = CancellationTokenSource.CreateLinkedTokenSource(http.RequestAborted);
+        HttpResponseMessage? sent;
+        using (payload)
+        {
+            sent = await UpstreamCall.SendAsync(upstream, context, () => CreateRequest(url, payload, model.ApiKey, version, beta), upstreamContext, upstreamCts, _streaming, recorder);
+        }
+
+        using var response = sent;
         if (response is null)
         {
             return;
         }
 
-        if (request.Stream == true)
+        if (stream)
         {
-            await StreamAsync(context, request, response, recorder, model, upstreamContext, upstreamCts);
+            await StreamAsync(context, response, recorder, model, upstreamContext, upstreamCts);
             return;
         }
 
-        await NonStreamingAsync(context, request, response, recorder, model, upstreamCts);
+        await NonStreamingAsync(context, upstreamContext.RequestedModel, response, recorder, model, upstreamCts);
     }
 
-    private async Task StreamAsync(RequestContext context, MessagesRequest request, HttpResponseMessage response, UsageRecorder recorder, ModelEntry model, UpstreamContext upstreamContext, CancellationTokenSource upstreamCts)
+    private async Task StreamAsync(RequestContext context, HttpResponseMessage response, UsageRecorder recorder, ModelEntry model, UpstreamContext upstreamContext, CancellationTokenSource upstreamCts)
     {
         var http = context.Http;
         var cancellationToken = http.RequestAborted;
-        await using var session = new StreamingSession(http, request.Model!, upstreamCts, _streaming.IdleTimeout, _streaming.PingInterval, time);
+        await using var session = new StreamingSession(http, upstreamContext.RequestedModel, upstreamCts, _streaming.IdleTimeout, _streaming.PingInterval, time);
         await session.StartAsync(cancellationToken);
-        var state = new PassThroughState(request.Model!, upstreamContext.EstimatedInputTokens, upstreamContext);
+        var state = new PassThroughState(upstreamContext.RequestedModel, upstreamContext.EstimatedInputTokens, upstreamContext);
         var output = http.Response.BodyWriter;
         string? failure = null;
         try
@@ -215,7 +228,7 @@ public sealed partial class AnthropicForwarder(UpstreamClient upstream, UsageCal
         output.Write("\n\n"u8);
     }
 
-    private async Task NonStreamingAsync(RequestContext context, MessagesRequest request, HttpResponseMessage response, UsageRecorder recorder, ModelEntry model, CancellationTokenSource upstreamCts)
+    private async Task NonStreamingAsync(RequestContext context, string requestedModel, HttpResponseMessage response, UsageRecorder recorder, ModelEntry model, CancellationTokenSource upstreamCts)
     {
         var http = context.Http;
         JsonObject message;
@@ -239,9 +252,9 @@ public sealed partial class AnthropicForwarder(UpstreamClient upstream, UsageCal
             return;
         }
 
-        var state = new PassThroughState(request.Model!, 0, null);
+        var state = new PassThroughState(requestedModel, 0, null);
         state.Read(message["usage"] as JsonObject);
-        message["model"] = request.Model;
+        message["model"] = requestedModel;
         var tokens = state.Usage();
         var (cost, energy) = calculator.Compute(model, tokens, recorder.UpstreamSeconds);
         message["billing_cost"] = JsonSerializer.SerializeToNode(cost.ToWire(), AnthropicJsonContext.Default.BillingCost);

@@ -97,14 +97,15 @@ public sealed partial class MessagesEndpoint(
             using (lease)
             {
                 Log.Routed(logger, context.RequestId, route.Kind, route.Model.Protocol, request.Stream == true);
-                if (route.Model.Protocol == Protocols.Anthropic)
-                {
-                    await anthropic.ForwardAsync(context, request, body, route, recorder);
-                }
-                else
-                {
-                    await openAI.ForwardAsync(context, request, route, recorder);
-                }
+                var forward = route.Model.Protocol == Protocols.Anthropic
+                    ? anthropic.ForwardAsync(context, request, body, route, recorder)
+                    : openAI.ForwardAsync(context, request, route, recorder);
+
+                // Both forwarders take what they need from the request and the body before their first await: a
+                // long stream must not keep either alive (hundreds of open agent streams would hold them all).
+                request = null;
+                body.Dispose();
+                await forward;
             }
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)

@@ -28,13 +28,14 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
 
     private readonly StreamingOptions _streaming = options.Value.Streaming;
 
-    internal async Task ForwardAsync(RequestContext context, MessagesRequest request, ModelRoute route, UsageRecorder recorder)
+    /// <summary>
+    /// Everything needed from the parsed request is taken here, synchronously, so the request itself (often 100 KB
+    /// and more) is not kept alive for the minutes a stream can last.
+    /// </summary>
+    internal Task ForwardAsync(RequestContext context, MessagesRequest request, ModelRoute route, UsageRecorder recorder)
     {
-        var http = context.Http;
-        var cancellationToken = http.RequestAborted;
         var model = route.Model;
         var estimate = TokenEstimator.EstimateRequest(request);
-
         TranslatedRequest translated;
         try
         {
@@ -42,62 +43,86 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
         }
         catch (RequestTranslationException ex)
         {
-            recorder.Status = 400;
-            recorder.ErrorType = "invalid_request_error";
-            await ErrorWriter.WriteAsync(http, 400, "invalid_request_error", ex.Message);
-            return;
+            return FailAsync(context, recorder, ex.Message);
         }
 
-        var stream = request.Stream == true;
+        var call = new PreparedCall(
+            request.Model!,
+            request.Stream == true,
+            estimate,
+            translated.ToolNames,
+            request.StopSequences,
+            new UpstreamContext(request.Model!, model.Id, model.ApiKey, model.ContextWindow, estimate));
         if (request.MaxTokens == 0)
         {
             // A cache pre-warm: nothing to generate.
-            await WriteEmptyAsync(context, request, recorder, stream, new TokenUsage(estimate, 0, 0, 0, 0));
-            return;
+            return WriteEmptyAsync(context, call, recorder);
         }
 
-        using var payload = new PooledBuffer(32 * 1024);
         try
         {
-            using var writer = new Utf8JsonWriter(payload, WireJson.WriterOptions);
+            using var writer = new Utf8JsonWriter(call.Payload, WireJson.WriterOptions);
             JsonSerializer.Serialize(writer, translated.Request, OpenAIJsonContext.Default.ChatCompletionRequest);
         }
         catch (Exception ex) when (ex is InvalidOperationException or ArgumentException)
         {
             // Raw JSON kept from the request (a schema property name with an escaped lone surrogate) that cannot be
             // re-encoded: the client's mistake, not ours.
-            recorder.Status = 400;
-            recorder.ErrorType = "invalid_request_error";
-            await ErrorWriter.WriteAsync(http, 400, "invalid_request_error", "invalid request body: a tool schema or tool input contains text that cannot be encoded");
-            return;
+            call.Payload.Dispose();
+            return FailAsync(context, recorder, "invalid request body: a tool schema or tool input contains text that cannot be encoded");
         }
 
+        return RunAsync(context, call, model, recorder);
+    }
+
+    /// <summary>What the response side needs from the request, plus the upstream body (released once sent).</summary>
+    private sealed record PreparedCall(string RequestedModel, bool Stream, long Estimate, ToolNameMap ToolNames, IReadOnlyList<string>? StopSequences, UpstreamContext Upstream)
+    {
+        public PooledBuffer Payload { get; } = new(32 * 1024);
+    }
+
+    private static async Task FailAsync(RequestContext context, UsageRecorder recorder, string message)
+    {
+        recorder.Status = 400;
+        recorder.ErrorType = "invalid_request_error";
+        await ErrorWriter.WriteAsync(context.Http, 400, "invalid_request_error", message);
+    }
+
+    private async Task RunAsync(RequestContext context, PreparedCall call, ModelEntry model, UsageRecorder recorder)
+    {
+        var http = context.Http;
+        var cancellationToken = http.RequestAborted;
         var url = new Uri(model.BaseUrl + "/chat/completions");
-        var upstreamContext = new UpstreamContext(request.Model!, model.Id, model.ApiKey, model.ContextWindow, estimate);
         using var upstreamCts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        using var response = await UpstreamCall.SendAsync(upstream, context, () => CreateRequest(url, payload, model.ApiKey), upstreamContext, upstreamCts, _streaming, recorder);
+        HttpResponseMessage? sent;
+        using (call.Payload)
+        {
+            sent = await UpstreamCall.SendAsync(upstream, context, () => CreateRequest(url, call.Payload, model.ApiKey), call.Upstream, upstreamCts, _streaming, recorder);
+        }
+
+        using var response = sent;
         if (response is null)
         {
             return;
         }
 
         var messageId = Ids.NewMessageId();
-
-        if (stream)
+        var start = new TokenUsage(call.Estimate, 0, 0, 0, 0);
+        if (call.Stream)
         {
-            await using var session = new StreamingSession(http, request.Model!, upstreamCts, _streaming.IdleTimeout, _streaming.PingInterval, time);
+            await using var session = new StreamingSession(http, call.RequestedModel, upstreamCts, _streaming.IdleTimeout, _streaming.PingInterval, time);
             await session.StartAsync(cancellationToken);
-            session.Writer.MessageStart(messageId, new TokenUsage(estimate, 0, 0, 0, 0));
-            var translator = new OpenAIStreamTranslator(session.Writer, translated.ToolNames, request.StopSequences, upstreamContext);
-            await PumpAsync(response, session, translator, session.Writer, recorder, model, estimate, upstreamCts, cancellationToken, () => session.ClientGone);
+            session.Writer.MessageStart(messageId, start);
+            var translator = new OpenAIStreamTranslator(session.Writer, call.ToolNames, call.StopSequences, call.Upstream);
+            await PumpAsync(response, session, translator, session.Writer, recorder, model, call.Estimate, upstreamCts, cancellationToken, () => session.ClientGone);
             recorder.Status = 200;
             return;
         }
 
         var aggregator = new MessageAggregator();
-        aggregator.MessageStart(messageId, new TokenUsage(estimate, 0, 0, 0, 0));
-        var nonStreaming = new OpenAIStreamTranslator(aggregator, translated.ToolNames, request.StopSequences, upstreamContext);
-        var completed = await PumpAsync(response, new IdleWatch(upstreamCts, _streaming.IdleTimeout), nonStreaming, aggregator, recorder, model, estimate, upstreamCts, cancellationToken, static () => false);
+        aggregator.MessageStart(messageId, start);
+        var nonStreaming = new OpenAIStreamTranslator(aggregator, call.ToolNames, call.StopSequences, call.Upstream);
+        var completed = await PumpAsync(response, new IdleWatch(upstreamCts, _streaming.IdleTimeout), nonStreaming, aggregator, recorder, model, call.Estimate, upstreamCts, cancellationToken, static () => false);
         if (!completed)
         {
             if (!recorder.Cancelled)
@@ -116,7 +141,7 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
         }
 
         recorder.Status = 200;
-        await WriteJsonAsync(http, aggregator.Build(request.Model!));
+        await WriteJsonAsync(http, aggregator.Build(call.RequestedModel));
     }
 
     /// <summary>Reads the upstream SSE through the translator until it finishes; then writes the final events.</summary>
@@ -228,9 +253,10 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
         recorder.Estimated = true;
     }
 
-    private async Task WriteEmptyAsync(RequestContext context, MessagesRequest request, UsageRecorder recorder, bool stream, TokenUsage usage)
+    private async Task WriteEmptyAsync(RequestContext context, PreparedCall call, UsageRecorder recorder)
     {
         var http = context.Http;
+        var usage = new TokenUsage(call.Estimate, 0, 0, 0, 0);
         recorder.Tokens = usage;
         recorder.Estimated = true;
         recorder.StopReason = "max_tokens";
@@ -238,10 +264,10 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
         recorder.Cost = cost;
         recorder.Energy = energy;
         var messageId = Ids.NewMessageId();
-        if (stream)
+        if (call.Stream)
         {
             using var cts = CancellationTokenSource.CreateLinkedTokenSource(http.RequestAborted);
-            await using var session = new StreamingSession(http, request.Model!, cts, _streaming.IdleTimeout, _streaming.PingInterval, time);
+            await using var session = new StreamingSession(http, call.RequestedModel, cts, _streaming.IdleTimeout, _streaming.PingInterval, time);
             await session.StartAsync(http.RequestAborted);
             session.Writer.MessageStart(messageId, usage);
             session.Writer.MessageDelta("max_tokens", null, usage, cost.ToWire(), energy.ToWire());
@@ -252,7 +278,7 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
         var aggregator = new MessageAggregator();
         aggregator.MessageStart(messageId, usage);
         aggregator.MessageDelta("max_tokens", null, usage, cost.ToWire(), energy.ToWire());
-        await WriteJsonAsync(http, aggregator.Build(request.Model!));
+        await WriteJsonAsync(http, aggregator.Build(call.RequestedModel));
     }
 
     internal static async Task WriteJsonAsync(HttpContext http, Message message)

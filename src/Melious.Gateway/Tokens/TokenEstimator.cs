@@ -40,8 +40,17 @@ public static class TokenEstimator
             var c = text[i];
             if (c < 0x80)
             {
-                counter.Add(AsciiClass[c]);
-                i++;
+                // Runs of ASCII letters, digits or blanks are skipped in one vectorized search.
+                var cls = AsciiClass[c];
+                var run = cls switch
+                {
+                    CharClass.Letter => RunLength(text[i..], AsciiLetters16),
+                    CharClass.Digit => RunLength(text[i..], AsciiDigits16),
+                    CharClass.Space => RunLength(text[i..], Blanks16),
+                    _ => 1,
+                };
+                counter.AddRun(cls, run);
+                i += run;
                 continue;
             }
 
@@ -70,20 +79,31 @@ public static class TokenEstimator
         }
 
         var counter = new Counter();
-        foreach (var c in text)
+        var span = text.AsSpan();
+        var i = 0;
+        while (i < span.Length)
         {
+            var c = span[i];
             switch (c)
             {
                 case '\n' or '\r' or '\t':
                     counter.Add(CharClass.Punct);
                     counter.Add(CharClass.Letter);
+                    i++;
                     break;
                 case '"' or '\\':
                     counter.Add(CharClass.Punct);
                     counter.Add(CharClass.Punct);
+                    i++;
+                    break;
+                case < (char)0x80 when AsciiClass[c] == CharClass.Letter:
+                    var run = RunLength(span[i..], AsciiLetters16);
+                    counter.AddRun(CharClass.Letter, run);
+                    i += run;
                     break;
                 default:
                     counter.Add(c < 0x80 ? AsciiClass[c] : Classify(new Rune(char.IsSurrogate(c) ? '?' : c)));
+                    i++;
                     break;
             }
         }
@@ -100,8 +120,16 @@ public static class TokenEstimator
             var b = utf8[i];
             if (b < 0x80)
             {
-                counter.Add(AsciiClass[b]);
-                i++;
+                var cls = AsciiClass[b];
+                var run = cls switch
+                {
+                    CharClass.Letter => RunLength(utf8[i..], AsciiLetters8),
+                    CharClass.Digit => RunLength(utf8[i..], AsciiDigits8),
+                    CharClass.Space => RunLength(utf8[i..], Blanks8),
+                    _ => 1,
+                };
+                counter.AddRun(cls, run);
+                i += run;
                 continue;
             }
 
@@ -116,6 +144,20 @@ public static class TokenEstimator
         }
 
         return counter.Finish();
+    }
+
+    private static readonly System.Buffers.SearchValues<char> AsciiLetters16 = System.Buffers.SearchValues.Create("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ");
+    private static readonly System.Buffers.SearchValues<char> AsciiDigits16 = System.Buffers.SearchValues.Create("0123456789");
+    private static readonly System.Buffers.SearchValues<char> Blanks16 = System.Buffers.SearchValues.Create(" \t");
+    private static readonly System.Buffers.SearchValues<byte> AsciiLetters8 = System.Buffers.SearchValues.Create("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"u8);
+    private static readonly System.Buffers.SearchValues<byte> AsciiDigits8 = System.Buffers.SearchValues.Create("0123456789"u8);
+    private static readonly System.Buffers.SearchValues<byte> Blanks8 = System.Buffers.SearchValues.Create(" \t"u8);
+
+    private static int RunLength<T>(ReadOnlySpan<T> span, System.Buffers.SearchValues<T> members)
+        where T : IEquatable<T>
+    {
+        var end = span.IndexOfAnyExcept(members);
+        return end < 0 ? span.Length : end;
     }
 
     /// <summary>Estimated upstream <c>prompt_tokens</c> for a request: system, messages, tool schemas and template overhead.</summary>
@@ -269,17 +311,33 @@ public static class TokenEstimator
         private int _runLength;
         private bool _inRun;
 
-        public void Add(CharClass cls)
+        public void Add(CharClass cls) => AddRun(cls, 1);
+
+        /// <summary>Adds <paramref name="length"/> characters of one class (ideographs always count one each).</summary>
+        public void AddRun(CharClass cls, int length)
         {
-            if (_inRun && cls == _run && cls != CharClass.Ideograph)
+            if (cls == CharClass.Ideograph)
             {
-                _runLength++;
+                for (var i = 0; i < length; i++)
+                {
+                    Close(next: cls);
+                    _run = cls;
+                    _runLength = 1;
+                    _inRun = true;
+                }
+
+                return;
+            }
+
+            if (_inRun && cls == _run)
+            {
+                _runLength += length;
                 return;
             }
 
             Close(next: cls);
             _run = cls;
-            _runLength = 1;
+            _runLength = length;
             _inRun = true;
         }
 

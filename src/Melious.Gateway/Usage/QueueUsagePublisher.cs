@@ -156,9 +156,19 @@ public sealed partial class QueueUsagePublisher : BackgroundService, IUsageSink
                 Interlocked.Increment(ref _inFlight);
                 try
                 {
-                    while (batch.Count < _options.MaxEventsPerMessage && reader.TryRead(out var e))
+                    Take(reader, batch);
+                    if (batch.Count > 0 && batch.Count < _options.MaxEventsPerMessage && _options.BatchDelay > TimeSpan.Zero)
                     {
-                        batch.Add(e);
+                        // Let a few more events join the message: one queue write per batch, not per request.
+                        try
+                        {
+                            await Task.Delay(_options.BatchDelay, stoppingToken);
+                        }
+                        catch (OperationCanceledException)
+                        {
+                        }
+
+                        Take(reader, batch);
                     }
 
                     if (batch.Count > 0)
@@ -174,6 +184,14 @@ public sealed partial class QueueUsagePublisher : BackgroundService, IUsageSink
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
+        }
+    }
+
+    private void Take(ChannelReader<UsageEvent> reader, List<UsageEvent> batch)
+    {
+        while (batch.Count < _options.MaxEventsPerMessage && reader.TryRead(out var e))
+        {
+            batch.Add(e);
         }
     }
 

@@ -66,8 +66,57 @@ public sealed partial class UsageQueueConsumer(StorageClients storage, UsageWrit
             }
 
             // Not cancelled by shutdown mid-write: a message either completes or stays in the queue.
-            await Task.WhenAll(messages.Select(m => ProcessAsync(m, CancellationToken.None)));
+            await ProcessBatchAsync(messages, CancellationToken.None);
         }
+    }
+
+    /// <summary>
+    /// Writes the events of every readable message of a receive in one <see cref="UsageWriter.WriteAsync"/> call (one
+    /// set of ledger transactions instead of one per message, so concurrent messages do not contend for the same
+    /// counters), then deletes them. Unreadable messages take the retry-then-poison path on their own; if the batch
+    /// fails for a reason other than storage trouble, its messages are retried one by one to isolate the culprit.
+    /// </summary>
+    internal async Task ProcessBatchAsync(IReadOnlyList<QueueMessage> messages, CancellationToken cancellationToken)
+    {
+        var readable = new List<(QueueMessage Message, IReadOnlyList<UsageEvent> Events)>(messages.Count);
+        foreach (var message in messages)
+        {
+            try
+            {
+                readable.Add((message, UsageWriter.Parse(message.Body)));
+            }
+            catch (UsageMessageException ex)
+            {
+                await FailedAsync(message, ex, cancellationToken);
+            }
+        }
+
+        if (readable.Count == 0)
+        {
+            return;
+        }
+
+        try
+        {
+            await writer.WriteAsync(readable.SelectMany(r => r.Events).ToList(), cancellationToken);
+        }
+        catch (Exception ex) when (IsTransient(ex))
+        {
+            // Storage trouble, not a bad message: they reappear after the visibility timeout and are retried.
+            Log.WriteDeferred(logger, readable.Count, ex.GetType().Name, ex.Message);
+            return;
+        }
+        catch (Exception)
+        {
+            foreach (var (message, _) in readable)
+            {
+                await ProcessAsync(message, cancellationToken);
+            }
+
+            return;
+        }
+
+        await Task.WhenAll(readable.Select(r => DeleteAsync(r.Message, cancellationToken)));
     }
 
     internal async Task ProcessAsync(QueueMessage message, CancellationToken cancellationToken)
@@ -75,34 +124,52 @@ public sealed partial class UsageQueueConsumer(StorageClients storage, UsageWrit
         try
         {
             await writer.WriteMessageAsync(message.Body, cancellationToken);
-            await Queue.DeleteMessageAsync(message.MessageId, message.PopReceipt, cancellationToken);
-            Interlocked.Increment(ref _written);
+            await DeleteAsync(message, cancellationToken);
         }
         catch (Exception ex) when (IsTransient(ex))
         {
-            // Storage trouble, not a bad message: it reappears after the visibility timeout and is retried.
-            Log.WriteDeferred(logger, message.MessageId, ex.GetType().Name, ex.Message);
+            Log.WriteDeferred(logger, 1, ex.GetType().Name, ex.Message);
         }
         catch (Exception ex)
         {
-            var requestId = (ex as UsageMessageException)?.RequestId ?? UsageWriter.SniffRequestId(message.Body) ?? "unknown";
-            if (message.DequeueCount >= _options.MaxDequeueCount)
-            {
-                await MoveToPoisonAsync(message, requestId, ex, cancellationToken);
-                return;
-            }
+            await FailedAsync(message, ex, cancellationToken);
+        }
+    }
 
-            Log.WriteFailed(logger, requestId, message.MessageId, message.DequeueCount, _options.MaxDequeueCount, ex.GetType().Name, ex.Message);
-            try
-            {
-                // Retry soon rather than after the full visibility timeout.
-                var delay = TimeSpan.FromSeconds(Math.Min(30, Math.Pow(2, message.DequeueCount - 1)));
-                await Queue.UpdateMessageAsync(message.MessageId, message.PopReceipt, visibilityTimeout: delay, cancellationToken: cancellationToken);
-            }
-            catch (Exception updateError) when (updateError is not OperationCanceledException)
-            {
-                Log.UpdateFailed(logger, message.MessageId, updateError.GetType().Name);
-            }
+    private async Task DeleteAsync(QueueMessage message, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await Queue.DeleteMessageAsync(message.MessageId, message.PopReceipt, cancellationToken);
+            Interlocked.Increment(ref _written);
+        }
+        catch (RequestFailedException ex) when (ex.Status == 404)
+        {
+            // Its visibility timed out and another consumer took it: that delivery is idempotent too.
+            Interlocked.Increment(ref _written);
+        }
+    }
+
+    /// <summary>A message that could not be written: retried soon, and moved to the poison queue after the retry count.</summary>
+    private async Task FailedAsync(QueueMessage message, Exception ex, CancellationToken cancellationToken)
+    {
+        var requestId = (ex as UsageMessageException)?.RequestId ?? UsageWriter.SniffRequestId(message.Body) ?? "unknown";
+        if (message.DequeueCount >= _options.MaxDequeueCount)
+        {
+            await MoveToPoisonAsync(message, requestId, ex, cancellationToken);
+            return;
+        }
+
+        Log.WriteFailed(logger, requestId, message.MessageId, message.DequeueCount, _options.MaxDequeueCount, ex.GetType().Name, ex.Message);
+        try
+        {
+            // Retry soon rather than after the full visibility timeout.
+            var delay = TimeSpan.FromSeconds(Math.Min(30, Math.Pow(2, message.DequeueCount - 1)));
+            await Queue.UpdateMessageAsync(message.MessageId, message.PopReceipt, visibilityTimeout: delay, cancellationToken: cancellationToken);
+        }
+        catch (Exception updateError) when (updateError is not OperationCanceledException)
+        {
+            Log.UpdateFailed(logger, message.MessageId, updateError.GetType().Name);
         }
     }
 
@@ -149,8 +216,8 @@ public sealed partial class UsageQueueConsumer(StorageClients storage, UsageWrit
         [LoggerMessage(1, LogLevel.Warning, "Could not read the usage queue: {Error}: {Message}")]
         public static partial void ReceiveFailed(ILogger logger, string error, string message);
 
-        [LoggerMessage(2, LogLevel.Warning, "Usage message {MessageId} deferred, storage unavailable: {Error}: {Message}")]
-        public static partial void WriteDeferred(ILogger logger, string messageId, string error, string message);
+        [LoggerMessage(2, LogLevel.Warning, "{Count} usage messages deferred, storage unavailable: {Error}: {Message}")]
+        public static partial void WriteDeferred(ILogger logger, int count, string error, string message);
 
         [LoggerMessage(3, LogLevel.Error, "Usage message for request {RequestId} ({MessageId}) failed, delivery {DequeueCount} of {Max}: {Error}: {Message}")]
         public static partial void WriteFailed(ILogger logger, string requestId, string messageId, long dequeueCount, int max, string error, string message);

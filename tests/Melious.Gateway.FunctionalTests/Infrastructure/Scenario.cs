@@ -67,6 +67,30 @@ public sealed class Scenario : IAsyncDisposable
         return Client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken == default ? TestContext.Current.CancellationToken : cancellationToken);
     }
 
+    /// <summary>
+    /// Posts until the gateway stops answering 200 (a key change reaching it), at most for <paramref name="within"/>.
+    /// The key cache applies changes after its TTL plus one storage round trip, which on a loaded machine can exceed
+    /// the TTL alone; returns the first refusal (or the last 200) and how many requests were accepted before it.
+    /// </summary>
+    public async Task<(HttpResponseMessage Response, int Accepted)> PostUntilRefusedAsync(Func<JsonNode> body, TimeSpan within)
+    {
+        var deadline = DateTime.UtcNow + within;
+        var accepted = 0;
+        while (true)
+        {
+            var response = await PostAsync(body());
+            if (response.StatusCode != System.Net.HttpStatusCode.OK || DateTime.UtcNow >= deadline)
+            {
+                return (response, accepted);
+            }
+
+            accepted++;
+            await response.Content.ReadAsStringAsync(TestContext.Current.CancellationToken);
+            response.Dispose();
+            await Task.Delay(TimeSpan.FromMilliseconds(200), TestContext.Current.CancellationToken);
+        }
+    }
+
     public async Task<JsonElement> JsonAsync(HttpResponseMessage response) =>
         JsonDocument.Parse(await response.Content.ReadAsStringAsync(TestContext.Current.CancellationToken)).RootElement;
 

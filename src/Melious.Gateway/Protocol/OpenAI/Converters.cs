@@ -32,42 +32,54 @@ internal sealed class SanitizedSchemaConverter : JsonConverter<JsonElement>
 
     private static void WriteSanitized(Utf8JsonWriter writer, JsonElement element)
     {
-        switch (element.ValueKind)
+        var raw = JsonMarshal.GetRawUtf8Value(element);
+
+        // Most of a schema needs no change: copy every part that contains neither keyword verbatim.
+        if (element.ValueKind is not JsonValueKind.Object and not JsonValueKind.Array || (raw.IndexOf("\"$schema\""u8) < 0 && raw.IndexOf("null"u8) < 0))
         {
-            case JsonValueKind.Object:
-                writer.WriteStartObject();
-                foreach (var property in element.EnumerateObject())
-                {
-                    var name = JsonMarshal.GetRawUtf8PropertyName(property);
-                    if (name.SequenceEqual("$schema"u8))
-                    {
-                        continue;
-                    }
-
-                    if (property.Value.ValueKind == JsonValueKind.Null && name.SequenceEqual("required"u8))
-                    {
-                        continue;
-                    }
-
-                    writer.WritePropertyName(property.Name);
-                    WriteSanitized(writer, property.Value);
-                }
-
-                writer.WriteEndObject();
-                break;
-            case JsonValueKind.Array:
-                writer.WriteStartArray();
-                foreach (var item in element.EnumerateArray())
-                {
-                    WriteSanitized(writer, item);
-                }
-
-                writer.WriteEndArray();
-                break;
-            default:
-                writer.WriteRawValue(JsonMarshal.GetRawUtf8Value(element), skipInputValidation: true);
-                break;
+            writer.WriteRawValue(raw, skipInputValidation: true);
+            return;
         }
+
+        if (element.ValueKind == JsonValueKind.Array)
+        {
+            writer.WriteStartArray();
+            foreach (var item in element.EnumerateArray())
+            {
+                WriteSanitized(writer, item);
+            }
+
+            writer.WriteEndArray();
+            return;
+        }
+
+        writer.WriteStartObject();
+        foreach (var property in element.EnumerateObject())
+        {
+            var name = JsonMarshal.GetRawUtf8PropertyName(property);
+            if (name.SequenceEqual("$schema"u8))
+            {
+                continue;
+            }
+
+            if (property.Value.ValueKind == JsonValueKind.Null && name.SequenceEqual("required"u8))
+            {
+                continue;
+            }
+
+            if (name.IndexOf((byte)'\\') < 0)
+            {
+                writer.WritePropertyName(name);
+            }
+            else
+            {
+                writer.WritePropertyName(property.Name);
+            }
+
+            WriteSanitized(writer, property.Value);
+        }
+
+        writer.WriteEndObject();
     }
 }
 

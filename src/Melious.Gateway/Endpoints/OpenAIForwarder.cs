@@ -122,7 +122,8 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
         var aggregator = new MessageAggregator();
         aggregator.MessageStart(messageId, start);
         var nonStreaming = new OpenAIStreamTranslator(aggregator, call.ToolNames, call.StopSequences, call.Upstream);
-        var completed = await PumpAsync(response, new IdleWatch(upstreamCts, _streaming.IdleTimeout), nonStreaming, aggregator, recorder, model, call.Estimate, upstreamCts, cancellationToken, static () => false);
+        using var idle = new IdleDeadline(upstreamCts, _streaming.IdleTimeout, time);
+        var completed = await PumpAsync(response, idle, nonStreaming, aggregator, recorder, model, call.Estimate, upstreamCts, cancellationToken, static () => false);
         if (!completed)
         {
             if (!recorder.Cancelled)

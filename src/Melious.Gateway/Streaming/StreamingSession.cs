@@ -8,14 +8,14 @@ namespace Melious.Gateway.Streaming;
 /// The client side of one streamed response. It owns the response <see cref="PipeWriter"/> and serializes the two
 /// writers that share it: the translation loop, and a timer that sends <c>ping</c> events while the upstream is
 /// silent. The loop holds the gate except while it waits on the upstream (see <see cref="ObservedReadStream"/>);
-/// before each wait it flushes what it wrote, re-arms the upstream idle timeout, and lets pings through.
+/// before each wait it flushes what it wrote, restarts the upstream idle deadline, and lets pings through.
 /// </summary>
 internal sealed class StreamingSession : IReadObserver, IAsyncDisposable
 {
     private readonly HttpResponse _response;
     private readonly PipeWriter _output;
     private readonly CancellationTokenSource _upstream;
-    private readonly TimeSpan _idleTimeout;
+    private readonly IdleDeadline _idle;
     private readonly TimeSpan _pingInterval;
     private readonly TimeProvider _time;
     private readonly SemaphoreSlim _gate = new(1, 1);
@@ -29,7 +29,7 @@ internal sealed class StreamingSession : IReadObserver, IAsyncDisposable
         _response = http.Response;
         _output = http.Response.BodyWriter;
         _upstream = upstream;
-        _idleTimeout = idleTimeout;
+        _idle = new IdleDeadline(upstream, idleTimeout, time);
         _pingInterval = pingInterval;
         _time = time;
         Writer = new SseMessageWriter(_output, model);
@@ -58,7 +58,7 @@ internal sealed class StreamingSession : IReadObserver, IAsyncDisposable
 
     public async ValueTask BeforeReadAsync()
     {
-        _upstream.CancelAfter(_idleTimeout);
+        _idle.Touch();
         await FlushAsync();
         if (_holdsGate)
         {
@@ -145,6 +145,7 @@ internal sealed class StreamingSession : IReadObserver, IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        _idle.Dispose();
         if (_pingTimer is not null)
         {
             await _pingTimer.DisposeAsync();

@@ -158,6 +158,22 @@ public sealed class StreamingTests(AzuriteFixture azurite)
     }
 
     [Fact]
+    public async Task UpstreamSilentPastIdleTimeout_NonStreaming_Is504NotAPartialMessage()
+    {
+        await using var s = await Scenario.StartAsync(azurite, async (_, context) =>
+        {
+            await Sse.WriteAsync(context, [Sse.Role(), Sse.Content("part")], done: false);
+            await Task.Delay(TimeSpan.FromSeconds(30), context.RequestAborted);
+        }, new Dictionary<string, string?> { ["Melious:Streaming:IdleTimeout"] = "00:00:01" });
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        using var response = await s.PostAsync(Scenario.Body(stream: false));
+        var json = await ErrorAssert.IsErrorAsync(response, HttpStatusCode.GatewayTimeout, "timeout_error", "sent nothing");
+        Assert.InRange(clock.Elapsed, TimeSpan.FromSeconds(0.9), TimeSpan.FromSeconds(10));
+        Assert.False(json.TryGetProperty("content", out _));
+        await s.Upstream.Last.Aborted.Task.WaitAsync(TimeSpan.FromSeconds(5), Ct);
+    }
+
+    [Fact]
     public async Task MidStreamErrorChunk_BecomesAnErrorEvent()
     {
         await using var s = await Scenario.StartAsync(azurite, Sse.Role(), Sse.Content("par"), """{"error":{"message":"CUDA out of memory","type":"InternalServerError","code":500}}""");

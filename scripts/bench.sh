@@ -4,10 +4,11 @@
 #   2. runs the load bench (bench/Melious.LoadBench): scripted upstream + self-host gateway as separate processes,
 #      all settings (C=1/32, 0/5 ms, text/tool), start time, count_tokens, 1,000 slow streams, PASS/MISS per target;
 #   3. runs the BenchmarkDotNet micro-benchmarks (bench/Melious.Benchmarks);
-#   4. prints every figure; JSON lines and logs go to artifacts/bench/.
+#   4. runs the usage writer bench (bench/Melious.WriterBench): events/s into Table Storage, direct and via the queue;
+#   5. prints every figure; JSON lines and logs go to artifacts/bench/.
 # Figures are printed, never asserted: the exit status is non-zero only if a bench could not run.
 #
-# Usage: scripts/bench.sh [--quick] [--no-build] [--load-only | --micro-only] [-- <extra load-bench options>]
+# Usage: scripts/bench.sh [--quick] [--no-build] [--load-only | --micro-only | --writer-only] [-- <extra load-bench options>]
 #   --quick       smoke run (~1-2 minutes after the build) that proves the bench works; figures are indicative only
 #   --no-build    use the existing Release builds
 #   extra options after "--" go to the load bench, e.g. -- --only c32-d0-text --measure-seconds 20
@@ -19,15 +20,17 @@ quick=()
 build=1
 run_load=1
 run_micro=1
+run_writer=1
 extra=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) quick=(--quick) ;;
     --no-build) build=0 ;;
-    --load-only) run_micro=0 ;;
-    --micro-only) run_load=0 ;;
+    --load-only) run_micro=0; run_writer=0 ;;
+    --micro-only) run_load=0; run_writer=0 ;;
+    --writer-only) run_load=0; run_micro=0 ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "unknown option: $1 (see --help)" >&2; exit 64 ;;
   esac
   shift
@@ -35,12 +38,12 @@ done
 
 out="$MELIOUS_ROOT/artifacts/bench"
 mkdir -p "$out"
-rm -f "$out/bench.jsonl" "$out/loadbench.log" "$out/micro.log"
+rm -f "$out/bench.jsonl" "$out/loadbench.log" "$out/micro.log" "$out/writer.log"
 
 if [[ $build -eq 1 ]]; then
   ensure_node_tools
-  log "Building Release: src/Melious.SelfHost, bench/Melious.LoadBench, bench/Melious.Benchmarks"
-  for project in src/Melious.SelfHost bench/Melious.LoadBench bench/Melious.Benchmarks; do
+  log "Building Release: src/Melious.SelfHost, bench/Melious.LoadBench, bench/Melious.Benchmarks, bench/Melious.WriterBench"
+  for project in src/Melious.SelfHost bench/Melious.LoadBench bench/Melious.Benchmarks bench/Melious.WriterBench; do
     dotnet build "$project" -c Release -nologo -v quiet -clp:ErrorsOnly
   done
 fi
@@ -62,15 +65,26 @@ if [[ $run_micro -eq 1 ]]; then
   fi
 fi
 
+if [[ $run_writer -eq 1 ]]; then
+  log "Usage writer bench ${quick[*]:-}"
+  if ! dotnet bench/Melious.WriterBench/bin/Release/net10.0/Melious.WriterBench.dll "${quick[@]}" --repo "$MELIOUS_ROOT" 2>&1 | tee "$out/writer.log"; then
+    echo "writer bench failed (see $out/writer.log)" >&2
+    status=1
+  fi
+fi
+
 # Every figure once more, together, at the end: the load bench's targets and the micro-benchmark summary.
-cat "$out"/loadbench.log "$out"/micro.log 2>/dev/null | sed -n 's/^BENCH_JSON //p' > "$out/bench.jsonl" || true
+cat "$out"/loadbench.log "$out"/micro.log "$out"/writer.log 2>/dev/null | sed -n 's/^BENCH_JSON //p' > "$out/bench.jsonl" || true
 echo
-log "Summary (all figures: $out/bench.jsonl, logs: $out/loadbench.log, $out/micro.log)"
+log "Summary (all figures: $out/bench.jsonl, logs: $out/loadbench.log, $out/micro.log, $out/writer.log)"
 if [[ -f "$out/loadbench.log" ]]; then
   grep -E '^Start |^  (PASS|MISS|n/a )' "$out/loadbench.log" || true
 fi
 if [[ -f "$out/micro.log" ]]; then
   sed -n '/^Micro-benchmarks (mean/,$p' "$out/micro.log" | grep -v '^BENCH_JSON' || true
+fi
+if [[ -f "$out/writer.log" ]]; then
+  sed -n '/^Usage writer throughput/,$p' "$out/writer.log" | grep -v '^BENCH_JSON' || true
 fi
 echo "bench: $(wc -l < "$out/bench.jsonl" | tr -d ' ') figures recorded, exit status $status"
 exit "$status"

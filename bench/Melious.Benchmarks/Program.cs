@@ -66,7 +66,7 @@ foreach (var summary in summaries)
         var name = report.BenchmarkCase.Descriptor.WorkloadMethodDisplayInfo.Trim('\'');
         var mean = report.ResultStatistics?.Mean ?? double.NaN;
         var allocated = report.GcStats.GetBytesAllocatedPerOperation(report.BenchmarkCase) ?? -1;
-        Console.WriteLine($"  {name,-42} {Format(mean),12} {allocated,10} B");
+        Console.WriteLine($"  {name,-56} {Format(mean),12} {allocated,10} B");
         Console.WriteLine("BENCH_JSON " + System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, object?>
         {
             ["kind"] = "micro",

@@ -37,7 +37,7 @@ public sealed class CountTokensEndpoint(ApiKeyAuthenticator authenticator, Reque
                 return;
             }
 
-            var (request, parseError) = parser.Parse(body!.WrittenSpan, requireMaxTokens: false);
+            var (request, parseError) = parser.Parse(body!.WrittenMemory, requireMaxTokens: false);
             if (parseError is not null)
             {
                 await ErrorWriter.WriteAsync(http, parseError);

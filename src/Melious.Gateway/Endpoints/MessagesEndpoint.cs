@@ -69,7 +69,7 @@ public sealed partial class MessagesEndpoint(
                 return;
             }
 
-            var (request, parseError) = parser.Parse(body!.WrittenSpan, requireMaxTokens: true);
+            var (request, parseError) = parser.Parse(body!.WrittenMemory, requireMaxTokens: true);
             if (parseError is not null)
             {
                 await FailAsync(http, recorder, parseError);

@@ -20,11 +20,11 @@ public sealed class RequestParser
     public LimitsOptions Limits => _limits;
 
     /// <summary>Returns the request, or the 400 that names what is wrong.</summary>
-    public (MessagesRequest? Request, GatewayError? Error) Parse(ReadOnlySpan<byte> body, bool requireMaxTokens)
+    public (MessagesRequest? Request, GatewayError? Error) Parse(ReadOnlyMemory<byte> body, bool requireMaxTokens)
     {
         // JSON strings are checked by the parser, but raw pieces (tool schemas, tool inputs) are kept as they came:
         // reject invalid UTF-8 anywhere before anything is forwarded.
-        if (!System.Text.Unicode.Utf8.IsValid(body))
+        if (!System.Text.Unicode.Utf8.IsValid(body.Span))
         {
             return (null, Invalid("invalid request body: it is not valid UTF-8"));
         }
@@ -32,7 +32,9 @@ public sealed class RequestParser
         MessagesRequest? request;
         try
         {
-            request = JsonSerializer.Deserialize(body, _context.MessagesRequest);
+            // The tools converter looks the raw tools array up in ToolSetCache.
+            using var scope = ToolSetCache.Parsing(body);
+            request = JsonSerializer.Deserialize(body.Span, _context.MessagesRequest);
         }
         catch (JsonException ex)
         {

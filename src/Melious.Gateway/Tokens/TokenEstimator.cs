@@ -183,19 +183,26 @@ public static class TokenEstimator
 
         if (request.Tools is { Count: > 0 } tools)
         {
-            total += ToolPreamble;
-            foreach (var tool in tools)
-            {
-                if (tool.IsServerTool)
-                {
-                    continue;
-                }
+            total += tools is SharedToolList shared ? shared.EstimatedTokens(EstimateTools) : EstimateTools(tools);
+        }
 
-                total += PerTool + Count(tool.Name) + CountAsJsonString(tool.Description);
-                if (tool.InputSchema is { ValueKind: JsonValueKind.Object } schema)
-                {
-                    total += CountUtf8(JsonMarshal.GetRawUtf8Value(schema));
-                }
+        return total;
+    }
+
+    private static long EstimateTools(List<ToolDefinition> tools)
+    {
+        long total = ToolPreamble;
+        foreach (var tool in tools)
+        {
+            if (tool.IsServerTool)
+            {
+                continue;
+            }
+
+            total += PerTool + Count(tool.Name) + CountAsJsonString(tool.Description);
+            if (tool.InputSchema is { ValueKind: JsonValueKind.Object } schema)
+            {
+                total += CountUtf8(JsonMarshal.GetRawUtf8Value(schema));
             }
         }
 

@@ -72,9 +72,9 @@ public sealed class TokenEstimatorTests
     [Fact]
     public void EstimateRequest_CountsSystemToolsAndMessages()
     {
-        var bare = Parser.Parse("""{"model":"m","messages":[{"role":"user","content":"hi"}]}"""u8, false).Request!;
-        var withSystem = Parser.Parse("""{"model":"m","system":"You are a careful assistant who answers briefly.","messages":[{"role":"user","content":"hi"}]}"""u8, false).Request!;
-        var withTool = Parser.Parse("""{"model":"m","messages":[{"role":"user","content":"hi"}],"tools":[{"name":"Read","description":"Reads a file","input_schema":{"type":"object","properties":{"file_path":{"type":"string"}}}}]}"""u8, false).Request!;
+        var bare = Parser.Parse("""{"model":"m","messages":[{"role":"user","content":"hi"}]}"""u8.ToArray(), false).Request!;
+        var withSystem = Parser.Parse("""{"model":"m","system":"You are a careful assistant who answers briefly.","messages":[{"role":"user","content":"hi"}]}"""u8.ToArray(), false).Request!;
+        var withTool = Parser.Parse("""{"model":"m","messages":[{"role":"user","content":"hi"}],"tools":[{"name":"Read","description":"Reads a file","input_schema":{"type":"object","properties":{"file_path":{"type":"string"}}}}]}"""u8.ToArray(), false).Request!;
 
         Assert.True(TokenEstimator.EstimateRequest(withSystem) > TokenEstimator.EstimateRequest(bare));
         Assert.True(TokenEstimator.EstimateRequest(withTool) > TokenEstimator.EstimateRequest(bare) + TokenEstimator.ToolPreamble);

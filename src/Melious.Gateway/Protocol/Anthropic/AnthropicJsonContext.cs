@@ -9,6 +9,7 @@ namespace Melious.Gateway.Protocol.Anthropic;
     NumberHandling = JsonNumberHandling.Strict)]
 [JsonSerializable(typeof(MessagesRequest))]
 [JsonSerializable(typeof(List<ContentBlock>))]
+[JsonSerializable(typeof(List<ToolDefinition>))]
 [JsonSerializable(typeof(Message))]
 [JsonSerializable(typeof(ErrorResponse))]
 [JsonSerializable(typeof(CountTokensResponse))]

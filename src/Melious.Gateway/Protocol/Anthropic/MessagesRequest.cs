@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Serialization;
 
 namespace Melious.Gateway.Protocol.Anthropic;
 
@@ -25,6 +26,8 @@ public sealed record MessagesRequest
 
     public int? TopK { get; init; }
 
+    /// <summary>A <see cref="SharedToolList"/> when the same bytes were parsed before (see <see cref="ToolSetCache"/>): read-only.</summary>
+    [JsonConverter(typeof(ToolListConverter))]
     public List<ToolDefinition>? Tools { get; init; }
 
     public ToolChoice? ToolChoice { get; init; }

@@ -1,0 +1,160 @@
+using System.Collections.Concurrent;
+using System.IO.Hashing;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using System.Text.Json.Serialization.Metadata;
+
+namespace Melious.Gateway.Protocol.Anthropic;
+
+/// <summary>
+/// A <c>tools</c> array parsed once and shared, read-only, by every request that sends exactly the same bytes.
+/// Claude Code resends its whole tool set (about 25 KB of schemas) unchanged on every turn; materializing it was the
+/// largest part of parsing a request, and estimating its tokens a large part of the estimate. Nothing may modify it.
+/// </summary>
+public sealed class SharedToolList : List<ToolDefinition>
+{
+    private long _estimatedTokens = -1;
+
+    internal SharedToolList(List<ToolDefinition> tools)
+        : base(tools)
+    {
+    }
+
+    /// <summary>The token estimate of these tools, computed once (the estimate depends on the tools alone).</summary>
+    internal long EstimatedTokens(Func<List<ToolDefinition>, long> estimate)
+    {
+        var tokens = Volatile.Read(ref _estimatedTokens);
+        if (tokens < 0)
+        {
+            tokens = estimate(this);
+            Volatile.Write(ref _estimatedTokens, tokens);
+        }
+
+        return tokens;
+    }
+}
+
+/// <summary>
+/// A small process-wide cache of parsed <c>tools</c> arrays, keyed by their exact bytes (a hash finds the entry; the
+/// bytes are compared in full, so a hash collision can never hand one caller's tools to another). Bounded: at most
+/// <see cref="Capacity"/> tool sets of at least <see cref="MinBytes"/> bytes; when full it starts over.
+/// </summary>
+internal static class ToolSetCache
+{
+    public const int Capacity = 32;
+
+    /// <summary>Smaller arrays parse quickly anyway.</summary>
+    public const int MinBytes = 2 * 1024;
+
+    /// <summary>Largest array kept, so the cache stays a few MB at most.</summary>
+    public const int MaxBytes = 256 * 1024;
+
+    private static readonly ConcurrentDictionary<ulong, Entry> Entries = new();
+
+    /// <summary>The body being parsed on this thread (set by <see cref="Endpoints.RequestParser"/> around deserialization).</summary>
+    [ThreadStatic]
+    private static ReadOnlyMemory<byte> t_body;
+
+    private sealed record Entry(byte[] Raw, SharedToolList Tools);
+
+    public static int Count => Entries.Count;
+
+    /// <summary>Makes <paramref name="body"/> visible to the <c>tools</c> converter while it is parsed on this thread.</summary>
+    public static BodyScope Parsing(ReadOnlyMemory<byte> body)
+    {
+        t_body = body;
+        return default;
+    }
+
+    internal readonly struct BodyScope : IDisposable
+    {
+        public void Dispose() => t_body = default;
+    }
+
+    /// <summary>The bytes from <paramref name="start"/> to <paramref name="end"/> of the body being parsed, or empty.</summary>
+    internal static ReadOnlySpan<byte> Slice(long start, long end)
+    {
+        var body = t_body.Span;
+        return start >= 0 && end <= body.Length && end - start >= 2 && body[(int)start] == (byte)'[' && body[(int)end - 1] == (byte)']'
+            ? body[(int)start..(int)end]
+            : default;
+    }
+
+    public static bool TryGet(ReadOnlySpan<byte> raw, out SharedToolList? tools)
+    {
+        tools = null;
+        if (raw.Length < MinBytes || raw.Length > MaxBytes || !Entries.TryGetValue(XxHash3.HashToUInt64(raw), out var entry) || !raw.SequenceEqual(entry.Raw))
+        {
+            return false;
+        }
+
+        tools = entry.Tools;
+        return true;
+    }
+
+    /// <summary>Shares <paramref name="tools"/> for later requests with the same bytes, if the array is worth caching.</summary>
+    public static List<ToolDefinition> Add(ReadOnlySpan<byte> raw, List<ToolDefinition> tools)
+    {
+        if (raw.Length < MinBytes || raw.Length > MaxBytes)
+        {
+            return tools;
+        }
+
+        if (Entries.Count >= Capacity)
+        {
+            Entries.Clear();
+        }
+
+        var shared = new SharedToolList(tools);
+        Entries[XxHash3.HashToUInt64(raw)] = new Entry(raw.ToArray(), shared);
+        return shared;
+    }
+
+    internal static void Clear() => Entries.Clear();
+}
+
+/// <summary>
+/// Reads <c>tools</c> through <see cref="ToolSetCache"/>: an array already seen is skipped (tokenized, not
+/// materialized) and the shared list returned; a new one is parsed as usual and, when large enough, shared.
+/// </summary>
+internal sealed class ToolListConverter : JsonConverter<List<ToolDefinition>>
+{
+    public override List<ToolDefinition>? Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
+    {
+        var typeInfo = (JsonTypeInfo<List<ToolDefinition>>)options.GetTypeInfo(typeof(List<ToolDefinition>));
+        if (reader.TokenType != JsonTokenType.StartArray || reader.HasValueSequence)
+        {
+            return Parse(ref reader, typeInfo);
+        }
+
+        var start = reader.TokenStartIndex;
+        var items = reader;
+        reader.Skip();
+        var raw = ToolSetCache.Slice(start, reader.BytesConsumed);
+        if (ToolSetCache.TryGet(raw, out var shared))
+        {
+            return shared;
+        }
+
+        var tools = Parse(ref items, typeInfo);
+        return tools is null ? null : ToolSetCache.Add(raw, tools);
+    }
+
+    public override void Write(Utf8JsonWriter writer, List<ToolDefinition> value, JsonSerializerOptions options) =>
+        JsonSerializer.Serialize(writer, value, (JsonTypeInfo<List<ToolDefinition>>)options.GetTypeInfo(typeof(List<ToolDefinition>)));
+
+    private static List<ToolDefinition>? Parse(ref Utf8JsonReader reader, JsonTypeInfo<List<ToolDefinition>> typeInfo)
+    {
+        try
+        {
+            return JsonSerializer.Deserialize(ref reader, typeInfo);
+        }
+        catch (JsonException ex) when (ex.Path is { } path)
+        {
+            // A nested deserialization reports paths from its own root ("$[3].name"): put them under "tools".
+            var message = ex.Message;
+            var cut = message.IndexOf(" Path:", StringComparison.Ordinal);
+            throw new JsonException(cut > 0 ? message[..cut] : message, "$.tools" + path[1..], ex.LineNumber, ex.BytePositionInLine, ex);
+        }
+    }
+}

@@ -1,0 +1,136 @@
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Melious.Gateway.Endpoints;
+using Melious.Gateway.Protocol.Anthropic;
+using Melious.Gateway.Tokens;
+using Microsoft.Extensions.Options;
+
+namespace Melious.Gateway.Tests.Translation;
+
+/// <summary>
+/// Claude Code resends the same tools bytes every turn; <see cref="ToolSetCache"/> parses them once. Sharing must be
+/// exact (a one-byte difference is a different tool set), invisible in results (estimate, errors), and bounded.
+/// </summary>
+public sealed class ToolSetCacheTests
+{
+    private static readonly RequestParser Parser = new(Options.Create(new GatewayOptions()));
+
+    [Fact]
+    public void SameToolsBytes_InDifferentRequests_AreParsedOnceAndShared()
+    {
+        var tag = Guid.NewGuid().ToString("N");
+        var first = Parse(Body(tag, "first question"));
+        var second = Parse(Body(tag, "a different second question"));
+
+        var shared = Assert.IsType<SharedToolList>(first.Tools);
+        Assert.Same(shared, second.Tools);
+        Assert.Equal(8, shared.Count);
+        Assert.Equal("tool_3", shared[3].Name);
+        Assert.Equal("object", shared[3].InputSchema!.Value.GetProperty("type").GetString());
+    }
+
+    [Fact]
+    public void OneByteDifferentTools_AreNotShared()
+    {
+        var tag = Guid.NewGuid().ToString("N");
+        var first = Parse(Body(tag, "q"));
+        var other = Parse(Body(tag + "x", "q"));
+
+        Assert.NotSame(first.Tools, other.Tools);
+        Assert.EndsWith(tag + "x", other.Tools![0].Description, StringComparison.Ordinal);
+        Assert.EndsWith(tag, first.Tools![0].Description, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void SmallToolSets_AreNotCached()
+    {
+        var request = Parse("""{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"hi"}],"tools":[{"name":"Read","input_schema":{"type":"object"}}]}""");
+
+        Assert.IsNotType<SharedToolList>(request.Tools);
+        Assert.Single(request.Tools!);
+    }
+
+    [Fact]
+    public void Estimate_OfSharedTools_EqualsTheEstimateOfAFreshCopy()
+    {
+        var tag = Guid.NewGuid().ToString("N");
+        var request = Parse(Body(tag, "q"));
+        var again = Parse(Body(tag, "q"));
+        Assert.IsType<SharedToolList>(request.Tools);
+
+        var fresh = TokenEstimator.EstimateRequest(request with { Tools = [.. request.Tools!] });
+
+        Assert.Equal(fresh, TokenEstimator.EstimateRequest(request));
+        Assert.Equal(fresh, TokenEstimator.EstimateRequest(again));
+        var withoutTools = TokenEstimator.EstimateRequest(request with { Tools = null });
+        Assert.True(fresh > withoutTools + 8 * 20, $"estimate {fresh} (without tools {withoutTools}) should count the tool schemas");
+    }
+
+    [Fact]
+    public void ErrorInsideTools_KeepsItsPathUnderTools()
+    {
+        var body = JsonNode.Parse(Body(Guid.NewGuid().ToString("N"), "q"))!;
+        body["tools"]![5]!["name"] = 42;
+
+        var (request, error) = Parser.Parse(Encoding.UTF8.GetBytes(body.ToJsonString()), requireMaxTokens: true);
+
+        Assert.Null(request);
+        Assert.StartsWith("invalid request body: tools.5.name:", error!.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void InvalidTool_InACachedSet_IsRejectedEveryTime()
+    {
+        var body = JsonNode.Parse(Body(Guid.NewGuid().ToString("N"), "q"))!;
+        ((JsonObject)body["tools"]![2]!).Remove("input_schema");
+        var bytes = Encoding.UTF8.GetBytes(body.ToJsonString());
+
+        var first = Parser.Parse(bytes, requireMaxTokens: true).Error;
+        var second = Parser.Parse(bytes, requireMaxTokens: true).Error;
+
+        Assert.Equal("tools.2.input_schema: Field required", first?.Message);
+        Assert.Equal(first?.Message, second?.Message);
+    }
+
+    [Fact]
+    public void ManyDistinctToolSets_StayBounded()
+    {
+        for (var i = 0; i < ToolSetCache.Capacity * 3; i++)
+        {
+            Parse(Body(Guid.NewGuid().ToString("N"), "q"));
+        }
+
+        Assert.InRange(ToolSetCache.Count, 1, ToolSetCache.Capacity);
+    }
+
+    private static MessagesRequest Parse(string json)
+    {
+        var (request, error) = Parser.Parse(Encoding.UTF8.GetBytes(json), requireMaxTokens: true);
+        Assert.Null(error);
+        return request!;
+    }
+
+    /// <summary>A request whose tools array (about 4 KB) ends its first description with <paramref name="tag"/>.</summary>
+    private static string Body(string tag, string question)
+    {
+        var tools = new JsonArray();
+        for (var i = 0; i < 8; i++)
+        {
+            tools.Add(new JsonObject
+            {
+                ["name"] = $"tool_{i}",
+                ["description"] = new string('d', 300) + (i == 0 ? tag : ""),
+                ["input_schema"] = JsonNode.Parse("""{"type":"object","properties":{"path":{"type":"string","description":"An absolute path"}},"required":["path"]}"""),
+            });
+        }
+
+        return new JsonObject
+        {
+            ["model"] = "claude-sonnet-4-5",
+            ["max_tokens"] = 100,
+            ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = question }),
+            ["tools"] = tools,
+        }.ToJsonString(new JsonSerializerOptions { WriteIndented = false });
+    }
+}

@@ -3,14 +3,18 @@
 #   1. installs what it needs (Node tools in tools/ for Azurite) and builds the self-host and both bench projects (Release);
 #   2. runs the load bench (bench/Melious.LoadBench): scripted upstream + self-host gateway as separate processes,
 #      all settings (C=1/32, 0/5 ms, text/tool), start time, count_tokens, 1,000 slow streams, PASS/MISS per target;
-#   3. runs the BenchmarkDotNet micro-benchmarks (bench/Melious.Benchmarks);
-#   4. runs the usage writer bench (bench/Melious.WriterBench): events/s into Table Storage, direct and via the queue;
-#   5. prints every figure; JSON lines and logs go to artifacts/bench/.
-# Figures are printed, never asserted: the exit status is non-zero only if a bench could not run.
+#   3. publishes the self-host as Native AOT (scripts/publish-aot.sh) and runs the load bench's C=1 and C=32 text
+#      settings, start time and slow streams against it, checking that every request was billed (--verify-usage);
+#   4. runs the BenchmarkDotNet micro-benchmarks (bench/Melious.Benchmarks);
+#   5. runs the usage writer bench (bench/Melious.WriterBench): events/s into Table Storage, direct and via the queue;
+#   6. prints every figure; JSON lines and logs go to artifacts/bench/.
+# Figures are printed, never asserted: the exit status is non-zero only if a bench could not run or the AOT pass
+# found a measured request without its usage rows.
 #
-# Usage: scripts/bench.sh [--quick] [--no-build] [--load-only | --micro-only | --writer-only] [-- <extra load-bench options>]
+# Usage: scripts/bench.sh [--quick] [--no-build] [--no-aot] [--load-only | --micro-only | --writer-only | --aot-only] [-- <extra load-bench options>]
 #   --quick       smoke run (~1-2 minutes after the build) that proves the bench works; figures are indicative only
-#   --no-build    use the existing Release builds
+#   --no-build    use the existing Release builds (and an existing artifacts/aot publish)
+#   --no-aot      skip the Native AOT pass
 #   extra options after "--" go to the load bench, e.g. -- --only c32-d0-text --measure-seconds 20
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -21,16 +25,19 @@ build=1
 run_load=1
 run_micro=1
 run_writer=1
+run_aot=1
 extra=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) quick=(--quick) ;;
     --no-build) build=0 ;;
-    --load-only) run_micro=0; run_writer=0 ;;
-    --micro-only) run_load=0; run_writer=0 ;;
-    --writer-only) run_load=0; run_micro=0 ;;
+    --no-aot) run_aot=0 ;;
+    --load-only) run_micro=0; run_writer=0; run_aot=0 ;;
+    --micro-only) run_load=0; run_writer=0; run_aot=0 ;;
+    --writer-only) run_load=0; run_micro=0; run_aot=0 ;;
+    --aot-only) run_load=0; run_micro=0; run_writer=0 ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "unknown option: $1 (see --help)" >&2; exit 64 ;;
   esac
   shift
@@ -38,7 +45,7 @@ done
 
 out="$MELIOUS_ROOT/artifacts/bench"
 mkdir -p "$out"
-rm -f "$out/bench.jsonl" "$out/loadbench.log" "$out/micro.log" "$out/writer.log"
+rm -f "$out/bench.jsonl" "$out/loadbench.log" "$out/micro.log" "$out/writer.log" "$out/aot.log"
 
 if [[ $build -eq 1 ]]; then
   ensure_node_tools
@@ -53,6 +60,30 @@ if [[ $run_load -eq 1 ]]; then
   log "Load bench ${quick[*]:-(full: ~15-25 minutes on 2 cores)}"
   if ! dotnet bench/Melious.LoadBench/bin/Release/net10.0/Melious.LoadBench.dll "${quick[@]}" --repo "$MELIOUS_ROOT" --out "$out" "${extra[@]}" 2>&1 | tee "$out/loadbench.log"; then
     echo "load bench failed (see $out/loadbench.log)" >&2
+    status=1
+  fi
+fi
+
+if [[ $run_aot -eq 1 ]]; then
+  aot_exe="$MELIOUS_ROOT/artifacts/aot/Melious.SelfHost"
+  if [[ $build -eq 1 || ! -x "$aot_exe" ]]; then
+    if ! have_clang; then
+      echo "SKIPPED: Native AOT pass (clang, needed to link a Native AOT executable, is not installed)" | tee "$out/aot.log"
+      run_aot=0
+    elif ! "$MELIOUS_ROOT/scripts/publish-aot.sh" "$MELIOUS_ROOT/artifacts/aot" >/dev/null; then
+      echo "Native AOT publish failed" >&2
+      status=1
+      run_aot=0
+    fi
+  fi
+fi
+if [[ $run_aot -eq 1 ]]; then
+  log "Load bench against the Native AOT self-host ${quick[*]:-}"
+  aot_args=(--only c1-d0-text,c32-d0-text --skip-count-tokens --verify-usage)
+  if [[ ${#quick[@]} -eq 0 ]]; then aot_args+=(--launches 3); fi
+  if ! dotnet bench/Melious.LoadBench/bin/Release/net10.0/Melious.LoadBench.dll "${quick[@]}" --repo "$MELIOUS_ROOT" --out "$out/aot" \
+      --gateway-dll "$aot_exe" "${aot_args[@]}" "${extra[@]}" 2>&1 | tee "$out/aot.log"; then
+    echo "load bench against the Native AOT self-host failed (see $out/aot.log)" >&2
     status=1
   fi
 fi
@@ -74,11 +105,15 @@ if [[ $run_writer -eq 1 ]]; then
 fi
 
 # Every figure once more, together, at the end: the load bench's targets and the micro-benchmark summary.
-cat "$out"/loadbench.log "$out"/micro.log "$out"/writer.log 2>/dev/null | sed -n 's/^BENCH_JSON //p' > "$out/bench.jsonl" || true
+cat "$out"/loadbench.log "$out"/aot.log "$out"/micro.log "$out"/writer.log 2>/dev/null | sed -n 's/^BENCH_JSON //p' > "$out/bench.jsonl" || true
 echo
-log "Summary (all figures: $out/bench.jsonl, logs: $out/loadbench.log, $out/micro.log, $out/writer.log)"
+log "Summary (all figures: $out/bench.jsonl, logs: $out/loadbench.log, $out/aot.log, $out/micro.log, $out/writer.log)"
 if [[ -f "$out/loadbench.log" ]]; then
   grep -E '^Start |^  (PASS|MISS|n/a )' "$out/loadbench.log" || true
+fi
+if [[ -f "$out/aot.log" ]]; then
+  echo "Native AOT self-host:"
+  grep -E '^SKIPPED|^Start |^  (PASS|MISS|n/a )|^Usage check' "$out/aot.log" || true
 fi
 if [[ -f "$out/micro.log" ]]; then
   sed -n '/^Micro-benchmarks (mean/,$p' "$out/micro.log" | grep -v '^BENCH_JSON' || true

@@ -23,6 +23,15 @@ ensure_node_tools() {
   touch "$stamp"
 }
 
+# True when a clang (plain or versioned, as Debian installs it) is on PATH: Native AOT links with it.
+have_clang() {
+  local c
+  for c in clang clang-{10..30}; do
+    command -v "$c" >/dev/null && return 0
+  done
+  return 1
+}
+
 # Prints a free TCP port on 127.0.0.1.
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()' 2>/dev/null \

@@ -42,6 +42,7 @@ public sealed class Bench : IDisposable
     private ChildProcess? _gateway;
     private RssSampler? _gatewaySampler;
     private ServiceProvider? _services;
+    private readonly List<PathResult> _settingRequests = [];
     private LoadClient? _client;
     private string _apiKey = "";
     private string _upstreamBase = "";
@@ -169,6 +170,7 @@ public sealed class Bench : IDisposable
 
         ReportStarts(starts);
         var misses = ReportTargets();
+        var usageOk = !_o.VerifyUsage || await VerifyUsageAsync();
         var file = Path.Combine(_outDir, "loadbench.json");
         await File.WriteAllTextAsync(file, _results.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         Console.WriteLine($"\nAll figures as JSON: {file}");
@@ -177,7 +179,38 @@ public sealed class Bench : IDisposable
         {
             Console.WriteLine("---- gateway output (last 400 lines) ----\n" + _gateway.Output);
         }
-        return 0;
+        return usageOk ? 0 : 1;
+    }
+
+    /// <summary>
+    /// Usage accounting check (for other builds of the gateway, e.g. Native AOT): once the queue has drained, every
+    /// measured gateway request has a billing row and an energy row (the rows are keyed by request id, so there can be
+    /// no more rows than requests; warm-up and probe requests add a few), and nothing went to the poison queue.
+    /// </summary>
+    private async Task<bool> VerifyUsageAsync()
+    {
+        await DrainAsync(TimeSpan.FromSeconds(60));
+        var storage = _services!.GetRequiredService<StorageClients>();
+        async Task<long> CountAsync(string table)
+        {
+            long n = 0;
+            await foreach (var _ in storage.Table(table).QueryAsync<Azure.Data.Tables.TableEntity>(select: ["RowKey"], maxPerPage: 1000))
+            {
+                n++;
+            }
+
+            return n;
+        }
+
+        var billing = await CountAsync("billing");
+        var energy = await CountAsync("energy");
+        var pending = (await storage.Queue("usage-events").GetPropertiesAsync()).Value.ApproximateMessagesCount;
+        var poison = (await storage.Queue("usage-events-poison").GetPropertiesAsync()).Value.ApproximateMessagesCount;
+        var measured = _settingRequests.Sum(r => (long)r.Ok);
+        var ok = measured > 0 && billing >= measured && energy == billing && pending == 0 && poison == 0;
+        Console.WriteLine($"Usage check: {measured} measured gateway requests; {billing} billing rows, {energy} energy rows; {pending} queued, {poison} poison — {(ok ? "PASS" : "FAIL")}");
+        Emit(new JsonObject { ["kind"] = "usage-check", ["measured_requests"] = measured, ["billing_rows"] = billing, ["energy_rows"] = energy, ["queued"] = pending, ["poison"] = poison, ["ok"] = ok });
+        return ok;
     }
 
     private void PrintHeader()
@@ -269,7 +302,10 @@ public sealed class Bench : IDisposable
         using var probe = new LoadClient(_gatewayBase, _upstreamBase, _apiKey) { Expected = _client?.Expected ?? new ScenarioPayload(new Scenario(_o.Tokens, _o.TokensPerChunk, 0, 0, false)) };
         var body = BenchRequests.Messages();
         var worker = new LoadClient.Worker();
-        _gateway = ChildProcess.Start("gateway", "dotnet", [_gatewayDll], env, dir);
+        // A .dll runs under `dotnet`; anything else is a native executable (a Native AOT publish).
+        _gateway = _gatewayDll.EndsWith(".dll", StringComparison.OrdinalIgnoreCase)
+            ? ChildProcess.Start("gateway", "dotnet", [_gatewayDll], env, dir)
+            : ChildProcess.Start("gateway", _gatewayDll, [], env, dir);
         var start = _gateway.StartTimestamp;
         double listening = double.NaN;
         var deadline = Stopwatch.GetTimestamp() + 60 * Stopwatch.Frequency;
@@ -483,6 +519,7 @@ public sealed class Bench : IDisposable
         await DrainAsync(TimeSpan.FromSeconds(15));
         var quiet = await WaitQuietAsync();
         var gateway = new PathResult();
+        _settingRequests.Add(gateway);
         var direct = new PathResult();
         await UpstreamStatsAsync(reset: true);
         _gatewaySampler!.Reset();

@@ -11,6 +11,9 @@ public sealed class Options
 
     public string? GatewayDll { get; private set; }
 
+    /// <summary>At the end, check that every measured gateway request left one billing and one energy row (exit 1 if not).</summary>
+    public bool VerifyUsage { get; private set; }
+
     public string? AzuriteExe { get; private set; }
 
     public string? OutDir { get; private set; }
@@ -80,6 +83,7 @@ public sealed class Options
                     break;
                 case "--repo": o.Repo = Next(); break;
                 case "--gateway-dll": o.GatewayDll = Next(); break;
+                case "--verify-usage": o.VerifyUsage = true; break;
                 case "--azurite": o.AzuriteExe = Next(); break;
                 case "--out": o.OutDir = Next(); break;
                 case "--measure-seconds": o.MeasureSeconds = Num(); break;
@@ -129,7 +133,8 @@ public sealed class Options
                           [--measure-seconds S] [--rounds N] [--warmup N] [--tokens N] [--tokens-per-chunk N]
                           [--only c1-d0-text,c32-d0-tool,...] [--slow-streams N] [--slow-tokens N]
                           [--count-tokens-seconds S] [--count-tokens-concurrency C] [--launches N]
-                          [--skip-slow] [--skip-count-tokens] [--deadline-minutes M] [--gateway-env KEY=VALUE]... [--wait-quiet S] [--dump-gateway-log]
+                          [--skip-slow] [--skip-count-tokens] [--deadline-minutes M] [--gateway-env KEY=VALUE]... [--wait-quiet S] [--dump-gateway-log] [--verify-usage]
         Melious.LoadBench upstream --port P [--parent PID]     (the scripted upstream, started by the bench itself)
+        --gateway-dll takes a self-host .dll (run with dotnet) or a native executable (a Native AOT publish).
         """;
 }

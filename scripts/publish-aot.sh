@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Publishes the self-host as a Native AOT executable (for containers): ~100 MB peak RSS at 32 concurrent streams
+# instead of ~170 MB, an ~80 ms start instead of ~0.7 s, for somewhat more CPU per request (docs/benchmarks.md).
+# Needs clang (and zlib) for the native link, like any Native AOT publish on Linux.
+#
+# Usage: scripts/publish-aot.sh [OUT_DIR]     (default artifacts/aot; the executable is OUT_DIR/Melious.SelfHost)
+# Run it like the self-host dll: configuration from environment variables (Melious__…, ASPNETCORE_URLS) and
+# appsettings.json next to the executable.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$MELIOUS_ROOT"
+
+out="${1:-$MELIOUS_ROOT/artifacts/aot}"
+case "$(uname -m)" in
+  x86_64) rid=linux-x64 ;;
+  aarch64 | arm64) rid=linux-arm64 ;;
+  *) echo "publish-aot: unsupported machine $(uname -m)" >&2; exit 1 ;;
+esac
+
+log "Publishing src/Melious.SelfHost as Native AOT ($rid) into $out"
+dotnet publish src/Melious.SelfHost -c Release -r "$rid" -p:PublishAot=true -o "$out" -nologo -v quiet -clp:ErrorsOnly
+test -x "$out/Melious.SelfHost"
+echo "$out/Melious.SelfHost"

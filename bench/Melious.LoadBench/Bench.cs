@@ -433,6 +433,11 @@ public sealed class Bench : IDisposable
                     {
                         into.Samples.Add(sample);
                     }
+
+                    if (_o.ThinkMs > 0)
+                    {
+                        await Task.Delay(TimeSpan.FromMilliseconds(_o.ThinkMs));
+                    }
                 }
             });
         }

@@ -30,6 +30,12 @@ public sealed class Options
 
     public int TokensPerChunk { get; private set; } = 1;
 
+    /// <summary>
+    /// Pause after each request, on both paths (0 = closed loop). With a pause the upstream sees the same sparse
+    /// arrivals from the gateway and from the direct client, as with a real agent that thinks between turns.
+    /// </summary>
+    public double ThinkMs { get; private set; }
+
     /// <summary>Setting filter: comma-separated labels like <c>c1-d0-text</c>, <c>c32-d5-tool</c>; empty = all.</summary>
     public HashSet<string> Only { get; } = new(StringComparer.OrdinalIgnoreCase);
 
@@ -91,6 +97,7 @@ public sealed class Options
                 case "--warmup": o.WarmupRequests = (int)Num(); break;
                 case "--tokens": o.Tokens = (int)Num(); break;
                 case "--tokens-per-chunk": o.TokensPerChunk = Math.Max(1, (int)Num()); break;
+                case "--think-ms": o.ThinkMs = Math.Max(0, Num()); break;
                 case "--only":
                     foreach (var label in Next().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
                     {
@@ -130,7 +137,7 @@ public sealed class Options
 
     public const string Usage = """
         Melious.LoadBench [--quick] [--repo DIR] [--gateway-dll PATH] [--azurite PATH] [--out DIR]
-                          [--measure-seconds S] [--rounds N] [--warmup N] [--tokens N] [--tokens-per-chunk N]
+                          [--measure-seconds S] [--rounds N] [--warmup N] [--tokens N] [--tokens-per-chunk N] [--think-ms MS]
                           [--only c1-d0-text,c32-d0-tool,...] [--slow-streams N] [--slow-tokens N]
                           [--count-tokens-seconds S] [--count-tokens-concurrency C] [--launches N]
                           [--skip-slow] [--skip-count-tokens] [--deadline-minutes M] [--gateway-env KEY=VALUE]... [--wait-quiet S] [--dump-gateway-log] [--verify-usage]

@@ -80,6 +80,20 @@ public sealed class ToolSetCacheTests
     }
 
     [Fact]
+    public void MalformedJsonInsideTools_NamesTheElement()
+    {
+        var json = Body(Guid.NewGuid().ToString("N"), "q");
+        var at = json.IndexOf("\"name\":\"tool_4\"", StringComparison.Ordinal);
+        var broken = json[..at] + "\"name\":\"tool_4\" \"stray\"" + json[(at + "\"name\":\"tool_4\"".Length)..];
+
+        var (request, error) = Parser.Parse(Encoding.UTF8.GetBytes(broken), requireMaxTokens: true);
+
+        Assert.Null(request);
+        Assert.Equal(400, error!.Status);
+        Assert.StartsWith("invalid request body: tools.4", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void InvalidTool_InACachedSet_IsRejectedEveryTime()
     {
         var body = JsonNode.Parse(Body(Guid.NewGuid().ToString("N"), "q"))!;

@@ -121,40 +121,78 @@ internal sealed class ToolListConverter : JsonConverter<List<ToolDefinition>>
 {
     public override List<ToolDefinition>? Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
     {
-        var typeInfo = (JsonTypeInfo<List<ToolDefinition>>)options.GetTypeInfo(typeof(List<ToolDefinition>));
-        if (reader.TokenType != JsonTokenType.StartArray || reader.HasValueSequence)
+        var itemInfo = (JsonTypeInfo<ToolDefinition>)options.GetTypeInfo(typeof(ToolDefinition));
+        if (reader.TokenType != JsonTokenType.StartArray)
         {
-            return Parse(ref reader, typeInfo);
+            // Not a list: the serializer's own error, under "tools".
+            return Rooted(ref reader, (JsonTypeInfo<List<ToolDefinition>>)options.GetTypeInfo(typeof(List<ToolDefinition>)), index: null);
         }
 
         var start = reader.TokenStartIndex;
         var items = reader;
-        reader.Skip();
-        var raw = ToolSetCache.Slice(start, reader.BytesConsumed);
+        try
+        {
+            reader.Skip();
+        }
+        catch (JsonException)
+        {
+            // Malformed inside the array: parse the elements so that the error names the one at fault.
+            ParseItems(ref items, itemInfo);
+            throw;
+        }
+
+        var raw = reader.HasValueSequence ? default : ToolSetCache.Slice(start, reader.BytesConsumed);
         if (ToolSetCache.TryGet(raw, out var shared))
         {
             return shared;
         }
 
-        var tools = Parse(ref items, typeInfo);
-        return tools is null ? null : ToolSetCache.Add(raw, tools);
+        return ToolSetCache.Add(raw, ParseItems(ref items, itemInfo));
     }
 
     public override void Write(Utf8JsonWriter writer, List<ToolDefinition> value, JsonSerializerOptions options) =>
         JsonSerializer.Serialize(writer, value, (JsonTypeInfo<List<ToolDefinition>>)options.GetTypeInfo(typeof(List<ToolDefinition>)));
 
-    private static List<ToolDefinition>? Parse(ref Utf8JsonReader reader, JsonTypeInfo<List<ToolDefinition>> typeInfo)
+    /// <summary>Reads the array's elements one by one, so errors keep their <c>tools.N…</c> path.</summary>
+    private static List<ToolDefinition> ParseItems(ref Utf8JsonReader reader, JsonTypeInfo<ToolDefinition> itemInfo)
+    {
+        var tools = new List<ToolDefinition>();
+        while (true)
+        {
+            try
+            {
+                if (!reader.Read() || reader.TokenType == JsonTokenType.EndArray)
+                {
+                    return tools;
+                }
+            }
+            catch (JsonException ex)
+            {
+                throw Under(tools.Count, ex);
+            }
+
+            tools.Add(Rooted(ref reader, itemInfo, tools.Count)!);
+        }
+    }
+
+    /// <summary>A nested deserialization reports paths from its own root ("$.name"): put them under "tools" (element <paramref name="index"/>).</summary>
+    private static T? Rooted<T>(ref Utf8JsonReader reader, JsonTypeInfo<T> typeInfo, int? index)
     {
         try
         {
             return JsonSerializer.Deserialize(ref reader, typeInfo);
         }
-        catch (JsonException ex) when (ex.Path is { } path)
+        catch (JsonException ex)
         {
-            // A nested deserialization reports paths from its own root ("$[3].name"): put them under "tools".
-            var message = ex.Message;
-            var cut = message.IndexOf(" Path:", StringComparison.Ordinal);
-            throw new JsonException(cut > 0 ? message[..cut] : message, "$.tools" + path[1..], ex.LineNumber, ex.BytePositionInLine, ex);
+            throw Under(index, ex);
         }
+    }
+
+    private static JsonException Under(int? index, JsonException ex)
+    {
+        var root = index is { } i ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $"$.tools[{i}]") : "$.tools";
+        var message = ex.Message;
+        var cut = message.IndexOf(" Path:", StringComparison.Ordinal);
+        return new JsonException(cut > 0 ? message[..cut] : message, root + (ex.Path is { Length: > 1 } path ? path[1..] : ""), ex.LineNumber, ex.BytePositionInLine, ex);
     }
 }

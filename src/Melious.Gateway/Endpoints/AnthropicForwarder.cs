@@ -37,9 +37,10 @@ public sealed partial class AnthropicForwarder(UpstreamClient upstream, UsageCal
     internal Task ForwardAsync(RequestContext context, MessagesRequest request, PooledBuffer body, ModelRoute route, UsageRecorder recorder)
     {
         var model = route.Model;
-        var estimate = TokenEstimator.EstimateRequest(request);
         var payload = ReplaceModel(body.WrittenSpan, model.Id);
-        var upstreamContext = new UpstreamContext(request.Model!, model.Id, model.ApiKey, model.ContextWindow, estimate);
+
+        // The body goes upstream as the client sent it, so the estimate is counted while the upstream works.
+        var upstreamContext = new UpstreamContext(request.Model!, model.Id, model.ApiKey, model.ContextWindow, InputEstimate.Deferred(request));
         return RunAsync(context, payload, request.Stream == true, model, upstreamContext, recorder);
     }
 
@@ -54,7 +55,9 @@ public sealed partial class AnthropicForwarder(UpstreamClient upstream, UsageCal
         HttpResponseMessage? sent;
         using (payload)
         {
-            sent = await UpstreamCall.SendAsync(upstream, context, () => CreateRequest(url, payload, model.ApiKey, version, beta), upstreamContext, upstreamCts, _streaming, recorder);
+            var sending = UpstreamCall.SendAsync(upstream, context, () => CreateRequest(url, payload, model.ApiKey, version, beta), upstreamContext, upstreamCts, _streaming, recorder);
+            _ = upstreamContext.EstimatedInputTokens; // counted while the upstream works
+            sent = await sending;
         }
 
         using var response = sent;

@@ -35,11 +35,17 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
     internal Task ForwardAsync(RequestContext context, MessagesRequest request, ModelRoute route, UsageRecorder recorder)
     {
         var model = route.Model;
-        var estimate = TokenEstimator.EstimateRequest(request);
+
+        // The estimate only matters before the call when the prompt may come near the context window; otherwise it
+        // is counted while the upstream works (RunAsync), off the time to first token.
+        var bound = TokenEstimator.UpperBound(request);
+        var estimate = OpenAIRequestTranslator.ClampIgnores(request.MaxTokens ?? model.MaxOutputTokens, model, bound)
+            ? InputEstimate.Deferred(request)
+            : InputEstimate.Of(TokenEstimator.EstimateRequest(request));
         TranslatedRequest translated;
         try
         {
-            translated = OpenAIRequestTranslator.Translate(request, model, estimate);
+            translated = OpenAIRequestTranslator.Translate(request, model, estimate.IsDeferred ? bound : estimate.Value);
         }
         catch (RequestTranslationException ex)
         {
@@ -49,7 +55,6 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
         var call = new PreparedCall(
             request.Model!,
             request.Stream == true,
-            estimate,
             translated.ToolNames,
             request.StopSequences,
             new UpstreamContext(request.Model!, model.Id, model.ApiKey, model.ContextWindow, estimate));
@@ -76,9 +81,11 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
     }
 
     /// <summary>What the response side needs from the request, plus the upstream body (released once sent).</summary>
-    private sealed record PreparedCall(string RequestedModel, bool Stream, long Estimate, ToolNameMap ToolNames, IReadOnlyList<string>? StopSequences, UpstreamContext Upstream)
+    private sealed record PreparedCall(string RequestedModel, bool Stream, ToolNameMap ToolNames, IReadOnlyList<string>? StopSequences, UpstreamContext Upstream)
     {
         public PooledBuffer Payload { get; } = new(32 * 1024);
+
+        public long Estimate => Upstream.EstimatedInputTokens;
     }
 
     private static async Task FailAsync(RequestContext context, UsageRecorder recorder, string message)
@@ -97,7 +104,11 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
         HttpResponseMessage? sent;
         using (call.Payload)
         {
-            sent = await UpstreamCall.SendAsync(upstream, context, () => CreateRequest(url, call.Payload, model.ApiKey), call.Upstream, upstreamCts, _streaming, recorder);
+            var sending = UpstreamCall.SendAsync(upstream, context, () => CreateRequest(url, call.Payload, model.ApiKey), call.Upstream, upstreamCts, _streaming, recorder);
+
+            // The request is on the wire (or its connection is being opened): count a deferred estimate now.
+            _ = call.Estimate;
+            sent = await sending;
         }
 
         using var response = sent;

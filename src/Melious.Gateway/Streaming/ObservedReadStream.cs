@@ -5,20 +5,32 @@ namespace Melious.Gateway.Streaming;
 /// <summary>Told around every read of the upstream body.</summary>
 internal interface IReadObserver
 {
-    /// <summary>Runs before a read: everything parsed so far has been translated (the read buffer is drained).</summary>
-    ValueTask BeforeReadAsync();
+    /// <summary>A read is starting: everything parsed so far has been translated (the read buffer is drained).</summary>
+    void ReadStarting();
 
-    /// <summary>Runs after a read returned (or failed).</summary>
-    ValueTask AfterReadAsync(int bytesRead);
+    /// <summary>
+    /// The read will wait for the upstream (or several reads in a row did not): hand what was written to the client.
+    /// </summary>
+    ValueTask BeforeWaitAsync();
+
+    /// <summary>The read that <see cref="BeforeWaitAsync"/> announced returned (or failed).</summary>
+    ValueTask AfterWaitAsync();
 }
 
 /// <summary>
 /// A read-only wrapper over the upstream response body that lets the gateway act exactly when the SSE parser has
-/// consumed everything it had: that is when buffered client output is flushed (one flush per drained read, not
-/// per token and not at the end) and when the idle deadline restarts.
+/// consumed everything it had. Buffered client output is flushed only when the next read would wait for the
+/// upstream (or after <see cref="MaxReadsPerFlush"/> reads that did not): whatever the upstream already sent is
+/// translated and goes out in the same flush, so a response's first events (message_start, the first block and its
+/// delta) leave in one write, and a fast upstream costs one flush per burst, not one per read.
 /// </summary>
 internal sealed class ObservedReadStream(Stream inner, IReadObserver observer) : Stream
 {
+    /// <summary>Bounds what is held back while the upstream keeps data ready (each read is at most a few KB).</summary>
+    internal const int MaxReadsPerFlush = 8;
+
+    private int _readsSinceFlush;
+
     public override bool CanRead => true;
 
     public override bool CanSeek => false;
@@ -36,16 +48,22 @@ internal sealed class ObservedReadStream(Stream inner, IReadObserver observer) :
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
-        await observer.BeforeReadAsync();
-        var read = 0;
+        observer.ReadStarting();
+        var pending = inner.ReadAsync(buffer, cancellationToken);
+        if (pending.IsCompleted && ++_readsSinceFlush < MaxReadsPerFlush)
+        {
+            return pending.GetAwaiter().GetResult();
+        }
+
+        _readsSinceFlush = 0;
         try
         {
-            read = await inner.ReadAsync(buffer, cancellationToken);
-            return read;
+            await observer.BeforeWaitAsync();
+            return await pending;
         }
         finally
         {
-            await observer.AfterReadAsync(read);
+            await observer.AfterWaitAsync();
         }
     }
 
@@ -105,13 +123,11 @@ internal sealed class IdleDeadline : IReadObserver, IDisposable
     /// <summary>A read is starting: the upstream has this long again.</summary>
     public void Touch() => Volatile.Write(ref _lastRead, _time.GetTimestamp());
 
-    public ValueTask BeforeReadAsync()
-    {
-        Touch();
-        return ValueTask.CompletedTask;
-    }
+    void IReadObserver.ReadStarting() => Touch();
 
-    public ValueTask AfterReadAsync(int bytesRead) => ValueTask.CompletedTask;
+    ValueTask IReadObserver.BeforeWaitAsync() => ValueTask.CompletedTask;
+
+    ValueTask IReadObserver.AfterWaitAsync() => ValueTask.CompletedTask;
 
     private void Check()
     {

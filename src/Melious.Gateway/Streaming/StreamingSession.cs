@@ -7,8 +7,9 @@ namespace Melious.Gateway.Streaming;
 /// <summary>
 /// The client side of one streamed response. It owns the response <see cref="PipeWriter"/> and serializes the two
 /// writers that share it: the translation loop, and a timer that sends <c>ping</c> events while the upstream is
-/// silent. The loop holds the gate except while it waits on the upstream (see <see cref="ObservedReadStream"/>);
-/// before each wait it flushes what it wrote, restarts the upstream idle deadline, and lets pings through.
+/// silent. The loop holds the gate except while it waits on the upstream (see <see cref="ObservedReadStream"/>):
+/// every read restarts the upstream idle deadline; before a read that waits it flushes what it wrote and lets pings
+/// through.
 /// </summary>
 internal sealed class StreamingSession : IReadObserver, IAsyncDisposable
 {
@@ -56,9 +57,10 @@ internal sealed class StreamingSession : IReadObserver, IAsyncDisposable
         _pingTimer = _time.CreateTimer(static state => _ = ((StreamingSession)state!).PingAsync(), this, _pingInterval, _pingInterval);
     }
 
-    public async ValueTask BeforeReadAsync()
+    public void ReadStarting() => _idle.Touch();
+
+    public async ValueTask BeforeWaitAsync()
     {
-        _idle.Touch();
         await FlushAsync();
         if (_holdsGate)
         {
@@ -67,7 +69,7 @@ internal sealed class StreamingSession : IReadObserver, IAsyncDisposable
         }
     }
 
-    public async ValueTask AfterReadAsync(int bytesRead)
+    public async ValueTask AfterWaitAsync()
     {
         if (!_holdsGate)
         {

@@ -161,12 +161,51 @@ public static class TokenEstimator
     }
 
     /// <summary>Estimated upstream <c>prompt_tokens</c> for a request: system, messages, tool schemas and template overhead.</summary>
-    public static long EstimateRequest(MessagesRequest request)
+    public static long EstimateRequest(MessagesRequest request) => Walk<Exact>(request);
+
+    /// <summary>
+    /// A bound that <see cref="EstimateRequest"/> never exceeds, in time proportional to the number of blocks rather
+    /// than to their text: every counted piece is at least one character (or byte) long, so each text counts at most
+    /// its length (twice its length as a JSON string, where an escape can count two). The forwarders use it to tell
+    /// whether the estimate can change what is sent upstream; when it cannot, they count while the upstream works.
+    /// </summary>
+    public static long UpperBound(MessagesRequest request) => Walk<Bound>(request);
+
+    /// <summary>How a text is counted: exactly (<see cref="Exact"/>) or by an upper bound (<see cref="Bound"/>).</summary>
+    private interface ITextCounter
+    {
+        static abstract long Text(string? text);
+
+        static abstract long JsonString(string? text);
+
+        static abstract long Utf8(ReadOnlySpan<byte> utf8);
+    }
+
+    private readonly struct Exact : ITextCounter
+    {
+        public static long Text(string? text) => Count(text);
+
+        public static long JsonString(string? text) => CountAsJsonString(text);
+
+        public static long Utf8(ReadOnlySpan<byte> utf8) => CountUtf8(utf8);
+    }
+
+    private readonly struct Bound : ITextCounter
+    {
+        public static long Text(string? text) => text?.Length ?? 0;
+
+        public static long JsonString(string? text) => 2L * (text?.Length ?? 0);
+
+        public static long Utf8(ReadOnlySpan<byte> utf8) => utf8.Length;
+    }
+
+    private static long Walk<TCounter>(MessagesRequest request)
+        where TCounter : struct, ITextCounter
     {
         long total = PerRequest;
         if (request.System is { } system)
         {
-            total += PerMessage + CountContent(system);
+            total += PerMessage + CountContent<TCounter>(system);
         }
 
         if (request.Messages is { } messages)
@@ -176,20 +215,22 @@ public static class TokenEstimator
                 total += PerMessage;
                 if (message.Content is { } content)
                 {
-                    total += CountContent(content);
+                    total += CountContent<TCounter>(content);
                 }
             }
         }
 
         if (request.Tools is { Count: > 0 } tools)
         {
-            total += tools is SharedToolList shared ? shared.EstimatedTokens(EstimateTools) : EstimateTools(tools);
+            // A shared (cached) tool list keeps its exact count, which is also a bound.
+            total += tools is SharedToolList shared ? shared.EstimatedTokens(EstimateTools<Exact>) : EstimateTools<TCounter>(tools);
         }
 
         return total;
     }
 
-    private static long EstimateTools(List<ToolDefinition> tools)
+    private static long EstimateTools<TCounter>(List<ToolDefinition> tools)
+        where TCounter : struct, ITextCounter
     {
         long total = ToolPreamble;
         foreach (var tool in tools)
@@ -199,55 +240,58 @@ public static class TokenEstimator
                 continue;
             }
 
-            total += PerTool + Count(tool.Name) + CountAsJsonString(tool.Description);
+            total += PerTool + TCounter.Text(tool.Name) + TCounter.JsonString(tool.Description);
             if (tool.InputSchema is { ValueKind: JsonValueKind.Object } schema)
             {
-                total += CountUtf8(JsonMarshal.GetRawUtf8Value(schema));
+                total += TCounter.Utf8(JsonMarshal.GetRawUtf8Value(schema));
             }
         }
 
         return total;
     }
 
-    private static long CountContent(MessageContent content)
+    private static long CountContent<TCounter>(MessageContent content)
+        where TCounter : struct, ITextCounter
     {
         if (content.Text is not null)
         {
-            return Count(content.Text);
+            return TCounter.Text(content.Text);
         }
 
         long total = 0;
         foreach (var block in content.Blocks ?? [])
         {
-            total += CountBlock(block);
+            total += CountBlock<TCounter>(block);
         }
 
         return total;
     }
 
-    private static long CountBlock(ContentBlock block) => block switch
+    private static long CountBlock<TCounter>(ContentBlock block)
+        where TCounter : struct, ITextCounter => block switch
     {
-        TextBlock text => Count(text.Text),
-        ThinkingBlock thinking => Count(thinking.Thinking),
-        ToolUseBlock toolUse => 6 + Count(toolUse.Name) + (toolUse.Input is { ValueKind: not JsonValueKind.Undefined } input ? CountUtf8(JsonMarshal.GetRawUtf8Value(input)) : 0),
-        ToolResultBlock result => 6 + (result.Content is { } content ? CountContent(content) : 0),
+        TextBlock text => TCounter.Text(text.Text),
+        ThinkingBlock thinking => TCounter.Text(thinking.Thinking),
+        ToolUseBlock toolUse => 6 + TCounter.Text(toolUse.Name) + (toolUse.Input is { ValueKind: not JsonValueKind.Undefined } input ? TCounter.Utf8(JsonMarshal.GetRawUtf8Value(input)) : 0),
+        ToolResultBlock result => 6 + (result.Content is { } content ? CountContent<TCounter>(content) : 0),
         ImageBlock => PerImage,
-        DocumentBlock document => CountDocument(document),
-        MidConversationSystemBlock mid => mid.Content is { } content ? CountContent(content) : 0,
+        DocumentBlock document => CountDocument<TCounter>(document),
+        MidConversationSystemBlock mid => mid.Content is { } content ? CountContent<TCounter>(content) : 0,
         _ => 0,
     };
 
-    private static long CountDocument(DocumentBlock document)
+    private static long CountDocument<TCounter>(DocumentBlock document)
+        where TCounter : struct, ITextCounter
     {
         var source = document.Source;
-        long total = Count(document.Title) + Count(document.Context);
+        long total = TCounter.Text(document.Title) + TCounter.Text(document.Context);
         if (source?.Type == "text")
         {
-            total += Count(source.Data);
+            total += TCounter.Text(source.Data);
         }
         else if (source?.Type == "content" && source.Content is { } content)
         {
-            total += CountContent(content);
+            total += CountContent<TCounter>(content);
         }
         else if (source?.Data is { } data)
         {

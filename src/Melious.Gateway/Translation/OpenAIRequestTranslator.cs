@@ -118,6 +118,14 @@ internal static class OpenAIRequestTranslator
         return Math.Max(1, clamped);
     }
 
+    /// <summary>
+    /// True when every estimate up to <paramref name="inputUpperBound"/> gives the same <c>max_tokens</c>: the clamp
+    /// only falls as the estimate grows, and at the bound it does not bite. The exact estimate can then wait.
+    /// </summary>
+    internal static bool ClampIgnores(long requested, ModelEntry model, long inputUpperBound) =>
+        inputUpperBound <= model.ContextWindow + model.ContextWindow / 10
+        && ClampMaxTokens(requested, model, inputUpperBound) == Math.Max(1, Math.Min(requested, model.MaxOutputTokens));
+
     private static void AppendSystem(StringBuilder system, MessageContent? content)
     {
         if (content is null)
@@ -441,7 +449,28 @@ internal static class OpenAIRequestTranslator
             return null;
         }
 
-        var result = new List<ChatTool>(tools.Count);
+        if (tools is SharedToolList shared)
+        {
+            // The same tools as an earlier request: the same upstream tools, already written once. Only this
+            // request's name map needs them.
+            var translated = shared.Translation(static list => (SharedChatTools)BuildTools(list, new ToolNameMap(), new SharedChatTools(list.Count)));
+            foreach (var tool in shared)
+            {
+                if (!tool.IsServerTool && tool.InputSchema is { ValueKind: JsonValueKind.Object })
+                {
+                    names.ToUpstream(tool.Name!);
+                }
+            }
+
+            return translated.Count > 0 ? translated : null;
+        }
+
+        var result = BuildTools(tools, names, new List<ChatTool>(tools.Count));
+        return result.Count > 0 ? result : null;
+    }
+
+    private static List<ChatTool> BuildTools(List<ToolDefinition> tools, ToolNameMap names, List<ChatTool> result)
+    {
         foreach (var tool in tools)
         {
             // Server tools (web_search_…, bash_…) run on Anthropic's side; an open model cannot call them.
@@ -458,7 +487,7 @@ internal static class OpenAIRequestTranslator
             }));
         }
 
-        return result.Count > 0 ? result : null;
+        return result;
     }
 
     private static ChatToolChoice? ToolChoiceFor(ToolChoice? choice, ToolNameMap names) => choice?.Type switch

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using Melious.Gateway.Tokens;
 
 namespace Melious.Gateway.Upstream;
 
@@ -171,4 +172,12 @@ internal static partial class UpstreamErrors
 }
 
 /// <summary>What error mapping needs to know about the request.</summary>
-internal sealed record UpstreamContext(string RequestedModel, string UpstreamModel, string? ApiKey, long ContextWindow, long EstimatedInputTokens);
+internal sealed record UpstreamContext(string RequestedModel, string UpstreamModel, string? ApiKey, long ContextWindow, InputEstimate Estimate)
+{
+    public UpstreamContext(string requestedModel, string upstreamModel, string? apiKey, long contextWindow, long estimatedInputTokens)
+        : this(requestedModel, upstreamModel, apiKey, contextWindow, InputEstimate.Of(estimatedInputTokens))
+    {
+    }
+
+    public long EstimatedInputTokens => Estimate.Value;
+}

@@ -110,10 +110,10 @@ public sealed class StreamingSessionTests
         Assert.Equal(0, session.PingsSent);
 
         session.Writer.Error("api_error", "boom");
-        await session.BeforeReadAsync();
+        await session.BeforeWaitAsync();
         time.Advance(TimeSpan.FromSeconds(60));
         Assert.Equal(0, session.PingsSent);
-        await session.AfterReadAsync(0);
+        await session.AfterWaitAsync();
         await session.DisposeAsync();
 
         var parsed = SseGrammar.Validate(Encoding.UTF8.GetString(body.ToArray()));

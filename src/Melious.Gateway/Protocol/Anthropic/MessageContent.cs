@@ -31,8 +31,10 @@ internal sealed class MessageContentConverter : JsonConverter<MessageContent>
             case JsonTokenType.String:
                 return new MessageContent(reader.GetString()!);
             case JsonTokenType.StartArray:
-                var info = (System.Text.Json.Serialization.Metadata.JsonTypeInfo<List<ContentBlock>>)options.GetTypeInfo(typeof(List<ContentBlock>));
-                return new MessageContent(JsonSerializer.Deserialize(ref reader, info) ?? []);
+                // The list's converter reads on from here; JsonSerializer.Deserialize(ref reader) would first skip
+                // the whole array to find its end, tokenizing every block twice.
+                var blocks = (JsonConverter<List<ContentBlock>>)options.GetConverter(typeof(List<ContentBlock>));
+                return new MessageContent(blocks.Read(ref reader, typeof(List<ContentBlock>), options) ?? []);
             case JsonTokenType.Null:
                 return null;
             default:

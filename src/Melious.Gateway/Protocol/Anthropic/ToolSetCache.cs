@@ -20,6 +20,25 @@ public sealed class SharedToolList : List<ToolDefinition>
     {
     }
 
+    private object? _translation;
+
+    /// <summary>
+    /// A translation of these tools into another protocol, made once (it depends on the tools alone). Concurrent
+    /// first callers may each build one; they are equal, and the last one is kept.
+    /// </summary>
+    internal T Translation<T>(Func<List<ToolDefinition>, T> translate)
+        where T : class
+    {
+        if (Volatile.Read(ref _translation) is T translated)
+        {
+            return translated;
+        }
+
+        translated = translate(this);
+        Volatile.Write(ref _translation, translated);
+        return translated;
+    }
+
     /// <summary>The token estimate of these tools, computed once (the estimate depends on the tools alone).</summary>
     internal long EstimatedTokens(Func<List<ToolDefinition>, long> estimate)
     {

@@ -29,6 +29,7 @@ public sealed record ChatCompletionRequest
 
     public List<string>? Stop { get; init; }
 
+    [JsonConverter(typeof(ChatToolsConverter))]
     public List<ChatTool>? Tools { get; init; }
 
     public ChatToolChoice? ToolChoice { get; init; }

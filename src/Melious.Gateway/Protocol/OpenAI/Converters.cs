@@ -1,8 +1,72 @@
+using System.Buffers;
 using System.Runtime.InteropServices;
+using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 
 namespace Melious.Gateway.Protocol.OpenAI;
+
+/// <summary>
+/// A translated <c>tools</c> list that is shared by every request with the same tools (see
+/// <c>SharedToolList.Translation</c>) and written as JSON once: later requests copy the bytes. Claude Code sends the
+/// same tool set, tens of KB of descriptions and schemas, on every turn. Never modified once built.
+/// </summary>
+internal sealed class SharedChatTools(int capacity) : List<ChatTool>(capacity)
+{
+    private Written? _written;
+
+    /// <summary>The tools' JSON array as <paramref name="writer"/> would write it, from the first such write on.</summary>
+    public ReadOnlySpan<byte> Json(Utf8JsonWriter writer, JsonSerializerOptions options)
+    {
+        var encoder = writer.Options.Encoder;
+        if (Volatile.Read(ref _written) is { } written && ReferenceEquals(written.Encoder, encoder))
+        {
+            return written.Json;
+        }
+
+        var buffer = new ArrayBufferWriter<byte>(16 * 1024);
+        using (var json = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = encoder, SkipValidation = true }))
+        {
+            ChatToolsConverter.WriteArray(json, this, options);
+        }
+
+        var bytes = buffer.WrittenSpan.ToArray();
+        Volatile.Write(ref _written, new Written(encoder, bytes));
+        return bytes;
+    }
+
+    private sealed record Written(JavaScriptEncoder? Encoder, byte[] Json);
+}
+
+/// <summary>Writes <c>tools</c>; a <see cref="SharedChatTools"/> list as the bytes it was first written as.</summary>
+internal sealed class ChatToolsConverter : JsonConverter<List<ChatTool>>
+{
+    public override List<ChatTool>? Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
+        throw new NotSupportedException("The upstream request is write-only.");
+
+    public override void Write(Utf8JsonWriter writer, List<ChatTool> value, JsonSerializerOptions options)
+    {
+        if (value is SharedChatTools shared && !writer.Options.Indented)
+        {
+            writer.WriteRawValue(shared.Json(writer, options), skipInputValidation: true);
+            return;
+        }
+
+        WriteArray(writer, value, options);
+    }
+
+    internal static void WriteArray(Utf8JsonWriter writer, List<ChatTool> tools, JsonSerializerOptions options)
+    {
+        var info = (System.Text.Json.Serialization.Metadata.JsonTypeInfo<ChatTool>)options.GetTypeInfo(typeof(ChatTool));
+        writer.WriteStartArray();
+        foreach (var tool in tools)
+        {
+            JsonSerializer.Serialize(writer, tool, info);
+        }
+
+        writer.WriteEndArray();
+    }
+}
 
 /// <summary>
 /// Writes a client JSON Schema as OpenAI <c>parameters</c>, dropping what OpenAI-compatible servers reject:

@@ -3,6 +3,7 @@ using BenchmarkDotNet.Attributes;
 using Melious.Bench;
 using Melious.Gateway;
 using Melious.Gateway.Endpoints;
+using Melious.Gateway.Protocol;
 using Melious.Gateway.Protocol.Anthropic;
 using Melious.Gateway.Protocol.OpenAI;
 using Melious.Gateway.Routing;
@@ -78,11 +79,11 @@ public class RequestBenchmarks
         return Serialize(OpenAIRequestTranslator.Translate(request, _model, estimate));
     }
 
-    /// <summary>As OpenAIForwarder does it: a pooled 32 KB buffer and the source-generated context.</summary>
+    /// <summary>As OpenAIForwarder does it: a pooled 32 KB buffer, its writer options and the source-generated context.</summary>
     private static int Serialize(TranslatedRequest translated)
     {
         using var payload = new PooledBuffer(32 * 1024);
-        using (var writer = new Utf8JsonWriter(payload, new JsonWriterOptions { SkipValidation = true }))
+        using (var writer = new Utf8JsonWriter(payload, WireJson.WriterOptions))
         {
             JsonSerializer.Serialize(writer, translated.Request, OpenAIJsonContext.Default.ChatCompletionRequest);
         }

@@ -118,6 +118,79 @@ public sealed class ToolSetCacheTests
         Assert.InRange(ToolSetCache.Count, 1, ToolSetCache.Capacity);
     }
 
+    [Fact]
+    public void FieldsAfterACachedToolSet_AreReadAsWithoutTheCache()
+    {
+        var json = Body(Guid.NewGuid().ToString("N"), "q")[..^1] + ""","stream":true,"temperature":0.25,"metadata":{"user_id":"u-1"},"stop_sequences":["END"]}""";
+        ToolSetCache.Clear();
+        var cold = Parse(json);
+        var warm = Parse(json);
+
+        Assert.IsType<SharedToolList>(warm.Tools);
+        Assert.Same(cold.Tools, warm.Tools);
+        Assert.True(warm.Stream);
+        Assert.Equal(0.25, warm.Temperature);
+        Assert.Equal("u-1", warm.Metadata?.UserId);
+        Assert.Equal(["END"], warm.StopSequences!);
+        Assert.Equal(100, warm.MaxTokens);
+    }
+
+    [Theory]
+    [InlineData(""","metadata":5}""")]
+    [InlineData(""","stream":tru}""")]
+    [InlineData(""","stream":true""")]
+    [InlineData(""","stream":true}}""")]
+    [InlineData(""","max_tokens":"many"}""")]
+    public void ErrorsAfterACachedToolSet_AreTheSameAsWithoutTheCache(string tail)
+    {
+        var body = Body(Guid.NewGuid().ToString("N"), "q");
+        var json = Encoding.UTF8.GetBytes(body[..^1] + tail);
+        ToolSetCache.Clear();
+        var cold = Parser.Parse(json, requireMaxTokens: true).Error;
+        Parse(body);
+        Parse(body);
+        var warm = Parser.Parse(json, requireMaxTokens: true).Error;
+
+        Assert.NotNull(cold);
+        Assert.Equal(cold.Message, warm?.Message);
+    }
+
+    [Fact]
+    public void LongerArray_StartingWithACachedToolSet_IsNotTakenForIt()
+    {
+        var body = JsonNode.Parse(Body(Guid.NewGuid().ToString("N"), "q"))!;
+        var cached = Parse(body.ToJsonString());
+        ((JsonArray)body["tools"]!).Add(new JsonObject { ["name"] = "extra", ["input_schema"] = new JsonObject { ["type"] = "object" } });
+
+        var longer = Parse(body.ToJsonString());
+
+        Assert.Equal(9, longer.Tools!.Count);
+        Assert.NotSame(cached.Tools, longer.Tools);
+    }
+
+    [Fact]
+    public void DuplicateToolsKeys_ReadAsWithoutTheCache_AndDoNotPoisonIt()
+    {
+        var tag = Guid.NewGuid().ToString("N");
+        var known = Body(tag, "q");
+        var first = Parse(known);
+        var other = JsonNode.Parse(Body(tag + "-other", "q"))!["tools"]!.ToJsonString();
+        var duplicate = known[..^1] + ""","tools":""" + other + "}";
+
+        ToolSetCache.Clear();
+        var (coldRequest, coldError) = Parser.Parse(Encoding.UTF8.GetBytes(duplicate), requireMaxTokens: true);
+        Parse(known);
+        var (warmRequest, warmError) = Parser.Parse(Encoding.UTF8.GetBytes(duplicate), requireMaxTokens: true);
+
+        Assert.Equal(coldError?.Message, warmError?.Message);
+        Assert.Equal(coldRequest?.Tools?[0].Description, warmRequest?.Tools?[0].Description);
+
+        // The tool set of the known body is still its own.
+        var again = Parse(known);
+        Assert.EndsWith(tag, again.Tools![0].Description, StringComparison.Ordinal);
+        Assert.Equal(first.Tools![0].Description, again.Tools[0].Description);
+    }
+
     private static MessagesRequest Parse(string json)
     {
         var (request, error) = Parser.Parse(Encoding.UTF8.GetBytes(json), requireMaxTokens: true);

@@ -1,5 +1,7 @@
 using System.Collections.Concurrent;
 using System.IO.Hashing;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using System.Text.Json.Serialization.Metadata;
@@ -70,6 +72,9 @@ internal static class ToolSetCache
 
     private static readonly ConcurrentDictionary<ulong, Entry> Entries = new();
 
+    /// <summary>The same entries as an array, for matching at a position of the body (replaced, never changed).</summary>
+    private static Entry[] s_list = [];
+
     /// <summary>The body being parsed on this thread (set by <see cref="Endpoints.RequestParser"/> around deserialization).</summary>
     [ThreadStatic]
     private static ReadOnlyMemory<byte> t_body;
@@ -90,13 +95,44 @@ internal static class ToolSetCache
         public void Dispose() => t_body = default;
     }
 
-    /// <summary>The bytes from <paramref name="start"/> to <paramref name="end"/> of the body being parsed, or empty.</summary>
-    internal static ReadOnlySpan<byte> Slice(long start, long end)
+    /// <summary>The body being parsed on this thread (empty outside <see cref="Parsing"/>).</summary>
+    internal static ReadOnlySpan<byte> Body => t_body.Span;
+
+    /// <summary>
+    /// Where <paramref name="token"/> (a reader's <c>ValueSpan</c>) starts in <see cref="Body"/>, found by address so
+    /// that it cannot be fooled by a reader over some other buffer; -1 when it is not inside the body.
+    /// </summary>
+    internal static int OffsetInBody(ReadOnlySpan<byte> token)
     {
         var body = t_body.Span;
-        return start >= 0 && end <= body.Length && end - start >= 2 && body[(int)start] == (byte)'[' && body[(int)end - 1] == (byte)']'
-            ? body[(int)start..(int)end]
-            : default;
+        if (body.IsEmpty || token.IsEmpty)
+        {
+            return -1;
+        }
+
+        var offset = (long)Unsafe.ByteOffset(ref MemoryMarshal.GetReference(body), ref MemoryMarshal.GetReference(token));
+        return offset >= 0 && offset + token.Length <= body.Length ? (int)offset : -1;
+    }
+
+    /// <summary>
+    /// A cached tool set whose bytes start <paramref name="rest"/> (the body from a <c>[</c> on). A cached array is
+    /// complete and valid JSON, so a body that starts with its bytes holds that same array, ending where it ends.
+    /// </summary>
+    public static bool TryMatch(ReadOnlySpan<byte> rest, out SharedToolList? tools, out int length)
+    {
+        foreach (var entry in Volatile.Read(ref s_list))
+        {
+            if (rest.StartsWith(entry.Raw))
+            {
+                tools = entry.Tools;
+                length = entry.Raw.Length;
+                return true;
+            }
+        }
+
+        tools = null;
+        length = 0;
+        return false;
     }
 
     public static bool TryGet(ReadOnlySpan<byte> raw, out SharedToolList? tools)
@@ -119,22 +155,34 @@ internal static class ToolSetCache
             return tools;
         }
 
-        if (Entries.Count >= Capacity)
+        var shared = new SharedToolList(tools);
+        lock (Entries)
         {
-            Entries.Clear();
+            if (Entries.Count >= Capacity)
+            {
+                Entries.Clear();
+            }
+
+            Entries[XxHash3.HashToUInt64(raw)] = new Entry(raw.ToArray(), shared);
+            Volatile.Write(ref s_list, [.. Entries.Values]);
         }
 
-        var shared = new SharedToolList(tools);
-        Entries[XxHash3.HashToUInt64(raw)] = new Entry(raw.ToArray(), shared);
         return shared;
     }
 
-    internal static void Clear() => Entries.Clear();
+    internal static void Clear()
+    {
+        lock (Entries)
+        {
+            Entries.Clear();
+            Volatile.Write(ref s_list, []);
+        }
+    }
 }
 
 /// <summary>
-/// Reads <c>tools</c> through <see cref="ToolSetCache"/>: an array already seen is skipped (tokenized, not
-/// materialized) and the shared list returned; a new one is parsed as usual and, when large enough, shared.
+/// Reads <c>tools</c> through <see cref="ToolSetCache"/>: an array already seen is stepped over without being
+/// tokenized again and the shared list returned; a new one is parsed as usual and, when large enough, shared.
 /// </summary>
 internal sealed class ToolListConverter : JsonConverter<List<ToolDefinition>>
 {
@@ -147,7 +195,20 @@ internal sealed class ToolListConverter : JsonConverter<List<ToolDefinition>>
             return Rooted(ref reader, (JsonTypeInfo<List<ToolDefinition>>)options.GetTypeInfo(typeof(List<ToolDefinition>)), index: null);
         }
 
-        var start = reader.TokenStartIndex;
+        var start = reader.HasValueSequence ? -1 : ToolSetCache.OffsetInBody(reader.ValueSpan);
+        if (start >= 0 && ToolSetCache.TryMatch(ToolSetCache.Body[start..], out var known, out var length))
+        {
+            // Continue on a reader over the rest of the body from the array's closing bracket, in the state the
+            // array started with: it reads that "]" as the end of this array, at this depth, and goes on from there.
+            // The serializer only requires the converter to end on the array's EndArray token at its depth.
+            var rest = new Utf8JsonReader(ToolSetCache.Body[(start + length - 1)..], reader.IsFinalBlock, reader.CurrentState);
+            if (rest.Read() && rest.TokenType == JsonTokenType.EndArray && rest.CurrentDepth == reader.CurrentDepth)
+            {
+                reader = rest;
+                return known;
+            }
+        }
+
         var items = reader;
         try
         {
@@ -160,7 +221,8 @@ internal sealed class ToolListConverter : JsonConverter<List<ToolDefinition>>
             throw;
         }
 
-        var raw = reader.HasValueSequence ? default : ToolSetCache.Slice(start, reader.BytesConsumed);
+        var end = start < 0 || reader.HasValueSequence ? -1 : ToolSetCache.OffsetInBody(reader.ValueSpan);
+        var raw = end > start ? ToolSetCache.Body[start..(end + 1)] : default;
         if (ToolSetCache.TryGet(raw, out var shared))
         {
             return shared;

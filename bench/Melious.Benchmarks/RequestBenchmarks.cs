@@ -16,7 +16,8 @@ namespace Melious.Benchmarks;
 
 /// <summary>
 /// The per-request path before the upstream call, on the Claude Code–shaped body (25 tools): parse + validate,
-/// token estimate, Anthropic → OpenAI translation, serialization of the upstream body, and all four together.
+/// token estimate, Anthropic → OpenAI translation, serialization of the upstream body, all four together, and what
+/// is left before the send once the estimate is deferred.
 /// "repeated tools" is Claude Code's case (the same tools bytes every turn, served from <see cref="ToolSetCache"/>);
 /// "new tools" empties the cache first, as for a client's first request.
 /// </summary>
@@ -68,6 +69,20 @@ public class RequestBenchmarks
         var request = _parser.Parse(_body, requireMaxTokens: true).Request!;
         var estimate = TokenEstimator.EstimateRequest(request);
         return Serialize(OpenAIRequestTranslator.Translate(request, _model, estimate));
+    }
+
+    /// <summary>What OpenAIForwarder does before the send when the estimate cannot change max_tokens (it is counted after).</summary>
+    [Benchmark(Description = "before the send: parse, bound, translate, serialize (repeated tools)")]
+    public int BeforeSend()
+    {
+        var request = _parser.Parse(_body, requireMaxTokens: true).Request!;
+        var bound = TokenEstimator.UpperBound(request);
+        if (!OpenAIRequestTranslator.ClampIgnores(request.MaxTokens ?? _model.MaxOutputTokens, _model, bound))
+        {
+            throw new InvalidOperationException("the benchmark body is expected to leave max_tokens unclamped");
+        }
+
+        return Serialize(OpenAIRequestTranslator.Translate(request, _model, bound));
     }
 
     [Benchmark(Description = "all four (one request before upstream, new tools)")]

@@ -33,7 +33,7 @@ internal sealed class MessageContentConverter : JsonConverter<MessageContent>
             case JsonTokenType.StartArray:
                 // The list's converter reads on from here; JsonSerializer.Deserialize(ref reader) would first skip
                 // the whole array to find its end, tokenizing every block twice.
-                var blocks = (JsonConverter<List<ContentBlock>>)options.GetConverter(typeof(List<ContentBlock>));
+                var blocks = (JsonConverter<List<ContentBlock>>)options.GetTypeInfo(typeof(List<ContentBlock>)).Converter;
                 return new MessageContent(blocks.Read(ref reader, typeof(List<ContentBlock>), options) ?? []);
             case JsonTokenType.Null:
                 return null;

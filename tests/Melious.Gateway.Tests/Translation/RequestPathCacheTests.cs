@@ -176,25 +176,6 @@ public sealed class RequestPathCacheTests
     }
 
     /// <summary>A body whose tools (about 4 KB, so they are cached) include one name OpenAI does not accept.</summary>
-    private static string ToolsBody(string tag, string question)
-    {
-        var tools = new JsonArray();
-        for (var i = 0; i < 8; i++)
-        {
-            tools.Add(new JsonObject
-            {
-                ["name"] = i == 0 ? "mcp__files__read.file" : $"tool_{i}",
-                ["description"] = "Line one\nline \"two\" " + new string('d', 300) + (i == 0 ? tag : ""),
-                ["input_schema"] = JsonNode.Parse("""{"type":"object","properties":{"path":{"type":"string","description":"An absolute path"}},"required":["path"]}"""),
-            });
-        }
-
-        return new JsonObject
-        {
-            ["model"] = "claude-sonnet-4-5",
-            ["max_tokens"] = 100,
-            ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = question }),
-            ["tools"] = tools,
-        }.ToJsonString();
-    }
+    private static string ToolsBody(string tag, string question) =>
+        ToolSetCacheTests.Body(tag, question, firstName: "mcp__files__read.file", descriptionPrefix: "Line one\nline \"two\" ");
 }

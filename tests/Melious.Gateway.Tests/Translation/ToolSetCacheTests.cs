@@ -198,16 +198,19 @@ public sealed class ToolSetCacheTests
         return request!;
     }
 
-    /// <summary>A request whose tools array (about 4 KB) ends its first description with <paramref name="tag"/>.</summary>
-    private static string Body(string tag, string question)
+    /// <summary>
+    /// A request whose tools array (about 4 KB, so it is cached) ends its first description with
+    /// <paramref name="tag"/>; the first tool may get another name and every description a prefix.
+    /// </summary>
+    internal static string Body(string tag, string question, string firstName = "tool_0", string descriptionPrefix = "")
     {
         var tools = new JsonArray();
         for (var i = 0; i < 8; i++)
         {
             tools.Add(new JsonObject
             {
-                ["name"] = $"tool_{i}",
-                ["description"] = new string('d', 300) + (i == 0 ? tag : ""),
+                ["name"] = i == 0 ? firstName : $"tool_{i}",
+                ["description"] = descriptionPrefix + new string('d', 300) + (i == 0 ? tag : ""),
                 ["input_schema"] = JsonNode.Parse("""{"type":"object","properties":{"path":{"type":"string","description":"An absolute path"}},"required":["path"]}"""),
             });
         }

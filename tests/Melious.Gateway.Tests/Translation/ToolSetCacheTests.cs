@@ -156,6 +156,23 @@ public sealed class ToolSetCacheTests
     }
 
     [Fact]
+    public void MessagesRequest_KeepsOnlyInitProperties_WhichTheToolsJumpReliesOn()
+    {
+        // The tools converter continues on a reader over the rest of the body. That is safe while the serializer
+        // reads MessagesRequest in one pass, which it does when every property is init-only (they are all passed
+        // to its creator). A settable property would be read later from a position saved on the original reader.
+        foreach (var property in typeof(MessagesRequest).GetProperties())
+        {
+            if (property.SetMethod is { } setter)
+            {
+                Assert.True(
+                    setter.ReturnParameter.GetRequiredCustomModifiers().Contains(typeof(System.Runtime.CompilerServices.IsExternalInit)),
+                    $"MessagesRequest.{property.Name} must be init-only (see ToolListConverter)");
+            }
+        }
+    }
+
+    [Fact]
     public void LongerArray_StartingWithACachedToolSet_IsNotTakenForIt()
     {
         var body = JsonNode.Parse(Body(Guid.NewGuid().ToString("N"), "q"))!;

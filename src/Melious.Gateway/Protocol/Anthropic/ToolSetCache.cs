@@ -200,7 +200,8 @@ internal sealed class ToolListConverter : JsonConverter<List<ToolDefinition>>
         {
             // Continue on a reader over the rest of the body from the array's closing bracket, in the state the
             // array started with: it reads that "]" as the end of this array, at this depth, and goes on from there.
-            // The serializer only requires the converter to end on the array's EndArray token at its depth.
+            // The serializer only requires the converter to end on the array's EndArray token at its depth, and it
+            // reads MessagesRequest in one pass because all its properties are init-only (a test keeps it so).
             var rest = new Utf8JsonReader(ToolSetCache.Body[(start + length - 1)..], reader.IsFinalBlock, reader.CurrentState);
             if (rest.Read() && rest.TokenType == JsonTokenType.EndArray && rest.CurrentDepth == reader.CurrentDepth)
             {

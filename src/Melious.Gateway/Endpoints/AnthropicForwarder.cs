@@ -55,9 +55,7 @@ public sealed partial class AnthropicForwarder(UpstreamClient upstream, UsageCal
         HttpResponseMessage? sent;
         using (payload)
         {
-            var sending = UpstreamCall.SendAsync(upstream, context, () => CreateRequest(url, payload, model.ApiKey, version, beta), upstreamContext, upstreamCts, _streaming, recorder);
-            _ = upstreamContext.EstimatedInputTokens; // counted while the upstream works
-            sent = await sending;
+            sent = await UpstreamCall.SendAsync(upstream, context, () => CreateRequest(url, payload, model.ApiKey, version, beta), upstreamContext, upstreamCts, _streaming, recorder);
         }
 
         using var response = sent;

@@ -37,7 +37,7 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
         var model = route.Model;
 
         // The estimate only matters before the call when the prompt may come near the context window; otherwise it
-        // is counted while the upstream works (RunAsync), off the time to first token.
+        // is counted while the upstream works (UpstreamCall.SendAsync), off the time to first token.
         var bound = TokenEstimator.UpperBound(request);
         var estimate = OpenAIRequestTranslator.ClampIgnores(request.MaxTokens ?? model.MaxOutputTokens, model, bound)
             ? InputEstimate.Deferred(request)
@@ -104,11 +104,7 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
         HttpResponseMessage? sent;
         using (call.Payload)
         {
-            var sending = UpstreamCall.SendAsync(upstream, context, () => CreateRequest(url, call.Payload, model.ApiKey), call.Upstream, upstreamCts, _streaming, recorder);
-
-            // The request is on the wire (or its connection is being opened): count a deferred estimate now.
-            _ = call.Estimate;
-            sent = await sending;
+            sent = await UpstreamCall.SendAsync(upstream, context, () => CreateRequest(url, call.Payload, model.ApiKey), call.Upstream, upstreamCts, _streaming, recorder);
         }
 
         using var response = sent;

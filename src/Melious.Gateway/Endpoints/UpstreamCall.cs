@@ -25,7 +25,12 @@ internal static class UpstreamCall
         UpstreamResult result;
         try
         {
-            result = await upstream.SendAsync(createRequest, upstreamContext, upstreamCts.Token);
+            var sending = upstream.SendAsync(createRequest, upstreamContext, upstreamCts.Token);
+
+            // The request is on the wire (or its connection is being opened): count a deferred estimate now, while
+            // the upstream works (see InputEstimate).
+            _ = upstreamContext.EstimatedInputTokens;
+            result = await sending;
         }
         catch (OperationCanceledException) when (!context.Http.RequestAborted.IsCancellationRequested)
         {

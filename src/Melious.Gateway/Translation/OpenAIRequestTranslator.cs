@@ -456,7 +456,7 @@ internal static class OpenAIRequestTranslator
             var translated = shared.Translation(static list => (SharedChatTools)BuildTools(list, new ToolNameMap(), new SharedChatTools(list.Count)));
             foreach (var tool in shared)
             {
-                if (!tool.IsServerTool && tool.InputSchema is { ValueKind: JsonValueKind.Object })
+                if (IsForwarded(tool))
                 {
                     names.ToUpstream(tool.Name!);
                 }
@@ -473,22 +473,23 @@ internal static class OpenAIRequestTranslator
     {
         foreach (var tool in tools)
         {
-            // Server tools (web_search_…, bash_…) run on Anthropic's side; an open model cannot call them.
-            if (tool.IsServerTool || tool.InputSchema is not { ValueKind: JsonValueKind.Object } schema)
+            if (IsForwarded(tool))
             {
-                continue;
+                result.Add(new ChatTool(new ChatFunction
+                {
+                    Name = names.ToUpstream(tool.Name!),
+                    Description = tool.Description,
+                    Parameters = tool.InputSchema!.Value,
+                }));
             }
-
-            result.Add(new ChatTool(new ChatFunction
-            {
-                Name = names.ToUpstream(tool.Name!),
-                Description = tool.Description,
-                Parameters = schema,
-            }));
         }
 
         return result;
     }
+
+    /// <summary>Server tools (web_search_…, bash_…) run on Anthropic's side; an open model cannot call them.</summary>
+    private static bool IsForwarded(ToolDefinition tool) =>
+        !tool.IsServerTool && tool.InputSchema is { ValueKind: JsonValueKind.Object };
 
     private static ChatToolChoice? ToolChoiceFor(ToolChoice? choice, ToolNameMap names) => choice?.Type switch
     {

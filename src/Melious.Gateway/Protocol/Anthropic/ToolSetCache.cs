@@ -1,5 +1,3 @@
-using System.Collections.Concurrent;
-using System.IO.Hashing;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Text.Json;
@@ -56,9 +54,9 @@ public sealed class SharedToolList : List<ToolDefinition>
 }
 
 /// <summary>
-/// A small process-wide cache of parsed <c>tools</c> arrays, keyed by their exact bytes (a hash finds the entry; the
-/// bytes are compared in full, so a hash collision can never hand one caller's tools to another). Bounded: at most
-/// <see cref="Capacity"/> tool sets of at least <see cref="MinBytes"/> bytes; when full it starts over.
+/// A small process-wide cache of parsed <c>tools</c> arrays, keyed by their exact bytes (compared in full, so one
+/// caller's tools can never be handed to another). Bounded: at most <see cref="Capacity"/> tool sets of at least
+/// <see cref="MinBytes"/> bytes; when full it starts over.
 /// </summary>
 internal static class ToolSetCache
 {
@@ -70,10 +68,10 @@ internal static class ToolSetCache
     /// <summary>Largest array kept, so the cache stays a few MB at most.</summary>
     public const int MaxBytes = 256 * 1024;
 
-    private static readonly ConcurrentDictionary<ulong, Entry> Entries = new();
+    private static readonly Lock Gate = new();
 
-    /// <summary>The same entries as an array, for matching at a position of the body (replaced, never changed).</summary>
-    private static Entry[] s_list = [];
+    /// <summary>The entries; replaced under <see cref="Gate"/>, never changed, so readers need no lock.</summary>
+    private static Entry[] s_entries = [];
 
     /// <summary>The body being parsed on this thread (set by <see cref="Endpoints.RequestParser"/> around deserialization).</summary>
     [ThreadStatic]
@@ -81,7 +79,7 @@ internal static class ToolSetCache
 
     private sealed record Entry(byte[] Raw, SharedToolList Tools);
 
-    public static int Count => Entries.Count;
+    public static int Count => Volatile.Read(ref s_entries).Length;
 
     /// <summary>Makes <paramref name="body"/> visible to the <c>tools</c> converter while it is parsed on this thread.</summary>
     public static BodyScope Parsing(ReadOnlyMemory<byte> body)
@@ -120,7 +118,7 @@ internal static class ToolSetCache
     /// </summary>
     public static bool TryMatch(ReadOnlySpan<byte> rest, out SharedToolList? tools, out int length)
     {
-        foreach (var entry in Volatile.Read(ref s_list))
+        foreach (var entry in Volatile.Read(ref s_entries))
         {
             if (rest.StartsWith(entry.Raw))
             {
@@ -137,14 +135,8 @@ internal static class ToolSetCache
 
     public static bool TryGet(ReadOnlySpan<byte> raw, out SharedToolList? tools)
     {
-        tools = null;
-        if (raw.Length < MinBytes || raw.Length > MaxBytes || !Entries.TryGetValue(XxHash3.HashToUInt64(raw), out var entry) || !raw.SequenceEqual(entry.Raw))
-        {
-            return false;
-        }
-
-        tools = entry.Tools;
-        return true;
+        tools = raw.Length is < MinBytes or > MaxBytes ? null : Find(Volatile.Read(ref s_entries), raw);
+        return tools is not null;
     }
 
     /// <summary>Shares <paramref name="tools"/> for later requests with the same bytes, if the array is worth caching.</summary>
@@ -155,28 +147,41 @@ internal static class ToolSetCache
             return tools;
         }
 
-        var shared = new SharedToolList(tools);
-        lock (Entries)
+        lock (Gate)
         {
-            if (Entries.Count >= Capacity)
+            // Another request may have added the same bytes meanwhile: keep one entry, and share it.
+            var entries = s_entries;
+            if (Find(entries, raw) is { } existing)
             {
-                Entries.Clear();
+                return existing;
             }
 
-            Entries[XxHash3.HashToUInt64(raw)] = new Entry(raw.ToArray(), shared);
-            Volatile.Write(ref s_list, [.. Entries.Values]);
+            var shared = new SharedToolList(tools);
+            Entry[] kept = entries.Length >= Capacity ? [] : entries;
+            Volatile.Write(ref s_entries, [.. kept, new Entry(raw.ToArray(), shared)]);
+            return shared;
         }
-
-        return shared;
     }
 
     internal static void Clear()
     {
-        lock (Entries)
+        lock (Gate)
         {
-            Entries.Clear();
-            Volatile.Write(ref s_list, []);
+            Volatile.Write(ref s_entries, []);
         }
+    }
+
+    private static SharedToolList? Find(Entry[] entries, ReadOnlySpan<byte> raw)
+    {
+        foreach (var entry in entries)
+        {
+            if (raw.SequenceEqual(entry.Raw))
+            {
+                return entry.Tools;
+            }
+        }
+
+        return null;
     }
 }
 

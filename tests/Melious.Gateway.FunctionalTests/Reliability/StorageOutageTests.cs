@@ -145,7 +145,9 @@ public sealed class StorageOutageTests
                     }));
                 }
 
-                var wait = TimeSpan.FromMilliseconds(500) - (outageStarted.Elapsed - at);
+                // On a fixed schedule (request n at n × 500 ms), so that late wake-ups on a busy machine do not add up
+                // and thin out the two requests a second the count below relies on.
+                var wait = TimeSpan.FromMilliseconds(500 * n) - outageStarted.Elapsed;
                 if (wait > TimeSpan.Zero)
                 {
                     await Task.Delay(wait, Ct);

@@ -12,6 +12,7 @@ namespace Melious.Gateway.Tests.Translation;
 /// Claude Code resends the same tools bytes every turn; <see cref="ToolSetCache"/> parses them once. Sharing must be
 /// exact (a one-byte difference is a different tool set), invisible in results (estimate, errors), and bounded.
 /// </summary>
+[Collection(ToolSetCacheTestGroup.Name)]
 public sealed class ToolSetCacheTests
 {
     private static readonly RequestParser Parser = new(Options.Create(new GatewayOptions()));
@@ -240,4 +241,16 @@ public sealed class ToolSetCacheTests
             ["tools"] = tools,
         }.ToJsonString(new JsonSerializerOptions { WriteIndented = false });
     }
+}
+
+/// <summary>
+/// <see cref="ToolSetCache"/> is process-wide, and other test classes (RequestPathCacheTests, TokenEstimatorTests) add
+/// tool sets to it from parallel threads. When it is full, any add starts it over, so one landing between the two parses
+/// of a test here would drop the entry that test expects to be shared (Assert.Same). These tests therefore run on their
+/// own, after the parallel ones.
+/// </summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class ToolSetCacheTestGroup
+{
+    public const string Name = "ToolSetCache (process-wide state)";
 }

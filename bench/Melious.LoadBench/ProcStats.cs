@@ -35,6 +35,42 @@ public static class ProcStats
         }
     }
 
+    /// <summary>
+    /// CPU time, in milliseconds by thread id, of the runtime's tier-1 compiler threads (".NET Tiered Compilation
+    /// Worker", shown as ".NET Tiered Com" in /proc). Empty for a Native AOT process, which never compiles.
+    /// </summary>
+    public static Dictionary<int, double> TieringCpuMs(int pid)
+    {
+        var result = new Dictionary<int, double>();
+        try
+        {
+            foreach (var task in Directory.EnumerateDirectories($"/proc/{pid}/task"))
+            {
+                try
+                {
+                    if (!File.ReadAllText(Path.Combine(task, "comm")).StartsWith(".NET Tiered", StringComparison.Ordinal))
+                    {
+                        continue;
+                    }
+
+                    var stat = File.ReadAllText(Path.Combine(task, "stat"));
+                    var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+                    var ticks = long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture);
+                    result[int.Parse(Path.GetFileName(task), CultureInfo.InvariantCulture)] = ticks * 1000.0 / ClockTicks;
+                }
+                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or FormatException or IndexOutOfRangeException)
+                {
+                    // The thread ended while it was read: it compiles nothing more.
+                }
+            }
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+        }
+
+        return result;
+    }
+
     public readonly record struct Status(double RssMb, double HwmMb, int Threads);
 
     public static Status ReadStatus(int pid)

@@ -40,11 +40,13 @@ try
 
 
     Console.WriteLine($"Usage writer throughput into Azurite (in memory, loopback), {events} events per run");
-    Console.WriteLine($"{"run",-44} {"events",7} {"seconds",8} {"events/s",9}");
+    Console.WriteLine($"{"run",-44} {"events",7} {"seconds",8} {"events/s",9} {"azurite CPU ms/event",21}");
     var results = new List<(string Name, int Events, double Seconds)>
     {
         await DirectAsync("direct, 1 event per message, 1 writer", events / 4, 1, 1),
         await DirectAsync($"direct, 32 events per message, {concurrency} writers", events, 32, concurrency),
+        await DirectAsync("direct, 32 events per write, 1 account, 1 writer", events, 32, 1, accounts: 1),
+        await DirectAsync("direct, 512 events per write, 1 account, 1 writer", events, 512, 1, accounts: 1),
         await QueuedAsync($"queue + consumer, 32 events per message", events, 32),
     };
     foreach (var (name, count, seconds) in results)
@@ -61,12 +63,13 @@ finally
     await process.WaitForExitAsync();
 }
 
-async Task<(string, int, double)> DirectAsync(string name, int count, int perMessage, int writers)
+async Task<(string, int, double)> DirectAsync(string name, int count, int perMessage, int writers, int accounts = 8)
 {
     var (storage, options) = await StorageAsync();
     var writer = new UsageWriter(storage, NullLogger<UsageWriter>.Instance);
-    var messages = Events(count).Chunk(perMessage).ToList();
+    var messages = Events(count, accounts).Chunk(perMessage).ToList();
     var next = -1;
+    var cpu = AzuriteCpuMs();
     var clock = Stopwatch.StartNew();
     await Task.WhenAll(Enumerable.Range(0, writers).Select(async _ =>
     {
@@ -77,8 +80,9 @@ async Task<(string, int, double)> DirectAsync(string name, int count, int perMes
         }
     }));
     var seconds = clock.Elapsed.TotalSeconds;
+    cpu = AzuriteCpuMs() - cpu;
     await VerifyAsync(storage, count);
-    Report(name, count, seconds);
+    Report(name, count, seconds, cpu);
     return (name, count, seconds);
 }
 
@@ -92,6 +96,7 @@ async Task<(string, int, double)> QueuedAsync(string name, int count, int perMes
     }
 
     var consumer = new UsageQueueConsumer(storage, new UsageWriter(storage, NullLogger<UsageWriter>.Instance), options, NullLogger<UsageQueueConsumer>.Instance);
+    var cpu = AzuriteCpuMs();
     var clock = Stopwatch.StartNew();
     await consumer.StartAsync(CancellationToken.None);
     var expected = (count + perMessage - 1) / perMessage;
@@ -102,9 +107,10 @@ async Task<(string, int, double)> QueuedAsync(string name, int count, int perMes
     }
 
     var seconds = clock.Elapsed.TotalSeconds;
+    cpu = AzuriteCpuMs() - cpu;
     await consumer.StopAsync(CancellationToken.None);
     await VerifyAsync(storage, count);
-    Report(name, count, seconds);
+    Report(name, count, seconds, cpu);
     return (name, count, seconds);
 }
 
@@ -144,10 +150,25 @@ static async Task VerifyAsync(StorageClients storage, int count)
     }
 }
 
-static void Report(string name, int count, double seconds) =>
-    Console.WriteLine($"{name,-44} {count,7} {seconds,8:0.00} {count / seconds,9:0}");
+static void Report(string name, int count, double seconds, double azuriteCpuMs) =>
+    Console.WriteLine($"{name,-44} {count,7} {seconds,8:0.00} {count / seconds,9:0} {azuriteCpuMs / count,21:0.000}");
 
-static IEnumerable<UsageEvent> Events(int count)
+// Azurite's CPU time (utime + stime from /proc, in ms): on one machine its work competes with the gateway's.
+double AzuriteCpuMs()
+{
+    try
+    {
+        var stat = File.ReadAllText($"/proc/{process.Id}/stat");
+        var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        return (long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture)) * 10.0;
+    }
+    catch (IOException)
+    {
+        return double.NaN;
+    }
+}
+
+static IEnumerable<UsageEvent> Events(int count, int accounts = 8)
 {
     var start = DateTimeOffset.UtcNow;
     for (var i = 0; i < count; i++)
@@ -155,9 +176,9 @@ static IEnumerable<UsageEvent> Events(int count)
         yield return new UsageEvent
         {
             RequestId = Ids.NewRequestId(),
-            Account = "account" + (i % 8),
-            KeyId = "0123456789abcde" + (i % 4),
-            SessionId = "session-" + (i % 50),
+            Account = "account" + (i % accounts),
+            KeyId = "0123456789abcde" + (i % Math.Min(4, accounts)),
+            SessionId = "session-" + (i % Math.Min(50, accounts)),
             RequestedModel = "claude-sonnet-4-5",
             UpstreamModel = i % 3 == 0 ? "qwen3-coder-480b" : "qwen3-coder-30b",
             Upstream = "http://gpu/v1",

@@ -57,10 +57,10 @@ for path in glob.glob(sys.argv[1] + "/*.trx"):
     failed += int(counters.get("failed", 0)) + int(counters.get("error", 0)) + int(counters.get("timeout", 0)) + int(counters.get("aborted", 0))
     skipped += int(counters.get("notExecuted", 0))
     # Name every failed test again next to the summary, so a log cut to its tail still says what failed.
-    for result in ET.parse(path).getroot().iter("{*}UnitTestResult"):
+    for result in ET.parse(path).getroot().findall(".//{*}UnitTestResult"):
         if result.get("outcome") not in ("Passed", "NotExecuted"):
             message = result.find(".//{*}ErrorInfo/{*}Message")
-            first = (message.text or "").strip().splitlines()[0][:300] if message is not None and message.text else ""
+            first = next(iter((message.text or "").strip().splitlines()), "")[:300] if message is not None else ""
             print(f"FAILED {result.get('testName')}: {first}")
 print(f"tests: {passed} passed, {failed} failed, {skipped} skipped")
 sys.exit(1 if failed or passed == 0 else 0)

@@ -153,7 +153,8 @@ static async Task VerifyAsync(StorageClients storage, int count)
 static void Report(string name, int count, double seconds, double azuriteCpuMs) =>
     Console.WriteLine($"{name,-44} {count,7} {seconds,8:0.00} {count / seconds,9:0} {azuriteCpuMs / count,21:0.000}");
 
-// Azurite's CPU time (utime + stime from /proc, in ms): on one machine its work competes with the gateway's.
+// Azurite's CPU time (utime + stime from /proc, in ms; clock ticks are 1/100 s on Linux): on one machine its work
+// competes with the gateway's.
 double AzuriteCpuMs()
 {
     try

@@ -73,8 +73,12 @@ public sealed class ScriptedUpstream : IAsyncDisposable
             catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
             {
             }
-            catch (IOException) when (context.RequestAborted.IsCancellationRequested)
+            catch (IOException)
             {
+                // The connection failed under a write: the client (the gateway) is gone. Kestrel cancels RequestAborted
+                // from a queued work item, so on a busy machine the write can fail first; the registration above ends
+                // with this handler and would then never fire.
+                request.Aborted.TrySetResult(DateTime.UtcNow);
             }
             finally
             {

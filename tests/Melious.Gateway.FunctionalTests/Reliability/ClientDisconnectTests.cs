@@ -62,7 +62,15 @@ public sealed class ClientDisconnectTests(AzuriteFixture azurite)
 
             var resetAt = DateTime.UtcNow;
             RawHttp.Reset(socket);
-            var abortedAt = await upstreamRequest.Aborted.Task.WaitAsync(TimeSpan.FromSeconds(10), Ct);
+            if (await Task.WhenAny(upstreamRequest.Aborted.Task, Task.Delay(TimeSpan.FromSeconds(10), Ct)) != upstreamRequest.Aborted.Task)
+            {
+                var before = Volatile.Read(ref written[t]);
+                await Task.Delay(1000, Ct);
+                Assert.Fail($"trial {t} ({trials[t]}): the upstream was not aborted 10 s after the client's reset; its handler " +
+                            $"{(upstreamRequest.Completed.Task.IsCompleted ? "has ended" : "is still running")}, tokens written {before} → {Volatile.Read(ref written[t])} in the next second");
+            }
+
+            var abortedAt = await upstreamRequest.Aborted.Task;
             var delay = abortedAt - resetAt;
             var writtenAtAbort = Volatile.Read(ref written[t]);
             results.Add($"{delay.TotalMilliseconds:0} ms");

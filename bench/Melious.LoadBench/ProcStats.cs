@@ -22,11 +22,7 @@ public static class ProcStats
     {
         try
         {
-            var stat = File.ReadAllText($"/proc/{pid}/stat");
-            // Fields after "(comm)": state is field 3; utime and stime are fields 14 and 15.
-            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-            var utime = long.Parse(fields[11], CultureInfo.InvariantCulture);
-            var stime = long.Parse(fields[12], CultureInfo.InvariantCulture);
+            var (utime, stime) = Ticks(File.ReadAllText($"/proc/{pid}/stat"));
             return (utime * 1000.0 / ClockTicks, stime * 1000.0 / ClockTicks);
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or FormatException or IndexOutOfRangeException)
@@ -53,10 +49,8 @@ public static class ProcStats
                         continue;
                     }
 
-                    var stat = File.ReadAllText(Path.Combine(task, "stat"));
-                    var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-                    var ticks = long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture);
-                    result[int.Parse(Path.GetFileName(task), CultureInfo.InvariantCulture)] = ticks * 1000.0 / ClockTicks;
+                    var (utime, stime) = Ticks(File.ReadAllText(Path.Combine(task, "stat")));
+                    result[int.Parse(Path.GetFileName(task), CultureInfo.InvariantCulture)] = (utime + stime) * 1000.0 / ClockTicks;
                 }
                 catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or FormatException or IndexOutOfRangeException)
                 {
@@ -69,6 +63,14 @@ public static class ProcStats
         }
 
         return result;
+    }
+
+    /// <summary>utime and stime, in clock ticks, from a process's or thread's <c>stat</c> line.</summary>
+    private static (long User, long Sys) Ticks(string stat)
+    {
+        // Fields after "(comm)": state is field 3; utime and stime are fields 14 and 15.
+        var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        return (long.Parse(fields[11], CultureInfo.InvariantCulture), long.Parse(fields[12], CultureInfo.InvariantCulture));
     }
 
     public readonly record struct Status(double RssMb, double HwmMb, int Threads);

@@ -6,6 +6,7 @@ using System.Text.Json;
 using Melious.Gateway;
 using Melious.Gateway.Storage;
 using Melious.Gateway.Usage;
+using Melious.LoadBench;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 
@@ -153,21 +154,8 @@ static async Task VerifyAsync(StorageClients storage, int count)
 static void Report(string name, int count, double seconds, double azuriteCpuMs) =>
     Console.WriteLine($"{name,-44} {count,7} {seconds,8:0.00} {count / seconds,9:0} {azuriteCpuMs / count,21:0.000}");
 
-// Azurite's CPU time (utime + stime from /proc, in ms; clock ticks are 1/100 s on Linux): on one machine its work
-// competes with the gateway's.
-double AzuriteCpuMs()
-{
-    try
-    {
-        var stat = File.ReadAllText($"/proc/{process.Id}/stat");
-        var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-        return (long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture)) * 10.0;
-    }
-    catch (IOException)
-    {
-        return double.NaN;
-    }
-}
+// Azurite's CPU time (utime + stime, ms): on one machine its work competes with the gateway's.
+double AzuriteCpuMs() => ProcStats.CpuMs(process.Id);
 
 static IEnumerable<UsageEvent> Events(int count, int accounts = 8)
 {

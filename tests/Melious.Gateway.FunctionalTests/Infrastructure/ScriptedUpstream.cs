@@ -27,7 +27,32 @@ public sealed class UpstreamRequest(string method, string path, IDictionary<stri
 
     public JsonElement Json => JsonDocument.Parse(Body).RootElement;
 
+    /// <summary>
+    /// Completes with the moment the gateway's abort reached this request: when Kestrel fired
+    /// <see cref="HttpContext.RequestAborted"/>, or, if it never did, when the handler saw the lost connection (a
+    /// write or flush that failed, a delay or write cancelled). <see cref="AbortSeenAs"/> says which.
+    /// </summary>
     public TaskCompletionSource<DateTime> Aborted { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>How the abort was seen: "RequestAborted", or "handler: &lt;exception type&gt;" when only the handler saw it.</summary>
+    public string? AbortSeenAs { get; private set; }
+
+    /// <summary>How the handler itself ended when it did not run to completion (exception type), or null.</summary>
+    public string? HandlerEndedBy { get; internal set; }
+
+    internal void MarkAborted(DateTime at, string seenAs)
+    {
+        lock (Aborted)
+        {
+            if (Aborted.Task.IsCompleted)
+            {
+                return;
+            }
+
+            AbortSeenAs = seenAs;
+            Aborted.TrySetResult(at);
+        }
+    }
 
     public TaskCompletionSource<DateTime> Completed { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 }
@@ -39,6 +64,9 @@ public sealed class UpstreamRequest(string method, string path, IDictionary<stri
 public sealed class ScriptedUpstream : IAsyncDisposable
 {
     private readonly WebApplication _app;
+
+    /// <summary>How long a handler that saw its connection fail waits for Kestrel's RequestAborted before it ends.</summary>
+    private static readonly TimeSpan AbortGrace = TimeSpan.FromSeconds(10);
 
     private ScriptedUpstream(WebApplication app) => _app = app;
 
@@ -65,23 +93,38 @@ public sealed class ScriptedUpstream : IAsyncDisposable
             var headers = context.Request.Headers.ToDictionary(h => h.Key.ToLowerInvariant(), h => h.Value.ToString());
             var request = new UpstreamRequest(context.Request.Method, context.Request.Path + context.Request.QueryString, headers, body.ToArray());
             upstream.Requests.Enqueue(request);
-            using var registration = context.RequestAborted.Register(() => request.Aborted.TrySetResult(DateTime.UtcNow));
+            // Stamp the moment RequestAborted fires. The registration must outlive the handler's own view of the loss:
+            // Kestrel cancels RequestAborted from a queued thread-pool work item, so on a busy machine the handler can
+            // see the lost connection first (a failed write, a cancelled delay or flush) and end; a registration
+            // disposed with it would then never fire, and Kestrel does not cancel RequestAborted once the app returns.
+            var aborted = context.RequestAborted;
+            var registration = aborted.Register(static state => ((UpstreamRequest)state!).MarkAborted(DateTime.UtcNow, "RequestAborted"), request);
             try
             {
                 await handler(request, context);
             }
-            catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+            catch (Exception ex) when (ex is OperationCanceledException or IOException || aborted.IsCancellationRequested)
             {
+                // The gateway went away under the handler, however the handler saw it. Wait (bounded) for Kestrel's
+                // RequestAborted so that the recorded time is the abort's, not that of whatever the handler was doing;
+                // only if it never fires is the handler's own observation the abort.
+                var seenAt = DateTime.UtcNow;
+                request.HandlerEndedBy = ex.GetType().Name;
+                if (!aborted.IsCancellationRequested)
+                {
+                    await Task.WhenAny(request.Aborted.Task, Task.Delay(AbortGrace));
+                }
+
+                request.MarkAborted(seenAt, "handler: " + ex.GetType().Name);
             }
-            catch (IOException)
+            catch (Exception ex)
             {
-                // The connection failed under a write: the client (the gateway) is gone. Kestrel cancels RequestAborted
-                // from a queued work item, so on a busy machine the write can fail first; the registration above ends
-                // with this handler and would then never fire.
-                request.Aborted.TrySetResult(DateTime.UtcNow);
+                request.HandlerEndedBy = ex.GetType().Name;
+                throw;
             }
             finally
             {
+                registration.Dispose();
                 request.Completed.TrySetResult(DateTime.UtcNow);
             }
         });

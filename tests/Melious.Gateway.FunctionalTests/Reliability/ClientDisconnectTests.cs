@@ -28,9 +28,16 @@ public sealed class ClientDisconnectTests(AzuriteFixture azurite)
         var big = Sse.Content(new string('y', 8 * 1024 * 1024));
         var written = new int[trials.Length];
         var trial = -1;
-        await using var s = await Scenario.StartAsync(azurite, async (_, context) =>
+        var trialRequests = new TaskCompletionSource<UpstreamRequest>[trials.Length];
+        for (var i = 0; i < trials.Length; i++)
+        {
+            trialRequests[i] = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        }
+
+        await using var s = await Scenario.StartAsync(azurite, async (request, context) =>
         {
             var t = Volatile.Read(ref trial);
+            trialRequests[t].TrySetResult(request);
             context.Response.ContentType = "text/event-stream";
             await context.Response.WriteAsync($"data: {Sse.Role()}\n\n", context.RequestAborted);
             for (var i = 0; i < 3_000; i++)
@@ -54,7 +61,8 @@ public sealed class ClientDisconnectTests(AzuriteFixture azurite)
             var seen = await RawHttp.ReadUntilAsync(socket, "\"text_delta\"", trials[t].After, TimeSpan.FromSeconds(10), Ct);
             var received = RawHttp.Occurrences(new System.Text.StringBuilder(seen), "\"text_delta\"");
             var requestId = System.Text.RegularExpressions.Regex.Match(seen, @"request-id: (\S+)", System.Text.RegularExpressions.RegexOptions.IgnoreCase).Groups[1].Value;
-            var upstreamRequest = s.Upstream.Last;
+            // This trial's own upstream request (not Upstream.Last, which any other request to the upstream would move).
+            var upstreamRequest = await trialRequests[t].Task.WaitAsync(TimeSpan.FromSeconds(10), Ct);
             if (trials[t].StallFirst)
             {
                 await Task.Delay(1500, Ct);
@@ -67,13 +75,15 @@ public sealed class ClientDisconnectTests(AzuriteFixture azurite)
                 var before = Volatile.Read(ref written[t]);
                 await Task.Delay(1000, Ct);
                 Assert.Fail($"trial {t} ({trials[t]}): the upstream was not aborted 10 s after the client's reset; its handler " +
-                            $"{(upstreamRequest.Completed.Task.IsCompleted ? "has ended" : "is still running")}, tokens written {before} → {Volatile.Read(ref written[t])} in the next second");
+                            $"{(upstreamRequest.Completed.Task.IsCompleted ? $"has ended ({upstreamRequest.HandlerEndedBy ?? "normally"})" : "is still running")}, tokens written {before} → {Volatile.Read(ref written[t])} in the next second");
             }
 
             var abortedAt = await upstreamRequest.Aborted.Task;
             var delay = abortedAt - resetAt;
             var writtenAtAbort = Volatile.Read(ref written[t]);
-            results.Add($"{delay.TotalMilliseconds:0} ms");
+            // The time is when Kestrel fired the upstream request's RequestAborted (or, if it never did, when the
+            // handler saw the lost connection), however the handler's own code noticed it.
+            results.Add($"{delay.TotalMilliseconds:0} ms{(upstreamRequest.AbortSeenAs == "RequestAborted" ? "" : $" ({upstreamRequest.AbortSeenAs})")}");
             if (delay >= TimeSpan.FromSeconds(1))
             {
                 slow.Add($"trial {t} (a {trials[t].TokenBytes}-byte token every {trials[t].Pace} ms, {(trials[t].StallFirst ? "client stalled 1.5 s, then " : "")}{(trials[t].BigEvent ? "during an 8 MB event, " : "")}reset after {received} deltas): upstream aborted after {delay.TotalMilliseconds:0} ms, having written {writtenAtAbort} tokens");

@@ -38,7 +38,10 @@ public sealed partial class MessagesEndpoint(
         var context = RequestContext.Start(http, time);
         var cancellationToken = http.RequestAborted;
 
-        var auth = await authenticator.AuthenticateAsync(http.Request.Headers, cancellationToken);
+        // Not cancelled by the client leaving: a client that resets while its key is looked up (the first request of a
+        // key, storage slow under load) must still be billed as cancelled, which needs the key. The wait is bounded
+        // by the lookup's own timeout; the body read below then sees the client gone and records the 499.
+        var auth = await authenticator.AuthenticateAsync(http.Request.Headers, CancellationToken.None);
         if (auth.Status != AuthStatus.Ok)
         {
             await ErrorWriter.WriteAsync(http, AuthError(auth.Status));

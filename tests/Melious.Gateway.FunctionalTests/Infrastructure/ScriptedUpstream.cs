@@ -93,10 +93,12 @@ public sealed class ScriptedUpstream : IAsyncDisposable
             var headers = context.Request.Headers.ToDictionary(h => h.Key.ToLowerInvariant(), h => h.Value.ToString());
             var request = new UpstreamRequest(context.Request.Method, context.Request.Path + context.Request.QueryString, headers, body.ToArray());
             upstream.Requests.Enqueue(request);
-            // Stamp the moment RequestAborted fires. The registration must outlive the handler's own view of the loss:
-            // Kestrel cancels RequestAborted from a queued thread-pool work item, so on a busy machine the handler can
-            // see the lost connection first (a failed write, a cancelled delay or flush) and end; a registration
-            // disposed with it would then never fire, and Kestrel does not cancel RequestAborted once the app returns.
+            // Stamp the moment RequestAborted fires, and count the abort however the handler sees it. Kestrel cancels
+            // RequestAborted from a queued thread-pool work item; CancellationTokenSource.Cancel marks the token
+            // cancelled first and then runs the callbacks, last registered first. So on a busy machine the handler can
+            // see the loss first (a failed write, a cancelled write, flush or delay) and end; disposing this
+            // registration before its callback ran unregisters it, and Kestrel never cancels RequestAborted once the
+            // app has returned. Counting only the callback (or only a failed write) then missed the abort.
             var aborted = context.RequestAborted;
             var registration = aborted.Register(static state => ((UpstreamRequest)state!).MarkAborted(DateTime.UtcNow, "RequestAborted"), request);
             try

@@ -74,8 +74,10 @@ public sealed class AzuriteProcess : IAsyncDisposable
         _process.BeginErrorReadLine();
         try
         {
-            await Ports.WaitOpenAsync(QueuePort, TimeSpan.FromSeconds(30));
-            await Ports.WaitOpenAsync(TablePort, TimeSpan.FromSeconds(30));
+            // A readiness wait, not a speed check: on two loaded cores (stress-ng on both, other builds) Azurite's
+            // Node start-up took 35.6 s to open its table port, past the former 30 s; the whole suite then failed.
+            await Ports.WaitOpenAsync(QueuePort, TimeSpan.FromSeconds(120));
+            await Ports.WaitOpenAsync(TablePort, TimeSpan.FromSeconds(120));
         }
         catch (Exception ex)
         {

@@ -31,13 +31,27 @@ public sealed partial class ModelCatalog(ModelCatalogStore store, IOptions<Gatew
         }
     }
 
+    private static readonly TimeSpan StartupBound = TimeSpan.FromSeconds(10);
+
     public override async Task StartAsync(CancellationToken cancellationToken)
     {
         // The first load happens before the host serves requests, bounded so an unreachable storage account
         // cannot hold up start; the background loop keeps trying.
         using var startup = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        startup.CancelAfter(TimeSpan.FromSeconds(10));
-        await RefreshAsync(startup.Token);
+        startup.CancelAfter(StartupBound);
+        try
+        {
+            await RefreshAsync(startup.Token);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            // The start-up bound passed (RefreshAsync rethrows a cancellation of the token it was given): serve the
+            // configured routes meanwhile. Before, this ended the host: a gateway started while storage was slow
+            // (Azurite on a loaded machine) exited with "Hosting failed to start".
+            Log.RefreshFailed(logger, nameof(TimeoutException), $"the first load took longer than {StartupBound.TotalSeconds:0} s");
+            _current ??= store.FromConfiguration();
+        }
+
         await base.StartAsync(cancellationToken);
     }
 

@@ -128,7 +128,7 @@ public sealed class AzuriteProcess : IAsyncDisposable
 }
 
 /// <summary>One shared in-memory Azurite for the whole test assembly; tests isolate themselves with table prefixes.</summary>
-public sealed class AzuriteFixture : IAsyncLifetime
+public sealed class AzuriteFixture : IAsyncLifetime, IGatewayTarget
 {
     public AzuriteProcess Azurite { get; } = new();
 

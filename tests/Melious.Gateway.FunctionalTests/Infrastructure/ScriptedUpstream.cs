@@ -40,6 +40,8 @@ public sealed class ScriptedUpstream : IAsyncDisposable
 {
     private readonly WebApplication _app;
 
+    private Func<UpstreamRequest, HttpContext, Task> _handler = (_, _) => Task.CompletedTask;
+
     private ScriptedUpstream(WebApplication app) => _app = app;
 
     public ConcurrentQueue<UpstreamRequest> Requests { get; } = new();
@@ -57,7 +59,7 @@ public sealed class ScriptedUpstream : IAsyncDisposable
         builder.Logging.ClearProviders();
         builder.WebHost.UseKestrel(k => k.Listen(IPAddress.Loopback, 0));
         var app = builder.Build();
-        var upstream = new ScriptedUpstream(app);
+        var upstream = new ScriptedUpstream(app) { _handler = handler };
         app.Run(async context =>
         {
             using var body = new MemoryStream();
@@ -68,7 +70,7 @@ public sealed class ScriptedUpstream : IAsyncDisposable
             using var registration = context.RequestAborted.Register(() => request.Aborted.TrySetResult(DateTime.UtcNow));
             try
             {
-                await handler(request, context);
+                await upstream._handler(request, context);
             }
             catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
             {
@@ -97,6 +99,13 @@ public sealed class ScriptedUpstream : IAsyncDisposable
         StartAsync((_, context) => Sse.WriteAsync(context, dataLines));
 
     public UpstreamRequest Last => Requests.Last();
+
+    /// <summary>A new script for the requests to come, and the requests seen so far forgotten (a shared upstream between tests).</summary>
+    public void Rescript(Func<UpstreamRequest, HttpContext, Task> handler)
+    {
+        _handler = handler;
+        Requests.Clear();
+    }
 
     public async ValueTask DisposeAsync()
     {

@@ -26,6 +26,15 @@ public interface IGatewayTarget
 {
     HostKind Kind => this is FunctionsHostFixture ? HostKind.FunctionsHost : HostKind.SelfHost;
 
+    /// <summary>Skips the calling test on the Functions host, saying why it makes sense on the self-host only.</summary>
+    void SelfHostOnly(string why)
+    {
+        if (this is FunctionsHostFixture)
+        {
+            Assert.Skip("Self-host only: " + why);
+        }
+    }
+
     /// <summary>The storage account the gateway uses.</summary>
     string ConnectionString { get; }
 

@@ -152,7 +152,7 @@ public sealed partial class FunctionsHostTests(FunctionsHostFixture host, Azurit
     }
 
     [Fact]
-    public async Task ClientDisconnect_ThroughTheHost_AbortsTheUpstream_WithinTheHostsFigure()
+    public async Task ClientDisconnect_ThroughTheHost_AbortsTheUpstreamWithin1s()
     {
         host.EnsureRunning();
         await using var s = await Scenario.StartAsync(host, async (_, context) =>
@@ -167,11 +167,15 @@ public sealed partial class FunctionsHostTests(FunctionsHostFixture host, Azurit
             }
         });
 
+        // Like Claude Code, close the socket on abort (HttpClient would otherwise drain the response for up to 2 s).
+        using var client = new HttpClient(new SocketsHttpHandler { MaxResponseDrainSize = 0 }) { BaseAddress = new Uri(s.Gateway.BaseUrl) };
+        client.DefaultRequestHeaders.Add("x-api-key", s.Key);
         var delays = new List<TimeSpan>();
         for (var trial = 0; trial < 3; trial++)
         {
             using var cancel = CancellationTokenSource.CreateLinkedTokenSource(Ct);
-            var response = await s.PostAsync(Scenario.Body(stream: true), cancellationToken: cancel.Token);
+            var request = new HttpRequestMessage(HttpMethod.Post, "/v1/messages") { Content = new StringContent(Scenario.Body(stream: true).ToJsonString(), Encoding.UTF8, "application/json") };
+            var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancel.Token);
             var stream = await response.Content.ReadAsStreamAsync(Ct);
             var deltas = 0;
             await foreach (var item in SseParser.Create(stream).EnumerateAsync(Ct))
@@ -192,11 +196,9 @@ public sealed partial class FunctionsHostTests(FunctionsHostFixture host, Azurit
         }
 
         TestContext.Current.TestOutputHelper?.WriteLine("upstream aborted after: " + string.Join(", ", delays.Select(d => $"{d.TotalMilliseconds:0} ms")));
-        // Measured here: ~2.0 s every time through the host (its YARP proxy to the worker), against well under 1 s on
-        // the self-host (Reliability/ClientDisconnectTests). The 1 s target is NOT met under the host; this
-        // bound catches a regression beyond that known figure (docs/deploy-azure.md, "Verified under the real host").
+        // The median of three trials, so one scheduling hiccup on a loaded machine does not decide the outcome.
         var median = delays.Order().ElementAt(delays.Count / 2);
-        Assert.True(median < TimeSpan.FromSeconds(3), "upstream aborted after " + string.Join(", ", delays.Select(d => $"{d.TotalMilliseconds:0} ms")));
+        Assert.True(median < TimeSpan.FromSeconds(1), "upstream aborted after " + string.Join(", ", delays.Select(d => $"{d.TotalMilliseconds:0} ms")));
     }
 
     [Fact]

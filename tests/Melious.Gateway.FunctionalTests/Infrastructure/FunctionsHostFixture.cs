@@ -82,6 +82,11 @@ public sealed class FunctionsHostFixture : IAsyncLifetime, IGatewayTarget
             await Azurite.StartAsync();
             Upstream = await ScriptedUpstream.StartAsync((_, context) => Sse.WriteAsync(context, Sse.TextAnswer(["ok"])));
             var environment = Settings.ToDictionary(s => "Melious__" + s.Key["Melious:".Length..].Replace(":", "__", StringComparison.Ordinal), s => s.Value);
+            // A failed queue message becomes visible again after 1 s here (host.json: 30 s), so the poison test sees
+            // all maxDequeueCount deliveries (host.json's, unchanged) in seconds. The host overrides host.json from
+            // AzureFunctionsJobHost__* variables, as App Service app settings would.
+            environment["AzureFunctionsJobHost__extensions__queues__visibilityTimeout"] = "00:00:01";
+            environment["AzureFunctionsJobHost__extensions__queues__maxPollingInterval"] = "00:00:01";
             _host = await StartHostAsync(environment, Port, _output, line => Tap?.Lines.Enqueue(line));
             await WaitReadyAsync(_host, BaseUrl, _output);
 

@@ -28,9 +28,15 @@ public static class FunctionsApp
         }
     }
 
+    /// <summary>Azure Functions Core Tools' <c>func</c> on PATH, used when run.sh is not there.</summary>
+    public static string? Func =>
+        (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries)
+            .Select(dir => Path.Combine(dir, "func"))
+            .FirstOrDefault(File.Exists);
+
     /// <summary>Why the Functions host tests cannot run here, or null when they can.</summary>
     public static string? MissingHost =>
-        HostRunScript is null
-            ? "neither Azure Functions Core Tools nor ../shared/functions-host/run.sh (set MELIOUS_FUNCTIONS_HOST to its folder)"
-            : !File.Exists(MetadataFile) ? $"the Functions app is not built ({MetadataFile} missing)" : null;
+        HostRunScript is null && Func is null
+            ? "the real Functions host: neither ../shared/functions-host/run.sh (or MELIOUS_FUNCTIONS_HOST naming its folder) nor Azure Functions Core Tools (func) found"
+            : !File.Exists(MetadataFile) ? $"the Functions app built ({MetadataFile} missing)" : null;
 }

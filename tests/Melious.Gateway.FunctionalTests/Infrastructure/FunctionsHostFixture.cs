@@ -159,10 +159,27 @@ public sealed class FunctionsHostFixture : IAsyncLifetime, IGatewayTarget
     /// </summary>
     public static async Task<Process> StartHostAsync(IReadOnlyDictionary<string, string?> settings, int port, ConcurrentQueue<string> output, Action<string>? tap = null)
     {
-        var run = FunctionsApp.HostRunScript ?? throw new InvalidOperationException(FunctionsApp.MissingHost);
-        await BuildHostAsync(run);
-        var info = new ProcessStartInfo(run) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        info.ArgumentList.Add(FunctionsApp.Directory);
+        ProcessStartInfo info;
+        if (FunctionsApp.HostRunScript is { } run)
+        {
+            await BuildHostAsync(run);
+            info = new ProcessStartInfo(run) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+            info.ArgumentList.Add(FunctionsApp.Directory);
+        }
+        else
+        {
+            // Core Tools (not installable on the project's machines, so not exercised here): `func host start` in
+            // the app's build output, the same settings as environment variables.
+            var func = FunctionsApp.Func ?? throw new InvalidOperationException(FunctionsApp.MissingHost);
+            info = new ProcessStartInfo(func) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = FunctionsApp.Directory };
+            foreach (var arg in new[] { "host", "start", "--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture) })
+            {
+                info.ArgumentList.Add(arg);
+            }
+
+            info.Environment["FUNCTIONS_WORKER_RUNTIME"] = "dotnet-isolated";
+        }
+
         foreach (var key in info.Environment.Keys.Where(k => k.StartsWith("Melious__", StringComparison.OrdinalIgnoreCase)).ToList())
         {
             info.Environment.Remove(key);

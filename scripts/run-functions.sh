@@ -61,7 +61,8 @@ cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 143' INT TERM
 
 # Azurite on its standard ports (UseDevelopmentStorage=true, as the settings say), unless one is running.
 if (exec 3<>/dev/tcp/127.0.0.1/10002) 2>/dev/null; then

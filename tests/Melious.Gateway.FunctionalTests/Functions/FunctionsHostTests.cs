@@ -228,6 +228,31 @@ public sealed partial class FunctionsHostTests(FunctionsHostFixture host, Azurit
         Assert.Empty(s.Upstream.Requests);
     }
 
+    [Fact]
+    public async Task ClaudeCode_ReadToolRoundTrip_AgainstTheFunctionsApp()
+    {
+        host.EnsureRunning();
+        using var workspace = new Clients.ClaudeCodeTests.Workspace();
+        await using var s = await Scenario.StartAsync(host, (request, context) =>
+            Clients.ScenarioExtensions.HasToolMessage(request)
+                ? Sse.WriteAsync(context, [Sse.Role(), Sse.Content("The file says: "), Sse.Content(workspace.Marker), Sse.Finish("stop"), Sse.Usage(9000, 12)])
+                : Sse.WriteAsync(context, Clients.ClaudeCodeTests.ReadCall(workspace.FilePath, thinking: true)));
+        var mark = host.Output.Count;
+
+        var run = await Clients.ClaudeCodeTests.RunClaudeAsync(s.Gateway.BaseUrl, workspace, new() { ["ANTHROPIC_AUTH_TOKEN"] = s.Key, ["ANTHROPIC_API_KEY"] = "" });
+
+        var report = run.Describe() + "\n--- host output ---\n" + FunctionsHostFixture.Tail(host.OutputSince(mark), 60);
+        Assert.True(run.ExitCode == 0 && !run.TimedOut, report);
+        var result = JsonDocument.Parse(Clients.ClaudeCodeTests.ResultLine(run)).RootElement;
+        Assert.False(result.GetProperty("is_error").GetBoolean(), report);
+        Assert.Contains(workspace.Marker, result.GetProperty("result").GetString(), StringComparison.Ordinal);
+
+        // The Read tool's result went back through the host to the upstream, and the host ran Messages for it.
+        Assert.Contains(s.Upstream.Requests, r => Clients.ScenarioExtensions.HasToolMessage(r) && r.BodyText.Contains(workspace.Marker, StringComparison.Ordinal));
+        Assert.True(HttpInvocations(host.OutputSince(mark), "Executing").Count(n => n == "Messages") >= 2, report);
+        Assert.DoesNotContain(host.OutputSince(mark), l => l.Contains(s.Key, StringComparison.Ordinal));
+    }
+
     /// <summary>HTTP function names from the host's "Executing/Executed 'Functions.X'" lines (the queue trigger left out).</summary>
     private static List<string> HttpInvocations(IEnumerable<string> lines, string verb) =>
         lines.Select(line => InvocationLine().Match(line))

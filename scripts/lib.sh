@@ -54,3 +54,11 @@ wait_for_port() {
 azurite_connection_string() {
   printf 'DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;BlobEndpoint=http://127.0.0.1:%s/devstoreaccount1;QueueEndpoint=http://127.0.0.1:%s/devstoreaccount1;TableEndpoint=http://127.0.0.1:%s/devstoreaccount1;' "$1" "$2" "$3"
 }
+
+# Prints the folder of the real Azure Functions host's offline build (build.sh, run.sh): MELIOUS_FUNCTIONS_HOST, or
+# ../shared/functions-host next to the repository (its place in a fresh CI clone). Fails when there is none.
+functions_host_dir() {
+  local dir="${MELIOUS_FUNCTIONS_HOST:-$MELIOUS_ROOT/../shared/functions-host}"
+  [[ -x "$dir/run.sh" && -x "$dir/build.sh" ]] || return 1
+  (cd "$dir" && pwd -P)
+}

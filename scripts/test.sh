@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the repository on a fresh machine: installs the Node tools and the Bicep CLI it needs,
-# checks infra/, builds the Functions app where its packages restore, builds everything else, runs all test
-# projects, and smoke-runs the benchmarks (the Native AOT pass included: it fails the run if a request it sent was
+# checks infra/, builds everything (the Functions app included), builds the real Azure Functions host, runs all test
+# projects (the functional tests against the self-host and the Functions app under that host), and smoke-runs the benchmarks (the Native AOT pass included: it fails the run if a request it sent was
 # not billed). Ends with one line: "tests: N passed, N failed, N skipped".
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -18,15 +18,27 @@ if [[ -x scripts/check-infra.sh ]]; then
   scripts/check-infra.sh
 fi
 
-if [[ -x scripts/build-functions.sh ]]; then
-  log "Building the Azure Functions app where its packages restore"
-  scripts/build-functions.sh
-fi
-
-log "Building the solution (core, self-host, admin CLI, tests, benchmarks)"
+log "Building the solution (core, self-host, Functions app, admin CLI, tests, benchmarks)"
 dotnet build Melious.Core.slnf -c Release -nologo -v quiet -clp:ErrorsOnly -clp:NoSummary
 
 status=0
+
+# The functional tests run the Functions app (built above, src/Melious.Functions/bin/Release/net10.0) under the real
+# Azure Functions host, once per run: the offline build next to the repository (../shared/functions-host, built here
+# once and cached), else Core Tools' func. Without either those tests are skipped (counted as skipped) and one line says so.
+if host_dir="$(functions_host_dir)"; then
+  log "Building the Azure Functions host ($host_dir/build.sh; cached between runs)"
+  if "$host_dir/build.sh" >/dev/null; then
+    export MELIOUS_FUNCTIONS_HOST="$host_dir"
+  else
+    echo "functions host: build.sh failed; the Functions host tests will fail" >&2
+    status=1
+  fi
+elif command -v func >/dev/null 2>&1; then
+  log "Running the Functions host tests under Azure Functions Core Tools ($(command -v func))"
+else
+  echo "SKIPPED: the Functions host tests (tests/Melious.Gateway.FunctionalTests *OnFunctionsHost, Functions/FunctionsHost*) — neither ../shared/functions-host (build.sh, run.sh; or MELIOUS_FUNCTIONS_HOST) nor Azure Functions Core Tools (func) is on this machine"
+fi
 for project in tests/Melious.Gateway.Tests tests/Melious.Gateway.FunctionalTests; do
   name="$(basename "$project")"
   log "Testing $name"

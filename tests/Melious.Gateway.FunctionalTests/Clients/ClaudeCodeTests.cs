@@ -270,7 +270,7 @@ public sealed class ClaudeCodeTests(AzuriteFixture azurite)
         return string.Join("\n", Enumerable.Repeat(sample, 4));
     }
 
-    private static string[] ReadCall(string path, bool thinking)
+    internal static string[] ReadCall(string path, bool thinking)
     {
         var arguments = JsonSerializer.Serialize(new Dictionary<string, string> { ["file_path"] = path });
         var a = arguments.Length / 3;
@@ -291,7 +291,7 @@ public sealed class ClaudeCodeTests(AzuriteFixture azurite)
         return [.. lines];
     }
 
-    private static async Task<ProcessResult> RunClaudeAsync(string baseUrl, Workspace workspace, Dictionary<string, string> auth)
+    internal static async Task<ProcessResult> RunClaudeAsync(string baseUrl, Workspace workspace, Dictionary<string, string> auth)
     {
         var info = new ProcessStartInfo(RepoPaths.Tool("claude", "MELIOUS_CLAUDE")) { WorkingDirectory = workspace.Project };
         foreach (var arg in new[] { "-p", Prompt, "--output-format", "json" })
@@ -319,7 +319,7 @@ public sealed class ClaudeCodeTests(AzuriteFixture azurite)
         return run;
     }
 
-    private static string ResultLine(ProcessResult run) =>
+    internal static string ResultLine(ProcessResult run) =>
         run.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Last(l => l.StartsWith('{'));
 
     private static string Report(ProcessResult run, Scenario s)
@@ -364,7 +364,7 @@ public sealed class ClaudeCodeTests(AzuriteFixture azurite)
     }
 
     /// <summary>A fresh HOME and a project directory holding a file with a unique marker; deleted afterwards.</summary>
-    private sealed class Workspace : IDisposable
+    internal sealed class Workspace : IDisposable
     {
         private readonly DirectoryInfo _root = Directory.CreateTempSubdirectory("melious-claude-");
 

@@ -5,7 +5,7 @@ using Melious.Gateway.FunctionalTests.Infrastructure;
 namespace Melious.Gateway.FunctionalTests.Http;
 
 /// <summary>Client mistakes get a 4xx Anthropic error naming the problem; never a 500, never an upstream call.</summary>
-public sealed class BadInputTests(AzuriteFixture azurite)
+public abstract class BadInputTests(IGatewayTarget target)
 {
     public static TheoryData<string, string> Invalid => new()
     {
@@ -37,7 +37,7 @@ public sealed class BadInputTests(AzuriteFixture azurite)
     [MemberData(nameof(Invalid))]
     public async Task InvalidRequest_Gets400NamingTheProblem(string body, string message)
     {
-        await using var s = await Scenario.StartAsync(azurite, Sse.TextAnswer(["x"]));
+        await using var s = await Scenario.StartAsync(target, Sse.TextAnswer(["x"]));
         var response = await s.PostAsync(body);
         await ErrorAssert.IsErrorAsync(response, HttpStatusCode.BadRequest, "invalid_request_error", message);
         Assert.Empty(s.Upstream.Requests);
@@ -46,7 +46,7 @@ public sealed class BadInputTests(AzuriteFixture azurite)
     [Fact]
     public async Task InvalidUtf8_Gets400()
     {
-        await using var s = await Scenario.StartAsync(azurite, Sse.TextAnswer(["x"]));
+        await using var s = await Scenario.StartAsync(target, Sse.TextAnswer(["x"]));
         var bytes = Encoding.UTF8.GetBytes("""{"model":"m","max_tokens":10,"messages":[{"role":"user","content":"AB"}]}""");
         bytes[Array.IndexOf(bytes, (byte)'A')] = 0xC3;
         bytes[Array.IndexOf(bytes, (byte)'B')] = 0x28;
@@ -57,7 +57,7 @@ public sealed class BadInputTests(AzuriteFixture azurite)
     [Fact]
     public async Task BodyOverTheLimit_Gets413()
     {
-        await using var s = await Scenario.StartAsync(azurite, (_, c) => Sse.WriteAsync(c, Sse.TextAnswer(["x"])), new Dictionary<string, string?> { ["Melious:Limits:MaxBodyBytes"] = "4096" });
+        await using var s = await Scenario.StartAsync(target, (_, c) => Sse.WriteAsync(c, Sse.TextAnswer(["x"])), new Dictionary<string, string?> { ["Melious:Limits:MaxBodyBytes"] = "4096" });
         var big = Scenario.Body(prompt: new string('a', 10_000));
         await ErrorAssert.IsErrorAsync(await s.PostAsync(big), HttpStatusCode.RequestEntityTooLarge, "request_too_large");
 
@@ -71,7 +71,7 @@ public sealed class BadInputTests(AzuriteFixture azurite)
     [Fact]
     public async Task DefaultLimit_Is32MB()
     {
-        await using var s = await Scenario.StartAsync(azurite, Sse.TextAnswer(["x"]));
+        await using var s = await Scenario.StartAsync(target, Sse.TextAnswer(["x"]));
         var response = await s.PostAsync(Scenario.Body(prompt: new string('a', 33 * 1024 * 1024)));
         await ErrorAssert.IsErrorAsync(response, HttpStatusCode.RequestEntityTooLarge, "request_too_large");
     }
@@ -79,7 +79,7 @@ public sealed class BadInputTests(AzuriteFixture azurite)
     [Fact]
     public async Task DeepNesting_BeyondTheConfiguredDepth_Gets400()
     {
-        await using var s = await Scenario.StartAsync(azurite, (_, c) => Sse.WriteAsync(c, Sse.TextAnswer(["x"])), new Dictionary<string, string?> { ["Melious:Limits:MaxJsonDepth"] = "16" });
+        await using var s = await Scenario.StartAsync(target, (_, c) => Sse.WriteAsync(c, Sse.TextAnswer(["x"])), new Dictionary<string, string?> { ["Melious:Limits:MaxJsonDepth"] = "16" });
         var nested = string.Concat(Enumerable.Repeat("{\"a\":", 40)) + "1" + new string('}', 40);
         var body = """{"model":"m","max_tokens":10,"metadata":""" + nested + ""","messages":[{"role":"user","content":"hi"}]}""";
         await ErrorAssert.IsErrorAsync(await s.PostAsync(body), HttpStatusCode.BadRequest, "invalid_request_error");
@@ -88,7 +88,7 @@ public sealed class BadInputTests(AzuriteFixture azurite)
     [Fact]
     public async Task TooManyMessages_BeyondTheConfiguredLimit_Gets400()
     {
-        await using var s = await Scenario.StartAsync(azurite, (_, c) => Sse.WriteAsync(c, Sse.TextAnswer(["x"])), new Dictionary<string, string?> { ["Melious:Limits:MaxMessages"] = "10" });
+        await using var s = await Scenario.StartAsync(target, (_, c) => Sse.WriteAsync(c, Sse.TextAnswer(["x"])), new Dictionary<string, string?> { ["Melious:Limits:MaxMessages"] = "10" });
         var body = Scenario.Body();
         var messages = body["messages"]!.AsArray();
         for (var i = 0; i < 20; i++)
@@ -102,7 +102,7 @@ public sealed class BadInputTests(AzuriteFixture azurite)
     [Fact]
     public async Task UnknownFieldsAndBlockTypes_AreTolerated()
     {
-        await using var s = await Scenario.StartAsync(azurite, Sse.TextAnswer(["ok"]));
+        await using var s = await Scenario.StartAsync(target, Sse.TextAnswer(["ok"]));
         var body = """
             {"model":"claude-opus-4-8","max_tokens":64000,"stream":false,"container":"x","context_management":{"edits":[{"type":"clear_thinking_20251015","keep":"all"}]},
              "output_config":{"effort":"high"},"thinking":{"type":"adaptive","display":"omitted"},"service_tier":"auto","inference_geo":"eu","brand_new_field":{"a":[1,2]},
@@ -118,7 +118,7 @@ public sealed class BadInputTests(AzuriteFixture azurite)
     [Fact]
     public async Task EnormousMaxTokens_IsClampedNotRejected()
     {
-        await using var s = await Scenario.StartAsync(azurite, Sse.TextAnswer(["ok"]));
+        await using var s = await Scenario.StartAsync(target, Sse.TextAnswer(["ok"]));
         var response = await s.PostAsync(Scenario.Body(maxTokens: int.MaxValue));
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.Equal(32_768, s.Upstream.Last.Json.GetProperty("max_tokens").GetInt64());
@@ -127,10 +127,17 @@ public sealed class BadInputTests(AzuriteFixture azurite)
     [Fact]
     public async Task MaxTokensZero_IsAnsweredLocally()
     {
-        await using var s = await Scenario.StartAsync(azurite, Sse.TextAnswer(["ok"]));
+        await using var s = await Scenario.StartAsync(target, Sse.TextAnswer(["ok"]));
         var json = await s.JsonAsync(await s.PostAsync(Scenario.Body(maxTokens: 0)));
         Assert.Equal("max_tokens", json.GetProperty("stop_reason").GetString());
         Assert.Equal(0, json.GetProperty("content").GetArrayLength());
         Assert.Empty(s.Upstream.Requests);
     }
 }
+
+/// <summary>The tests of <see cref="BadInputTests"/> against the self-host.</summary>
+public sealed class BadInputTestsOnSelfHost(AzuriteFixture azurite) : BadInputTests(azurite);
+
+/// <summary>The tests of <see cref="BadInputTests"/> against the Functions app under the real Functions host.</summary>
+[Collection(FunctionsHostCollection.Name)]
+public sealed class BadInputTestsOnFunctionsHost(FunctionsHostFixture host) : BadInputTests(host);

@@ -5,7 +5,7 @@ using Melious.Gateway.FunctionalTests.Infrastructure;
 
 namespace Melious.Gateway.FunctionalTests.Http;
 
-public sealed class EndpointTests(AzuriteFixture azurite)
+public abstract class EndpointTests(IGatewayTarget target)
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
@@ -14,7 +14,7 @@ public sealed class EndpointTests(AzuriteFixture azurite)
     [InlineData("GET")]
     public async Task Root_Answers200_ForClaudeCodePreconnect(string method)
     {
-        await using var s = await Scenario.StartAsync(azurite, Sse.TextAnswer(["x"]));
+        await using var s = await Scenario.StartAsync(target, Sse.TextAnswer(["x"]));
         using var anonymous = new HttpClient { BaseAddress = new Uri(s.Gateway.BaseUrl) };
         var response = await anonymous.SendAsync(new HttpRequestMessage(new HttpMethod(method), "/"), Ct);
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
@@ -24,7 +24,7 @@ public sealed class EndpointTests(AzuriteFixture azurite)
     [Fact]
     public async Task DoubledV1_Gets404_ThatExplainsTheBaseUrl()
     {
-        await using var s = await Scenario.StartAsync(azurite, Sse.TextAnswer(["x"]));
+        await using var s = await Scenario.StartAsync(target, Sse.TextAnswer(["x"]));
         var response = await s.PostAsync(Scenario.Body(), "/v1/v1/messages?beta=true");
         await ErrorAssert.IsErrorAsync(response, HttpStatusCode.NotFound, "not_found_error", "must not end in /v1");
         Assert.Empty(s.Upstream.Requests);
@@ -33,7 +33,7 @@ public sealed class EndpointTests(AzuriteFixture azurite)
     [Fact]
     public async Task UnknownRoute_Gets404_AndWrongMethod_Gets405()
     {
-        await using var s = await Scenario.StartAsync(azurite, Sse.TextAnswer(["x"]));
+        await using var s = await Scenario.StartAsync(target, Sse.TextAnswer(["x"]));
         await ErrorAssert.IsErrorAsync(await s.Client.GetAsync("/v1/complete", Ct), HttpStatusCode.NotFound, "not_found_error");
         var wrongMethod = await s.Client.GetAsync("/v1/messages", Ct);
         await ErrorAssert.IsErrorAsync(wrongMethod, HttpStatusCode.MethodNotAllowed, "invalid_request_error", "POST");
@@ -44,7 +44,7 @@ public sealed class EndpointTests(AzuriteFixture azurite)
     [Fact]
     public async Task Telemetry_IsAcceptedQuietly()
     {
-        await using var s = await Scenario.StartAsync(azurite, Sse.TextAnswer(["x"]));
+        await using var s = await Scenario.StartAsync(target, Sse.TextAnswer(["x"]));
         var response = await s.Client.PostAsync("/api/event_logging/batch", new StringContent("{}", Encoding.UTF8, "application/json"), Ct);
         Assert.Equal(HttpStatusCode.NoContent, response.StatusCode);
     }
@@ -52,7 +52,7 @@ public sealed class EndpointTests(AzuriteFixture azurite)
     [Fact]
     public async Task CountTokens_IsLocal_AndCountsSystemAndTools()
     {
-        await using var s = await Scenario.StartAsync(azurite, Sse.TextAnswer(["x"]));
+        await using var s = await Scenario.StartAsync(target, Sse.TextAnswer(["x"]));
         var bare = Scenario.Body();
         var rich = Scenario.Body();
         rich["system"] = "You are a meticulous assistant. " + string.Concat(Enumerable.Repeat("Follow the house style. ", 50));
@@ -72,7 +72,7 @@ public sealed class EndpointTests(AzuriteFixture azurite)
     [Fact]
     public async Task CountTokens_RequiresAuth_AndValidates()
     {
-        await using var s = await Scenario.StartAsync(azurite, Sse.TextAnswer(["x"]));
+        await using var s = await Scenario.StartAsync(target, Sse.TextAnswer(["x"]));
         using var anonymous = new HttpClient { BaseAddress = new Uri(s.Gateway.BaseUrl) };
         var unauthenticated = await anonymous.PostAsync("/v1/messages/count_tokens", new StringContent(Scenario.Body().ToJsonString(), Encoding.UTF8, "application/json"), Ct);
         await ErrorAssert.IsErrorAsync(unauthenticated, HttpStatusCode.Unauthorized, "authentication_error");
@@ -82,7 +82,7 @@ public sealed class EndpointTests(AzuriteFixture azurite)
     [Fact]
     public async Task Models_ListsClaudeTierIdsFirst_InAnthropicShape()
     {
-        await using var s = await Scenario.StartAsync(azurite, Sse.TextAnswer(["x"]));
+        await using var s = await Scenario.StartAsync(target, Sse.TextAnswer(["x"]));
         var json = await s.JsonAsync(await s.Client.GetAsync("/v1/models?limit=1000", Ct));
         var ids = json.GetProperty("data").EnumerateArray().Select(m => m.GetProperty("id").GetString()).ToList();
         Assert.Equal(["claude-opus", "claude-sonnet", "claude-haiku"], ids.Take(3));
@@ -99,7 +99,7 @@ public sealed class EndpointTests(AzuriteFixture azurite)
     [Fact]
     public async Task Models_IncludeMeta_AndPagination()
     {
-        await using var s = await Scenario.StartAsync(azurite, Sse.TextAnswer(["x"]));
+        await using var s = await Scenario.StartAsync(target, Sse.TextAnswer(["x"]));
         var json = await s.JsonAsync(await s.Client.GetAsync("/v1/models?include_meta=true&limit=2", Ct));
         Assert.Equal(2, json.GetProperty("data").GetArrayLength());
         Assert.True(json.GetProperty("has_more").GetBoolean());
@@ -117,7 +117,7 @@ public sealed class EndpointTests(AzuriteFixture azurite)
     [Fact]
     public async Task ModelById_KnownTierAndUnknown()
     {
-        await using var s = await Scenario.StartAsync(azurite, Sse.TextAnswer(["x"]));
+        await using var s = await Scenario.StartAsync(target, Sse.TextAnswer(["x"]));
         var known = await s.JsonAsync(await s.Client.GetAsync("/v1/models/claude-opus", Ct));
         Assert.Equal("claude-opus", known.GetProperty("id").GetString());
         var dated = await s.Client.GetAsync("/v1/models/claude-sonnet-4-5-20250929", Ct);
@@ -128,7 +128,7 @@ public sealed class EndpointTests(AzuriteFixture azurite)
     [Fact]
     public async Task EveryResponse_CarriesARequestId()
     {
-        await using var s = await Scenario.StartAsync(azurite, Sse.TextAnswer(["x"]));
+        await using var s = await Scenario.StartAsync(target, Sse.TextAnswer(["x"]));
         var ok = await s.PostAsync(Scenario.Body());
         var bad = await s.PostAsync("{");
         var stream = await s.PostAsync(Scenario.Body(stream: true));
@@ -140,3 +140,10 @@ public sealed class EndpointTests(AzuriteFixture azurite)
 
     private static System.Text.Json.Nodes.JsonNode JsonNode(string json) => System.Text.Json.Nodes.JsonNode.Parse(json)!;
 }
+
+/// <summary>The tests of <see cref="EndpointTests"/> against the self-host.</summary>
+public sealed class EndpointTestsOnSelfHost(AzuriteFixture azurite) : EndpointTests(azurite);
+
+/// <summary>The tests of <see cref="EndpointTests"/> against the Functions app under the real Functions host.</summary>
+[Collection(FunctionsHostCollection.Name)]
+public sealed class EndpointTestsOnFunctionsHost(FunctionsHostFixture host) : EndpointTests(host);

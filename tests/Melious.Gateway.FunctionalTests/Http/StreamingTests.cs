@@ -6,7 +6,7 @@ using Microsoft.AspNetCore.Http;
 namespace Melious.Gateway.FunctionalTests.Http;
 
 /// <summary>Streaming and non-streaming responses over real HTTP, with scripted upstreams replaying SSE.</summary>
-public sealed class StreamingTests(AzuriteFixture azurite)
+public abstract class StreamingTests(IGatewayTarget target)
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
@@ -25,7 +25,7 @@ public sealed class StreamingTests(AzuriteFixture azurite)
     [Fact]
     public async Task Stream_FollowsTheGrammar_KeepsTheModel_AndEndsWithUsageAndCosts()
     {
-        await using var s = await Scenario.StartAsync(azurite, ToolAnswer);
+        await using var s = await Scenario.StartAsync(target, ToolAnswer);
         var response = await s.PostAsync(Scenario.Body(stream: true));
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.StartsWith("text/event-stream", response.Content.Headers.ContentType!.ToString(), StringComparison.Ordinal);
@@ -60,7 +60,7 @@ public sealed class StreamingTests(AzuriteFixture azurite)
     [Fact]
     public async Task NonStream_HasTheSameBlocks_AndUsage()
     {
-        await using var s = await Scenario.StartAsync(azurite, ToolAnswer);
+        await using var s = await Scenario.StartAsync(target, ToolAnswer);
         var response = await s.PostAsync(Scenario.Body());
         Assert.Equal("application/json", response.Content.Headers.ContentType!.MediaType);
         var json = await s.JsonAsync(response);
@@ -82,7 +82,7 @@ public sealed class StreamingTests(AzuriteFixture azurite)
     [Fact]
     public async Task StreamingIsDecidedByTheBody_NotTheAcceptHeader()
     {
-        await using var s = await Scenario.StartAsync(azurite, Sse.TextAnswer(["a", "b"]));
+        await using var s = await Scenario.StartAsync(target, Sse.TextAnswer(["a", "b"]));
         var streamed = new HttpRequestMessage(HttpMethod.Post, "/v1/messages?beta=true") { Content = new StringContent(Scenario.Body(stream: true).ToJsonString(), Encoding.UTF8, "application/json") };
         streamed.Headers.Accept.ParseAdd("application/json");
         var a = await s.Client.SendAsync(streamed, Ct);
@@ -99,7 +99,7 @@ public sealed class StreamingTests(AzuriteFixture azurite)
     public async Task Stream_IsIncremental_NotBuffered()
     {
         var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        await using var s = await Scenario.StartAsync(azurite, async (_, context) =>
+        await using var s = await Scenario.StartAsync(target, async (_, context) =>
         {
             await Sse.WriteAsync(context, [Sse.Role(), Sse.Content("first")], done: false);
             await gate.Task.WaitAsync(TimeSpan.FromSeconds(20), context.RequestAborted);
@@ -125,7 +125,7 @@ public sealed class StreamingTests(AzuriteFixture azurite)
     [Fact]
     public async Task SilentUpstream_GetsPings_ThenTheStreamContinues()
     {
-        await using var s = await Scenario.StartAsync(azurite, async (_, context) =>
+        await using var s = await Scenario.StartAsync(target, async (_, context) =>
         {
             // Headers go out at once (as vLLM's do); then the server is silent during a long prefill.
             context.Response.ContentType = "text/event-stream";
@@ -144,7 +144,7 @@ public sealed class StreamingTests(AzuriteFixture azurite)
     [Fact]
     public async Task UpstreamSilentPastIdleTimeout_PingsThenErrorEvent()
     {
-        await using var s = await Scenario.StartAsync(azurite, async (_, context) =>
+        await using var s = await Scenario.StartAsync(target, async (_, context) =>
         {
             await Sse.WriteAsync(context, [Sse.Role(), Sse.Content("part")], done: false);
             await Task.Delay(TimeSpan.FromSeconds(30), context.RequestAborted);
@@ -160,7 +160,7 @@ public sealed class StreamingTests(AzuriteFixture azurite)
     [Fact]
     public async Task UpstreamSilentPastIdleTimeout_NonStreaming_Is504NotAPartialMessage()
     {
-        await using var s = await Scenario.StartAsync(azurite, async (_, context) =>
+        await using var s = await Scenario.StartAsync(target, async (_, context) =>
         {
             await Sse.WriteAsync(context, [Sse.Role(), Sse.Content("part")], done: false);
             await Task.Delay(TimeSpan.FromSeconds(30), context.RequestAborted);
@@ -176,7 +176,7 @@ public sealed class StreamingTests(AzuriteFixture azurite)
     [Fact]
     public async Task MidStreamErrorChunk_BecomesAnErrorEvent()
     {
-        await using var s = await Scenario.StartAsync(azurite, Sse.Role(), Sse.Content("par"), """{"error":{"message":"CUDA out of memory","type":"InternalServerError","code":500}}""");
+        await using var s = await Scenario.StartAsync(target, Sse.Role(), Sse.Content("par"), """{"error":{"message":"CUDA out of memory","type":"InternalServerError","code":500}}""");
         var events = await SseEvents.ReadAllAsync(await s.PostAsync(Scenario.Body(stream: true)), Ct);
         SseEvents.AssertGrammar(events, expectError: true);
         var error = events[^1].Data.GetProperty("error");
@@ -187,7 +187,7 @@ public sealed class StreamingTests(AzuriteFixture azurite)
     [Fact]
     public async Task DroppedConnection_WithoutDone_IsAnErrorNotEndTurn()
     {
-        await using var s = await Scenario.StartAsync(azurite, async (_, context) =>
+        await using var s = await Scenario.StartAsync(target, async (_, context) =>
         {
             await Sse.WriteAsync(context, [Sse.Role(), Sse.Content("half an ans")], done: false);
             await Task.Delay(200, context.RequestAborted);
@@ -201,7 +201,7 @@ public sealed class StreamingTests(AzuriteFixture azurite)
     [Fact]
     public async Task CleanEofWithoutDoneOrFinish_IsAnError()
     {
-        await using var s = await Scenario.StartAsync(azurite, (_, context) => Sse.WriteAsync(context, [Sse.Role(), Sse.Content("cut")], done: false));
+        await using var s = await Scenario.StartAsync(target, (_, context) => Sse.WriteAsync(context, [Sse.Role(), Sse.Content("cut")], done: false));
         var events = await SseEvents.ReadAllAsync(await s.PostAsync(Scenario.Body(stream: true)), Ct);
         SseEvents.AssertGrammar(events, expectError: true);
         Assert.Contains("ended unexpectedly", events[^1].Data.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
@@ -210,7 +210,7 @@ public sealed class StreamingTests(AzuriteFixture azurite)
     [Fact]
     public async Task InvalidJsonChunk_IsReported()
     {
-        await using var s = await Scenario.StartAsync(azurite, Sse.Role(), Sse.Content("ok"), "{not json", Sse.Finish("stop"));
+        await using var s = await Scenario.StartAsync(target, Sse.Role(), Sse.Content("ok"), "{not json", Sse.Finish("stop"));
         var events = await SseEvents.ReadAllAsync(await s.PostAsync(Scenario.Body(stream: true)), Ct);
         SseEvents.AssertGrammar(events, expectError: true);
         Assert.Contains("not valid JSON", events[^1].Data.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
@@ -219,7 +219,7 @@ public sealed class StreamingTests(AzuriteFixture azurite)
     [Fact]
     public async Task NonStream_UpstreamFailureMidResponse_IsAnErrorStatus()
     {
-        await using var s = await Scenario.StartAsync(azurite, Sse.Role(), Sse.Content("par"), """{"error":{"message":"overloaded","code":503}}""");
+        await using var s = await Scenario.StartAsync(target, Sse.Role(), Sse.Content("par"), """{"error":{"message":"overloaded","code":503}}""");
         var response = await s.PostAsync(Scenario.Body());
         await ErrorAssert.IsErrorAsync(response, (HttpStatusCode)529, "overloaded_error");
     }
@@ -228,7 +228,7 @@ public sealed class StreamingTests(AzuriteFixture azurite)
     public async Task ClientDisconnect_AbortsTheUpstreamPromptly()
     {
         var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        await using var s = await Scenario.StartAsync(azurite, async (_, context) =>
+        await using var s = await Scenario.StartAsync(target, async (_, context) =>
         {
             context.Response.ContentType = "text/event-stream";
             await context.Response.WriteAsync($"data: {Sse.Role()}\n\n", context.RequestAborted);
@@ -261,3 +261,10 @@ public sealed class StreamingTests(AzuriteFixture azurite)
         Assert.True(abortedAt - cancelledAt < TimeSpan.FromSeconds(1), $"upstream aborted after {(abortedAt - cancelledAt).TotalMilliseconds:0} ms");
     }
 }
+
+/// <summary>The tests of <see cref="StreamingTests"/> against the self-host.</summary>
+public sealed class StreamingTestsOnSelfHost(AzuriteFixture azurite) : StreamingTests(azurite);
+
+/// <summary>The tests of <see cref="StreamingTests"/> against the Functions app under the real Functions host.</summary>
+[Collection(FunctionsHostCollection.Name)]
+public sealed class StreamingTestsOnFunctionsHost(FunctionsHostFixture host) : StreamingTests(host);

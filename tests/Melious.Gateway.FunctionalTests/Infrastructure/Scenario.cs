@@ -9,8 +9,11 @@ namespace Melious.Gateway.FunctionalTests.Infrastructure;
 /// <summary>A scripted upstream, a gateway in front of it, and an API key: the unit of most functional tests.</summary>
 public sealed class Scenario : IAsyncDisposable
 {
-    private Scenario(ScriptedUpstream upstream, TestGateway gateway, string key)
+    private readonly bool _owned;
+
+    private Scenario(ScriptedUpstream upstream, TestGateway gateway, string key, bool owned)
     {
+        _owned = owned;
         Upstream = upstream;
         Gateway = gateway;
         Key = key;
@@ -25,21 +28,15 @@ public sealed class Scenario : IAsyncDisposable
 
     public HttpClient Client { get; }
 
-    public static Task<Scenario> StartAsync(AzuriteFixture azurite, params string[] openAIData) =>
-        StartAsync(azurite, (_, context) => Sse.WriteAsync(context, openAIData));
+    public static Task<Scenario> StartAsync(IGatewayTarget target, params string[] openAIData) =>
+        StartAsync(target, (_, context) => Sse.WriteAsync(context, openAIData));
 
-    public static async Task<Scenario> StartAsync(AzuriteFixture azurite, Func<UpstreamRequest, HttpContext, Task> handler, IDictionary<string, string?>? settings = null, bool anthropicUpstream = false)
+    /// <summary>A scenario on the self-host (<see cref="AzuriteFixture"/>) or on the shared Functions host (<see cref="FunctionsHostFixture"/>).</summary>
+    public static async Task<Scenario> StartAsync(IGatewayTarget target, Func<UpstreamRequest, HttpContext, Task> handler, IDictionary<string, string?>? settings = null, bool anthropicUpstream = false)
     {
-        var upstream = await ScriptedUpstream.StartAsync(handler);
-        var all = new Dictionary<string, string?>(settings ?? new Dictionary<string, string?>());
-        if (anthropicUpstream)
-        {
-            all.TryAdd("Melious:Upstream:Protocol", "anthropic");
-        }
-
-        var gateway = await TestGateway.StartAsync(azurite.ConnectionString, anthropicUpstream ? upstream.BaseUrl : upstream.OpenAIBaseUrl, all);
+        var (upstream, gateway, owned) = await target.StartAsync(handler, settings, anthropicUpstream);
         var key = await gateway.CreateKeyAsync();
-        return new Scenario(upstream, gateway, key);
+        return new Scenario(upstream, gateway, key, owned);
     }
 
     public static JsonObject Body(string model = "claude-sonnet-4-5-20250929", bool stream = false, string prompt = "hi", int maxTokens = 200)
@@ -98,6 +95,9 @@ public sealed class Scenario : IAsyncDisposable
     {
         Client.Dispose();
         await Gateway.DisposeAsync();
-        await Upstream.DisposeAsync();
+        if (_owned)
+        {
+            await Upstream.DisposeAsync();
+        }
     }
 }

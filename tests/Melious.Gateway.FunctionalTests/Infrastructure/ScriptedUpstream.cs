@@ -68,6 +68,8 @@ public sealed class ScriptedUpstream : IAsyncDisposable
     /// <summary>How long a handler that saw its connection fail waits for Kestrel's RequestAborted before it ends.</summary>
     private static readonly TimeSpan AbortGrace = TimeSpan.FromSeconds(10);
 
+    private Func<UpstreamRequest, HttpContext, Task> _handler = (_, _) => Task.CompletedTask;
+
     private ScriptedUpstream(WebApplication app) => _app = app;
 
     public ConcurrentQueue<UpstreamRequest> Requests { get; } = new();
@@ -85,7 +87,7 @@ public sealed class ScriptedUpstream : IAsyncDisposable
         builder.Logging.ClearProviders();
         builder.WebHost.UseKestrel(k => k.Listen(IPAddress.Loopback, 0));
         var app = builder.Build();
-        var upstream = new ScriptedUpstream(app);
+        var upstream = new ScriptedUpstream(app) { _handler = handler };
         app.Run(async context =>
         {
             using var body = new MemoryStream();
@@ -103,7 +105,7 @@ public sealed class ScriptedUpstream : IAsyncDisposable
             var registration = aborted.Register(static state => ((UpstreamRequest)state!).MarkAborted(DateTime.UtcNow, "RequestAborted"), request);
             try
             {
-                await handler(request, context);
+                await upstream._handler(request, context);
             }
             catch (Exception ex) when (ex is OperationCanceledException or IOException || aborted.IsCancellationRequested)
             {
@@ -142,6 +144,13 @@ public sealed class ScriptedUpstream : IAsyncDisposable
         StartAsync((_, context) => Sse.WriteAsync(context, dataLines));
 
     public UpstreamRequest Last => Requests.Last();
+
+    /// <summary>A new script for the requests to come, and the requests seen so far forgotten (a shared upstream between tests).</summary>
+    public void Rescript(Func<UpstreamRequest, HttpContext, Task> handler)
+    {
+        _handler = handler;
+        Requests.Clear();
+    }
 
     public async ValueTask DisposeAsync()
     {

@@ -15,20 +15,27 @@ using Microsoft.Extensions.Logging;
 namespace Melious.Gateway.FunctionalTests.Infrastructure;
 
 /// <summary>
-/// The self-host (<see cref="SelfHostApp"/>, exactly what Program.cs runs) on a real Kestrel loopback port, with its
-/// storage isolated by a table prefix and queue names of its own, and every log line captured.
+/// The gateway under test. <see cref="StartAsync"/>: the self-host (<see cref="SelfHostApp"/>, exactly what Program.cs
+/// runs) on a real Kestrel loopback port, with its storage isolated by a table prefix and queue names of its own, and
+/// every log line captured. <see cref="OnFunctionsHost"/>: the Functions app under the real Functions host, shared by
+/// the run (<see cref="FunctionsHostFixture"/>); its <see cref="Services"/> are storage-side only and its
+/// <see cref="Logs"/> are the host's and worker's output lines printed while this gateway was in use.
 /// </summary>
 public sealed class TestGateway : IAsyncDisposable
 {
-    private readonly WebApplication _app;
+    private readonly WebApplication? _app;
+    private readonly FunctionsHostFixture? _functions;
 
-    private TestGateway(WebApplication app, string prefix, CapturingLoggerProvider logs, string spool)
+    private TestGateway(WebApplication? app, string prefix, CapturingLoggerProvider logs, string spool, FunctionsHostFixture? functions = null)
     {
         _app = app;
+        _functions = functions;
         Prefix = prefix;
         Logs = logs;
         SpoolDirectory = spool;
     }
+
+    public HostKind Kind => _functions is null ? HostKind.SelfHost : HostKind.FunctionsHost;
 
     public string Prefix { get; }
 
@@ -38,9 +45,9 @@ public sealed class TestGateway : IAsyncDisposable
 
     public string BaseUrl { get; private set; } = "";
 
-    public IServiceProvider Services => _app.Services;
+    public IServiceProvider Services => _app?.Services ?? _functions!.Services;
 
-    public string QueueName => Prefix + "-usage";
+    public string QueueName => _functions is null ? Prefix + "-usage" : Melious.Functions.UsageQueue.Name;
 
     public QueueUsagePublisher Publisher => Services.GetRequiredService<QueueUsagePublisher>();
 
@@ -83,6 +90,15 @@ public sealed class TestGateway : IAsyncDisposable
         return gateway;
     }
 
+    /// <summary>The shared Functions host as a gateway (see the class summary); disposing it leaves the host running.</summary>
+    public static TestGateway OnFunctionsHost(FunctionsHostFixture functions)
+    {
+        functions.EnsureRunning();
+        var logs = new CapturingLoggerProvider();
+        functions.Tap = logs;
+        return new TestGateway(null, functions.Prefix, logs, "", functions) { BaseUrl = functions.BaseUrl };
+    }
+
     public async Task<string> CreateKeyAsync(string account = "acme", string name = "test", KeyLimits? limits = null)
     {
         var (key, _) = await Services.GetRequiredService<ApiKeyStore>().CreateAsync(account, name, limits, CancellationToken.None);
@@ -112,6 +128,16 @@ public sealed class TestGateway : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        if (_app is null)
+        {
+            if (_functions!.Tap == Logs)
+            {
+                _functions.Tap = null;
+            }
+
+            return;
+        }
+
         await _app.StopAsync();
         await _app.DisposeAsync();
         if (Directory.Exists(SpoolDirectory))

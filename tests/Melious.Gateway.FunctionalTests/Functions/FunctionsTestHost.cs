@@ -1,9 +1,10 @@
+using Melious.Functions;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
-namespace Melious.Functions.Tests.Infrastructure;
+namespace Melious.Gateway.FunctionalTests.Functions;
 
 /// <summary>
 /// The worker's service graph without the Functions runtime: a generic host with the same two registrations

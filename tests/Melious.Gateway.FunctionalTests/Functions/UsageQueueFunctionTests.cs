@@ -1,13 +1,14 @@
 using System.Diagnostics;
 using System.Text.Json;
-using Melious.Functions.Tests.Infrastructure;
+using Melious.Functions;
+using Melious.Gateway.FunctionalTests.Infrastructure;
 using Melious.Gateway;
 using Melious.Gateway.Storage;
 using Melious.Gateway.Usage;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
-namespace Melious.Functions.Tests;
+namespace Melious.Gateway.FunctionalTests.Functions;
 
 /// <summary>
 /// The queue function's failure handling: a message that can never be written fails at once (the runtime poisons
@@ -59,7 +60,7 @@ public sealed class UsageQueueFunctionTests : IDisposable
     private static StorageClients DeadStorage()
     {
         var port = Ports.Free();
-        return new StorageClients(new StorageOptions { ConnectionString = AzuriteFixture.ConnectionStringFor(port, port, port) });
+        return new StorageClients(new StorageOptions { ConnectionString = AzuriteProcess.ConnectionStringFor(port, port, port) });
     }
 
     private static string ValidMessage(string requestId) =>

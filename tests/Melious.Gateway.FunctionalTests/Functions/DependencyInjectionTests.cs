@@ -1,5 +1,6 @@
 using System.Reflection;
-using Melious.Functions.Tests.Infrastructure;
+using Melious.Functions;
+using Melious.Gateway.FunctionalTests.Infrastructure;
 using Melious.Gateway.Endpoints;
 using Melious.Gateway.Usage;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
@@ -8,7 +9,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
-namespace Melious.Functions.Tests;
+namespace Melious.Gateway.FunctionalTests.Functions;
 
 /// <summary>The worker's service graph: every function class can be created the way the worker creates it.</summary>
 public sealed class DependencyInjectionTests

@@ -2,7 +2,7 @@ using System.Globalization;
 using Microsoft.Azure.Functions.Worker;
 using Moq;
 
-namespace Melious.Functions.Tests.Infrastructure;
+namespace Melious.Gateway.FunctionalTests.Functions;
 
 /// <summary>The parts of a queue trigger invocation the usage function reads: its binding data.</summary>
 internal static class QueueTrigger

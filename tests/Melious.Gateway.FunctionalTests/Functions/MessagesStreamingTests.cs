@@ -1,6 +1,7 @@
 using Azure.Data.Tables;
 using Azure.Storage.Queues;
-using Melious.Functions.Tests.Infrastructure;
+using Melious.Functions;
+using Melious.Gateway.FunctionalTests.Infrastructure;
 using Melious.Gateway.Auth;
 using Melious.Gateway.Storage;
 using Melious.Gateway.Usage;
@@ -8,28 +9,32 @@ using Microsoft.AspNetCore.Mvc;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 
-namespace Melious.Functions.Tests;
+namespace Melious.Gateway.FunctionalTests.Functions;
 
 /// <summary>
 /// The path a Claude Code request takes through the Functions app, minus the host's proxy: an Anthropic stream
 /// through <see cref="MessagesFunction"/> (scripted OpenAI upstream), then its usage event through the queue and
 /// <see cref="UsageQueueFunction"/> into the billing table (real Azurite).
 /// </summary>
-public sealed class MessagesStreamingTests(AzuriteFixture azurite) : IClassFixture<AzuriteFixture>
+public sealed class MessagesStreamingTests
 {
     [Fact]
     public async Task StreamingMessage_IsServedByTheFunction_AndItsUsageIsWrittenByTheQueueFunction()
     {
         var cancellationToken = TestContext.Current.CancellationToken;
-        await using var upstream = await OpenAIUpstream.StartAsync(OpenAIUpstream.TextAnswer("Hel", "lo"));
+        await using var upstream = await ScriptedUpstream.OpenAIAsync(Sse.TextAnswer(["Hel", "lo"], prompt: 12));
         var prefix = AzuriteFixture.NewPrefix();
-        var queueName = UsageQueue.Name; // the trigger's literal name; this class has an Azurite of its own
+
+        // The trigger's literal queue name, which no other test may read: so an Azurite of this test's own.
+        await using var azurite = new AzuriteProcess();
+        await azurite.StartAsync();
+        var queueName = UsageQueue.Name;
         using var host = await FunctionsTestHost.StartAsync(new Dictionary<string, string?>
         {
             ["Melious:Storage:ConnectionString"] = azurite.ConnectionString,
             ["Melious:Storage:TablePrefix"] = prefix,
             ["Melious:Usage:RunConsumer"] = "false",
-            ["Melious:Upstream:BaseUrl"] = upstream.BaseUrl,
+            ["Melious:Upstream:BaseUrl"] = upstream.OpenAIBaseUrl,
             ["Melious:Models:Main"] = "main-model",
             ["Melious:Models:Secondary"] = "secondary-model",
             ["Melious:Models:Lightweight"] = "light-model",
@@ -56,7 +61,7 @@ public sealed class MessagesStreamingTests(AzuriteFixture azurite) : IClassFixtu
             Assert.Contains("content_block_delta", events);
             Assert.Contains("\"model\":\"claude-sonnet-4-5\"", sse);
             Assert.Contains("Hel", sse);
-            Assert.Equal("secondary-model", upstream.Requests.Single().GetProperty("model").GetString());
+            Assert.Equal("secondary-model", upstream.Requests.Single().Json.GetProperty("model").GetString());
 
             // The usage event the stream produced, as the queue trigger would receive it (Base64-decoded text).
             var requestId = http.Response.Headers["request-id"].ToString();

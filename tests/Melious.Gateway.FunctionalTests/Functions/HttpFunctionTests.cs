@@ -1,11 +1,12 @@
 using System.Text.Json;
-using Melious.Functions.Tests.Infrastructure;
+using Melious.Functions;
+using Melious.Gateway.FunctionalTests.Infrastructure;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 
-namespace Melious.Functions.Tests;
+namespace Melious.Gateway.FunctionalTests.Functions;
 
 /// <summary>
 /// Each HTTP function hands the request to its core endpoint, which writes the whole response, and returns an

@@ -1,7 +1,7 @@
 using System.Text;
 using Microsoft.AspNetCore.Http;
 
-namespace Melious.Functions.Tests.Infrastructure;
+namespace Melious.Gateway.FunctionalTests.Functions;
 
 /// <summary>
 /// Requests as the worker hands them to a function: an ASP.NET Core <see cref="HttpContext"/>. The response body

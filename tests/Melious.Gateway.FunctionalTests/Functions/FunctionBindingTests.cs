@@ -1,10 +1,11 @@
 using System.Reflection;
 using System.Text.Json;
-using Melious.Functions.Tests.Infrastructure;
+using Melious.Functions;
+using Melious.Gateway.FunctionalTests.Infrastructure;
 using Melious.Gateway;
 using Microsoft.Azure.Functions.Worker;
 
-namespace Melious.Functions.Tests;
+namespace Melious.Gateway.FunctionalTests.Functions;
 
 /// <summary>
 /// The trigger attributes are the contract with the Functions host, which the tests cannot run here: check routes,
@@ -24,7 +25,7 @@ public sealed class FunctionBindingTests
         { "ModelsGet", "v1/models/{id}", ["get"] },
         { "Root", RootFunction.RootRoute, ["get", "head"] },
         { "TelemetryBatch", "api/event_logging/batch", ["post"] },
-        { "Fallback", "{*path}", ["get", "head", "post", "put", "patch", "delete", "options"] },
+        { FallbackFunction.Name, "{*path}", ["get", "head", "post", "put", "patch", "delete", "options"] },
     };
 
     [Theory]
@@ -63,14 +64,14 @@ public sealed class FunctionBindingTests
         Assert.Equal(trigger.QueueName, new UsageOptions().QueueName);
         Assert.Equal(trigger.QueueName + "-poison", new UsageOptions().PoisonQueueName);
 
-        using var settings = JsonDocument.Parse(File.ReadAllText(RepoPaths.File("local.settings.sample.json")));
+        using var settings = JsonDocument.Parse(File.ReadAllText(Path.Combine(RepoPaths.Root, "local.settings.sample.json")));
         Assert.Equal(trigger.QueueName, settings.RootElement.GetProperty("Values").GetProperty("Melious__Usage__QueueName").GetString());
     }
 
     [Fact]
     public void HostJson_RemovesTheRoutePrefixAndMatchesThePublisherEncoding()
     {
-        using var host = JsonDocument.Parse(File.ReadAllText(RepoPaths.File("host.json")));
+        using var host = JsonDocument.Parse(File.ReadAllText(Path.Combine(RepoPaths.Root, "host.json")));
         var extensions = host.RootElement.GetProperty("extensions");
 
         Assert.Equal("", extensions.GetProperty("http").GetProperty("routePrefix").GetString());

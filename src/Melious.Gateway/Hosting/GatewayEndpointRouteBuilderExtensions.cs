@@ -24,6 +24,8 @@ public static class GatewayEndpointRouteBuilderExtensions
         app.MapGet("/v1/organizations/usage_report/messages", (HttpContext http, UsageApiEndpoint usage) => usage.UsageReportAsync(http));
         app.MapGet("/v1/organizations/cost_report", (HttpContext http, UsageApiEndpoint usage) => usage.CostReportAsync(http));
         app.MapGet("/v1/usage/sessions", (HttpContext http, UsageApiEndpoint usage) => usage.SessionsAsync(http));
+        app.MapMethods("/dashboard", ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"], (HttpContext http, Melious.Gateway.Dashboard.DashboardEndpoint dashboard) => dashboard.DispatchAsync(http));
+        app.MapMethods("/dashboard/{**rest}", ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"], (HttpContext http, Melious.Gateway.Dashboard.DashboardEndpoint dashboard) => dashboard.DispatchAsync(http));
         app.MapGet("/v1/usage/sessions/{id}", (HttpContext http, string id, UsageApiEndpoint usage) => usage.SessionAsync(http, id));
 
         app.MapMethods("/v1/messages", OtherThanPost, (HttpContext http, RootEndpoint root) => root.MethodNotAllowedAsync(http, "POST"));

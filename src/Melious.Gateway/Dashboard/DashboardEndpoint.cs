@@ -277,7 +277,9 @@ public sealed partial class DashboardEndpoint(
         var origin = http.Request.Headers.Origin.ToString();
         if (origin.Length == 0 || origin == "null")
         {
-            return origin.Length == 0;
+            // No Origin (an old client), or an opaque one: trust the browser's own Fetch Metadata when it sends it.
+            var site = http.Request.Headers["Sec-Fetch-Site"].ToString();
+            return site.Length == 0 ? origin.Length == 0 : site == "same-origin";
         }
 
         return Uri.TryCreate(origin, UriKind.Absolute, out var uri)
@@ -301,7 +303,7 @@ public sealed partial class DashboardEndpoint(
         var headers = http.Response.Headers;
         headers.CacheControl = "no-store";
         headers["X-Content-Type-Options"] = "nosniff";
-        headers["Referrer-Policy"] = "no-referrer";
+        headers["Referrer-Policy"] = "same-origin";
         headers["X-Frame-Options"] = "DENY";
         headers.ContentSecurityPolicy = nonce is null
             ? "default-src 'none'; frame-ancestors 'none'"

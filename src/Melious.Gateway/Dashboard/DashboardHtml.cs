@@ -290,12 +290,12 @@ public static class DashboardHtml
             <head>
             <meta charset="utf-8">
             <meta name="viewport" content="width=device-width, initial-scale=1">
-            <meta name="referrer" content="no-referrer">
+            <meta name="referrer" content="same-origin">
             <title>{E(title)} · Melious usage</title>
             <link rel="icon" href="data:,">
             <style nonce="{nonce}">{Style}</style>
             </head>
-            <body>
+            <body data-rendered="{nonce}">
             <header><h1>Melious usage</h1><div>{who}</div></header>
             <main>
             {body}

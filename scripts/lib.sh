@@ -54,3 +54,17 @@ wait_for_port() {
 azurite_connection_string() {
   printf 'DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;BlobEndpoint=http://127.0.0.1:%s/devstoreaccount1;QueueEndpoint=http://127.0.0.1:%s/devstoreaccount1;TableEndpoint=http://127.0.0.1:%s/devstoreaccount1;' "$1" "$2" "$3"
 }
+
+# Installs Debian's chromium for the dashboard's browser tests when /usr/bin/chromium is missing (as root only;
+# otherwise says what to install). The tests drive it with Playwright through ExecutablePath, never a bundled browser.
+ensure_chromium() {
+  if [[ -x /usr/bin/chromium || -n "${MELIOUS_CHROMIUM:-}" ]]; then
+    return 0
+  fi
+  if [[ "$(id -u)" == "0" ]] && command -v apt-get >/dev/null; then
+    log "Installing chromium (apt-get install -y chromium) for the dashboard browser tests"
+    apt-get install -y chromium >&2 || { apt-get update >&2 && apt-get install -y chromium >&2; }
+  else
+    echo "chromium is missing: install it (sudo apt-get install -y chromium) or set MELIOUS_CHROMIUM; the dashboard browser tests need it" >&2
+  fi
+}

@@ -36,7 +36,7 @@ public static class DashboardHtml
         .swatch{display:inline-block;margin-right:4px}
         .error{background:#fde8e8;border-color:#f5b5b5;color:#7f1d1d} .empty{color:#555;font-style:italic}
         .login{max-width:420px;margin:60px auto} .login input[type=password]{width:100%;padding:6px;margin:8px 0;box-sizing:border-box}
-        .note{font-size:12px;color:#555}
+        .note{font-size:12px;color:#555} [hidden]{display:none!important}
         """;
 
     private const string Script = """

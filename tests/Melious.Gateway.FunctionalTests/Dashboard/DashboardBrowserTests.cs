@@ -127,6 +127,8 @@ public sealed class DashboardBrowserTests(AzuriteFixture azurite)
             await browser.Page.ScreenshotAsync(new() { Path = Path.Combine(RepoPaths.Root, "docs", "images", "dashboard.png"), FullPage = false });
         }
 
+        await browser.Page.ScreenshotAsync(new() { Path = Path.Combine(DashboardBrowser.ScreenshotDirectory, "admin-viewport.png"), FullPage = false });
+
         await browser.ShowRangeAsync("7d", account: "globex");
         await AssertTotalsAsync(browser, gateway, seed.Today.AddDays(-6), seed.Today, "globex");
         await browser.ShowRangeAsync("7d", account: "");

@@ -62,3 +62,17 @@ functions_host_dir() {
   [[ -x "$dir/run.sh" && -x "$dir/build.sh" ]] || return 1
   (cd "$dir" && pwd -P)
 }
+
+# Installs Debian's chromium for the dashboard's browser tests when /usr/bin/chromium is missing (as root only;
+# otherwise says what to install). The tests drive it with Playwright through ExecutablePath, never a bundled browser.
+ensure_chromium() {
+  if [[ -x /usr/bin/chromium || -n "${MELIOUS_CHROMIUM:-}" ]]; then
+    return 0
+  fi
+  if [[ "$(id -u)" == "0" ]] && command -v apt-get >/dev/null; then
+    log "Installing chromium (apt-get install -y chromium) for the dashboard browser tests"
+    apt-get install -y chromium >&2 || { apt-get update >&2 && apt-get install -y chromium >&2; }
+  else
+    echo "chromium is missing: install it (sudo apt-get install -y chromium) or set MELIOUS_CHROMIUM; the dashboard browser tests need it" >&2
+  fi
+}

@@ -12,6 +12,7 @@ rm -rf "$results"
 mkdir -p "$results"
 
 ensure_node_tools
+ensure_chromium
 
 if [[ -x scripts/check-infra.sh ]]; then
   log "Checking infra/ with the Bicep CLI (build + lint, warnings fail)"

@@ -19,8 +19,10 @@ internal static class KeysCommands
     {
         var account = new Option<string>("--account") { Description = "Account (tenant) the key bills to.", Required = true };
         var name = new Option<string>("--name") { Description = "A label for the key, e.g. the person or machine using it.", Required = true };
+        var role = new Option<string>("--role") { Description = "user (sees its own account's usage) or admin (sees every account's usage).", DefaultValueFactory = _ => KeyRoles.User };
+        role.AcceptOnlyFromAmong(KeyRoles.User, KeyRoles.Admin);
         var limits = new KeyLimitOptions(allowClear: false);
-        var command = new Command("create", "Create a key. The key is printed once, alone on the last line of stdout.") { account, name };
+        var command = new Command("create", "Create a key. The key is printed once, alone on the last line of stdout.") { account, name, role };
         limits.AddTo(command);
         command.SetAction(cli.Action(async (result, cancellationToken) =>
         {
@@ -28,8 +30,8 @@ internal static class KeysCommands
             var nameValue = CliValues.NonEmpty(result.GetValue(name), "--name");
             var keyLimits = limits.Read(result);
             await using var session = await cli.ConnectAsync(result, cancellationToken);
-            var (key, record) = await session.Keys.CreateAsync(accountValue, nameValue, keyLimits, cancellationToken);
-            cli.Out.WriteLine($"Created key {record.KeyId} \"{record.Name}\" for account {record.Account}: {DescribeLimits(record)}.");
+            var (key, record) = await session.Keys.CreateAsync(accountValue, nameValue, keyLimits, cancellationToken, result.GetRequiredValue(role));
+            cli.Out.WriteLine($"Created {record.Role} key {record.KeyId} \"{record.Name}\" for account {record.Account}: {DescribeLimits(record)}.");
             cli.Out.WriteLine("The key is shown only this once; store it now:");
             cli.Out.WriteLine(key);
             return ExitCodes.Success;
@@ -71,13 +73,14 @@ internal static class KeysCommands
                 return ExitCodes.Success;
             }
 
-            var table = new TextTable("KEY_ID", "ACCOUNT", "NAME", "STATUS", "CREATED", "RPM", "CONCURRENCY", "BUDGET", "MODELS").AlignRight(5, 6);
+            var table = new TextTable("KEY_ID", "ACCOUNT", "NAME", "ROLE", "STATUS", "CREATED", "RPM", "CONCURRENCY", "BUDGET", "MODELS").AlignRight(6, 7);
             foreach (var key in keys)
             {
                 table.Add(
                     key.KeyId,
                     key.Account,
                     key.Name,
+                    key.Role,
                     Status(key),
                     key.CreatedAt.UtcDateTime.ToString("yyyy-MM-dd HH:mm", CultureInfo.InvariantCulture),
                     key.RequestsPerMinute == 0 ? "-" : CliValues.Format(key.RequestsPerMinute),
@@ -174,6 +177,7 @@ internal static class KeysCommands
         json.WriteString("key_id", key.KeyId);
         json.WriteString("account", key.Account);
         json.WriteString("name", key.Name);
+        json.WriteString("role", key.Role);
         json.WriteBoolean("enabled", key.Enabled);
         json.WriteString("created_at", key.CreatedAt.ToUniversalTime());
         if (key.RevokedAt is { } revoked)

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using Melious.Gateway.Reporting;
 using Melious.Gateway.Usage;
 
 namespace Melious.Admin;
@@ -48,22 +49,10 @@ internal sealed class UsageReport
 
     public static UsageReport Build(DateOnly from, DateOnly to, string by, string? account, IEnumerable<(string Key, string Currency, UsageCounters Totals)> items)
     {
-        var groups = new Dictionary<(string Key, string Currency), UsageCounters>();
-        foreach (var (key, currency, totals) in items)
-        {
-            var id = (key, currency.ToUpperInvariant());
-            groups[id] = groups.TryGetValue(id, out var sum) ? sum + totals : totals;
-        }
-
-        var rows = groups
-            .Select(g => new UsageReportLine(g.Key.Key, g.Key.Currency, g.Value))
-            .OrderBy(r => r.Key, StringComparer.Ordinal)
-            .ThenBy(r => r.Currency, StringComparer.Ordinal)
-            .ToList();
-        var totalsByCurrency = rows
-            .GroupBy(r => r.Currency, StringComparer.Ordinal)
-            .Select(g => new UsageReportLine(TotalKey, g.Key, g.Aggregate(UsageCounters.Zero, (sum, r) => sum + r.Totals)))
-            .OrderBy(t => t.Currency, StringComparer.Ordinal)
+        // The grouping is the core's, shared with the usage API and the dashboard (they agree to the nano-unit).
+        var rows = UsageGrouping.Group(items).Select(l => new UsageReportLine(l.Key, l.Currency, l.Totals)).ToList();
+        var totalsByCurrency = UsageGrouping.TotalsByCurrency(rows.Select(r => new UsageLine(r.Key, r.Currency, r.Totals)), TotalKey)
+            .Select(l => new UsageReportLine(l.Key, l.Currency, l.Totals))
             .ToList();
         return new UsageReport(from, to, by, account, rows, totalsByCurrency);
     }

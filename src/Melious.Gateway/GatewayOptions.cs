@@ -25,6 +25,22 @@ public sealed class GatewayOptions
     public UsageOptions Usage { get; set; } = new();
 
     public EnergyOptions Energy { get; set; } = new();
+
+    public DashboardOptions Dashboard { get; set; } = new();
+}
+
+/// <summary>The usage dashboard at <c>/dashboard</c>.</summary>
+public sealed class DashboardOptions
+{
+    /// <summary>
+    /// Signs the dashboard's session cookies (HMAC-SHA256). Give every instance the same value (an app setting
+    /// from Key Vault in Azure) so sessions survive restarts and work on every instance; at least 32 characters.
+    /// When empty, each process makes a random one (sessions then end on restart) and logs a warning.
+    /// </summary>
+    public string? SessionSecret { get; set; }
+
+    /// <summary>How long a sign-in lasts.</summary>
+    public TimeSpan SessionLifetime { get; set; } = TimeSpan.FromHours(8);
 }
 
 /// <summary>The default upstream, used to seed an empty catalog and for model names that pass through.</summary>

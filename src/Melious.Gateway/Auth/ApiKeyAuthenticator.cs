@@ -89,14 +89,29 @@ public sealed partial class ApiKeyAuthenticator(ApiKeyStore store, IOptions<Gate
         return authorization.StartsWith(scheme, StringComparison.OrdinalIgnoreCase) ? authorization[scheme.Length..].Trim() : "";
     }
 
-    private async ValueTask<AuthResult> CheckAsync(string key, CancellationToken cancellationToken)
+    /// <summary>Checks one key given on its own (the dashboard's sign-in form), exactly as a header key is checked.</summary>
+    public ValueTask<AuthResult> AuthenticateKeyAsync(string key, CancellationToken cancellationToken) =>
+        key.Trim() is { Length: > 0 } trimmed ? CheckAsync(trimmed, cancellationToken) : ValueTask.FromResult(new AuthResult(AuthStatus.Missing, null));
+
+    /// <summary>
+    /// Checks a key by its hash (a dashboard session holds the hash, never the key), with the same cache, so a
+    /// revocation ends a session within <see cref="AuthOptions.CacheTtl"/>.
+    /// </summary>
+    public ValueTask<AuthResult> AuthenticateHashAsync(string hash, CancellationToken cancellationToken) =>
+        hash.Length == 64 && hash.All(char.IsAsciiHexDigitLower) ? CheckHashAsync(hash, cancellationToken) : ValueTask.FromResult(new AuthResult(AuthStatus.Unknown, null));
+
+    private ValueTask<AuthResult> CheckAsync(string key, CancellationToken cancellationToken)
     {
         if (key.Length > MaxKeyLength || !key.StartsWith(ApiKeys.Prefix, StringComparison.Ordinal))
         {
-            return new AuthResult(AuthStatus.Unknown, null);
+            return ValueTask.FromResult(new AuthResult(AuthStatus.Unknown, null));
         }
 
-        var hash = ApiKeys.Hash(key);
+        return CheckHashAsync(ApiKeys.Hash(key), cancellationToken);
+    }
+
+    private async ValueTask<AuthResult> CheckHashAsync(string hash, CancellationToken cancellationToken)
+    {
         var now = time.GetTimestamp();
         _cache.TryGetValue(hash, out var cached);
         if (cached is not null && (time.GetElapsedTime(cached.FetchedAt, now) < Ttl(cached) || now < cached.RetryAt))

@@ -28,6 +28,24 @@ public sealed record ApiKeyRecord
 
     public string BudgetCurrency { get; init; } = "USD";
 
+    /// <summary><see cref="KeyRoles.User"/> (the default; sees its own account's usage) or <see cref="KeyRoles.Admin"/> (sees every account).</summary>
+    public string Role { get; init; } = KeyRoles.User;
+
+    public bool IsAdmin => Role == KeyRoles.Admin;
+
     /// <summary>Model patterns this key may use (requested or upstream names, <c>*</c> wildcards); empty = all.</summary>
     public IReadOnlyList<string> AllowedModels { get; init; } = [];
+}
+
+/// <summary>The roles a key can have. Keys created before roles existed have none stored and are users.</summary>
+public static class KeyRoles
+{
+    public const string User = "user";
+
+    public const string Admin = "admin";
+
+    /// <summary>The stored role, normalised: anything but <c>admin</c> is a user (so a typo never grants more).</summary>
+    public static string Normalize(string? role) => string.Equals(role?.Trim(), Admin, StringComparison.OrdinalIgnoreCase) ? Admin : User;
+
+    public static bool IsValid(string? role) => role is User or Admin;
 }

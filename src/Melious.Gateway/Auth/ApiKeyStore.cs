@@ -9,7 +9,7 @@ namespace Melious.Gateway.Auth;
 /// The <c>apikeys</c> table. PartitionKey <c>key</c>, RowKey = SHA-256 hex of the key, so a lookup is one point
 /// read by hash. Columns: <c>KeyId</c>, <c>Account</c>, <c>Name</c>, <c>Enabled</c>, <c>CreatedAt</c>,
 /// <c>RevokedAt</c>, <c>RequestsPerMinute</c>, <c>MaxConcurrentStreams</c>, <c>MonthlyBudget</c> (decimal string),
-/// <c>BudgetCurrency</c>, <c>AllowedModels</c> (comma-separated).
+/// <c>BudgetCurrency</c>, <c>AllowedModels</c> (comma-separated), <c>Role</c> (<c>user</c> or <c>admin</c>; absent = user).
 /// </summary>
 public sealed class ApiKeyStore(StorageClients storage)
 {
@@ -24,9 +24,14 @@ public sealed class ApiKeyStore(StorageClients storage)
     }
 
     /// <summary>Creates a key and returns it. The key is shown once; only its hash is stored.</summary>
-    public async Task<(string Key, ApiKeyRecord Record)> CreateAsync(string account, string name, KeyLimits? limits, CancellationToken cancellationToken)
+    public async Task<(string Key, ApiKeyRecord Record)> CreateAsync(string account, string name, KeyLimits? limits, CancellationToken cancellationToken, string role = KeyRoles.User)
     {
         ValidateAccount(account);
+        if (!KeyRoles.IsValid(role))
+        {
+            throw new ArgumentException("role must be 'user' or 'admin'", nameof(role));
+        }
+
         var key = ApiKeys.Generate();
         var hash = ApiKeys.Hash(key);
         var record = new ApiKeyRecord
@@ -37,6 +42,7 @@ public sealed class ApiKeyStore(StorageClients storage)
             Name = name,
             Enabled = true,
             CreatedAt = DateTimeOffset.UtcNow,
+            Role = role,
         };
         record = limits is null ? record : limits.ApplyTo(record);
         await Table.AddEntityAsync(ToEntity(record), cancellationToken);
@@ -116,6 +122,7 @@ public sealed class ApiKeyStore(StorageClients storage)
             ["MaxConcurrentStreams"] = r.MaxConcurrentStreams,
             ["BudgetCurrency"] = r.BudgetCurrency,
             ["AllowedModels"] = string.Join(',', r.AllowedModels),
+            ["Role"] = r.Role,
         };
         if (r.RevokedAt is { } revoked)
         {
@@ -145,6 +152,7 @@ public sealed class ApiKeyStore(StorageClients storage)
         BudgetCurrency = EntityValues.String(e, "BudgetCurrency") is { Length: > 0 } currency ? currency.ToUpperInvariant() : "USD",
         AllowedModels = (EntityValues.String(e, "AllowedModels") ?? "")
             .Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
+        Role = KeyRoles.Normalize(EntityValues.String(e, "Role")),
     };
 }
 

@@ -1,4 +1,5 @@
 using Melious.Gateway.Endpoints;
+using Melious.Gateway.Reporting;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
@@ -20,6 +21,12 @@ public static class GatewayEndpointRouteBuilderExtensions
         app.MapGet("/v1/models", (HttpContext http, ModelsEndpoint endpoint) => endpoint.ListAsync(http));
         app.MapGet("/v1/models/{id}", (HttpContext http, string id, ModelsEndpoint endpoint) => endpoint.GetAsync(http, id));
         app.MapPost("/api/event_logging/batch", (HttpContext http, RootEndpoint root) => root.TelemetryAsync(http));
+        app.MapGet("/v1/organizations/usage_report/messages", (HttpContext http, UsageApiEndpoint usage) => usage.UsageReportAsync(http));
+        app.MapGet("/v1/organizations/cost_report", (HttpContext http, UsageApiEndpoint usage) => usage.CostReportAsync(http));
+        app.MapGet("/v1/usage/sessions", (HttpContext http, UsageApiEndpoint usage) => usage.SessionsAsync(http));
+        app.MapMethods("/dashboard", ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"], (HttpContext http, Melious.Gateway.Dashboard.DashboardEndpoint dashboard) => dashboard.DispatchAsync(http));
+        app.MapMethods("/dashboard/{**rest}", ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"], (HttpContext http, Melious.Gateway.Dashboard.DashboardEndpoint dashboard) => dashboard.DispatchAsync(http));
+        app.MapGet("/v1/usage/sessions/{id}", (HttpContext http, string id, UsageApiEndpoint usage) => usage.SessionAsync(http, id));
 
         app.MapMethods("/v1/messages", OtherThanPost, (HttpContext http, RootEndpoint root) => root.MethodNotAllowedAsync(http, "POST"));
         app.MapMethods("/v1/messages/count_tokens", OtherThanPost, (HttpContext http, RootEndpoint root) => root.MethodNotAllowedAsync(http, "POST"));

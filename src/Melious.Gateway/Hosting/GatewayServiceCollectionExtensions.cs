@@ -59,6 +59,11 @@ public static class GatewayServiceCollectionExtensions
         services.TryAddSingleton<ModelsEndpoint>();
         services.TryAddSingleton<RootEndpoint>();
 
+        services.TryAddSingleton<Melious.Gateway.Reporting.UsageQueryService>();
+        services.TryAddSingleton<Melious.Gateway.Reporting.UsageApiEndpoint>();
+        services.TryAddSingleton<Melious.Gateway.Dashboard.DashboardSessions>();
+        services.TryAddSingleton<Melious.Gateway.Dashboard.DashboardEndpoint>();
+
         services.AddHostedService<Melious.Gateway.Hosting.StorageInitializer>();
         services.AddHostedService(sp => sp.GetRequiredService<ModelCatalog>());
         services.AddHostedService(sp => sp.GetRequiredService<QueueUsagePublisher>());

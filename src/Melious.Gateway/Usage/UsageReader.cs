@@ -9,6 +9,9 @@ public sealed record DailyUsageRow(string Day, string Account, string Model, str
 
 public sealed record SessionUsageRow(string Day, string Account, string SessionId, string Currency, UsageCounters Totals);
 
+/// <summary>One ledger day counter: <see cref="Kind"/> is <c>m</c> (upstream model), <c>q</c> (requested model), <c>k</c> (key id) or <c>s</c> (session).</summary>
+public sealed record DayCounterRow(string Day, string Account, char Kind, string Name, string Currency, UsageCounters Totals, DateTimeOffset? FirstAt, DateTimeOffset? LastAt);
+
 /// <summary>Read side of the usage tables, for reports, budgets and per-session totals.</summary>
 public sealed class UsageReader(StorageClients storage)
 {
@@ -70,6 +73,52 @@ public sealed class UsageReader(StorageClients storage)
                     EntityValues.String(e, "Currency") ?? "",
                     UsageCounters.ReadFrom(e));
             }
+        }
+    }
+
+    /// <summary>
+    /// The ledger's day counters of one kind (see <see cref="DayCounterRow"/>) for the days <paramref name="from"/>..<paramref name="to"/>:
+    /// one point range per account month, or for every account a row-key range over the ledger.
+    /// </summary>
+    public async IAsyncEnumerable<DayCounterRow> ReadDayCountersAsync(DateOnly from, DateOnly to, string? account, char kind, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        var range = TableClient.CreateQueryFilter($"RowKey ge {"d|" + Day(from) + "|"} and RowKey lt {"d|" + Day(to.AddDays(1)) + "|"}");
+        var filters = account is null
+            ? [range]
+            : Months(from, to).Select(m => TableClient.CreateQueryFilter($"PartitionKey eq {UsageRows.LedgerPartition(account, m)}") + " and " + range).ToList();
+        var nameColumn = kind switch { 'm' => "Model", 'q' => "RequestedModel", 'k' => "KeyId", 's' => "SessionId", _ => throw new ArgumentOutOfRangeException(nameof(kind)) };
+        foreach (var filter in filters)
+        {
+            await foreach (var e in Ledger.QueryAsync<TableEntity>(filter, cancellationToken: cancellationToken))
+            {
+                // d|yyyy-MM-dd|{kind}|…
+                if (e.RowKey.Length < 16 || e.RowKey[13] != kind || e.RowKey[14] != '|')
+                {
+                    continue;
+                }
+
+                yield return new DayCounterRow(
+                    EntityValues.String(e, "Day") ?? e.RowKey[2..12],
+                    EntityValues.String(e, "Account") ?? "",
+                    kind,
+                    EntityValues.String(e, nameColumn) ?? "",
+                    EntityValues.String(e, "Currency") ?? "",
+                    UsageCounters.ReadFrom(e),
+                    EntityValues.Date(e, "FirstAt"),
+                    EntityValues.Date(e, "LastAt"));
+            }
+        }
+    }
+
+    /// <summary>The billing rows of one Claude Code session in the range (the only raw-row read of the reports).</summary>
+    public async IAsyncEnumerable<TableEntity> ReadSessionBillingAsync(DateOnly from, DateOnly to, string? account, string sessionId, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        var filter = account is null
+            ? TableClient.CreateQueryFilter($"StartedAt ge {from.ToDateTime(TimeOnly.MinValue, DateTimeKind.Utc)} and StartedAt lt {to.AddDays(1).ToDateTime(TimeOnly.MinValue, DateTimeKind.Utc)} and SessionId eq {sessionId}")
+            : TableClient.CreateQueryFilter($"PartitionKey ge {UsageRows.RowPartition(account, Day(from))} and PartitionKey le {UsageRows.RowPartition(account, Day(to))} and SessionId eq {sessionId}");
+        await foreach (var e in Billing.QueryAsync<TableEntity>(filter, cancellationToken: cancellationToken))
+        {
+            yield return e;
         }
     }
 

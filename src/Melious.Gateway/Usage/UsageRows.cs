@@ -9,7 +9,9 @@ namespace Melious.Gateway.Usage;
 /// <item><c>billing</c> and <c>energy</c>: PartitionKey <c>{account}|{yyyy-MM-dd}</c>, RowKey = request id. One row per request.</item>
 /// <item><c>usagedaily</c>: PartitionKey <c>{yyyy-MM}</c>, RowKey <c>{yyyy-MM-dd}|{account}|{model}|{currency}</c>. One row per account, upstream model, day.</item>
 /// <item><c>usageledger</c> (internal): PartitionKey <c>{account}|{yyyy-MM}</c>; <c>r|{requestId}</c> markers of counted requests and
-/// counters <c>d|{day}|m|{model}|{currency}</c>, <c>d|{day}|s|{session}|{currency}</c>, <c>k|{keyId}|{currency}</c>.</item>
+/// counters <c>d|{day}|m|{model}|{currency}</c> (upstream model), <c>d|{day}|q|{model}|{currency}</c> (requested model),
+/// <c>d|{day}|k|{keyId}|{currency}</c>, <c>d|{day}|s|{session}|{currency}</c> and the month's <c>k|{keyId}|{currency}</c>.
+/// Day counters also carry <c>FirstAt</c>/<c>LastAt</c>, the earliest and latest request start they count.</item>
 /// </list>
 /// </summary>
 public static class UsageRows
@@ -23,6 +25,10 @@ public static class UsageRows
     public static string ModelCounter(string day, string model, string currency) => $"d|{day}|m|{KeyEncoding.Encode(model)}|{currency}";
 
     public static string SessionCounter(string day, string session, string currency) => $"d|{day}|s|{KeyEncoding.Encode(session)}|{currency}";
+
+    public static string RequestedModelCounter(string day, string model, string currency) => $"d|{day}|q|{KeyEncoding.Encode(model)}|{currency}";
+
+    public static string KeyDayCounter(string day, string keyId, string currency) => $"d|{day}|k|{keyId}|{currency}";
 
     public static string KeyCounter(string keyId, string currency) => $"k|{keyId}|{currency}";
 

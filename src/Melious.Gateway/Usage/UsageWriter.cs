@@ -208,6 +208,8 @@ public sealed partial class UsageWriter(StorageClients storage, ILogger<UsageWri
     private static IEnumerable<string> CounterKeys(UsageEvent e)
     {
         yield return UsageRows.ModelCounter(e.Day, e.UpstreamModel, e.Currency);
+        yield return UsageRows.RequestedModelCounter(e.Day, e.RequestedModel, e.Currency);
+        yield return UsageRows.KeyDayCounter(e.Day, e.KeyId, e.Currency);
         if (!string.IsNullOrEmpty(e.SessionId))
         {
             yield return UsageRows.SessionCounter(e.Day, e.SessionId, e.Currency);
@@ -273,13 +275,15 @@ public sealed partial class UsageWriter(StorageClients storage, ILogger<UsageWri
             }
 
             // Desired counter values: current + contributions of the pending events.
-            var contributions = new Dictionary<string, (UsageCounters Delta, UsageEvent Sample)>(StringComparer.Ordinal);
+            var contributions = new Dictionary<string, (UsageCounters Delta, UsageEvent Sample, DateTimeOffset First, DateTimeOffset Last)>(StringComparer.Ordinal);
             foreach (var e in pending)
             {
                 var delta = UsageCounters.From(e);
                 foreach (var key in CounterKeys(e))
                 {
-                    contributions[key] = contributions.TryGetValue(key, out var existing) ? (existing.Delta + delta, existing.Sample) : (delta, e);
+                    contributions[key] = contributions.TryGetValue(key, out var existing)
+                        ? (existing.Delta + delta, existing.Sample, Min(existing.First, e.StartedAt), Max(existing.Last, e.StartedAt))
+                        : (delta, e, e.StartedAt, e.StartedAt);
                 }
             }
 
@@ -295,11 +299,17 @@ public sealed partial class UsageWriter(StorageClients storage, ILogger<UsageWri
 
             for (var i = 0; i < keys.Count; i++)
             {
-                var (delta, sample) = contributions[keys[i]];
+                var (delta, sample, first, last) = contributions[keys[i]];
                 var existing = current[i].HasValue ? current[i].Value! : null;
                 var total = (existing is null ? UsageCounters.Zero : UsageCounters.ReadFrom(existing)) + delta;
                 totals[keys[i]] = total;
                 var entity = CounterEntity(partition, keys[i], sample, total);
+                if (keys[i].StartsWith("d|", StringComparison.Ordinal))
+                {
+                    entity["FirstAt"] = (existing is null ? null : EntityValues.Date(existing, "FirstAt")) is { } firstBefore ? Min(firstBefore, first) : first;
+                    entity["LastAt"] = (existing is null ? null : EntityValues.Date(existing, "LastAt")) is { } lastBefore ? Max(lastBefore, last) : last;
+                }
+
                 actions.Add(existing is null
                     ? new TableTransactionAction(TableTransactionActionType.Add, entity)
                     : new TableTransactionAction(TableTransactionActionType.UpdateReplace, entity, existing.ETag));
@@ -333,6 +343,10 @@ public sealed partial class UsageWriter(StorageClients storage, ILogger<UsageWri
         return new Dictionary<string, UsageCounters>();
     }
 
+    private static DateTimeOffset Min(DateTimeOffset a, DateTimeOffset b) => a <= b ? a : b;
+
+    private static DateTimeOffset Max(DateTimeOffset a, DateTimeOffset b) => a >= b ? a : b;
+
     private async Task<List<UsageEvent>> WithoutCountedAsync(string partition, List<UsageEvent> pending, CancellationToken cancellationToken)
     {
         var result = new List<UsageEvent>();
@@ -363,6 +377,14 @@ public sealed partial class UsageWriter(StorageClients storage, ILogger<UsageWri
         if (row.Contains("|m|", StringComparison.Ordinal))
         {
             entity["Model"] = sample.UpstreamModel;
+        }
+        else if (row.Contains("|q|", StringComparison.Ordinal))
+        {
+            entity["RequestedModel"] = sample.RequestedModel;
+        }
+        else if (row.StartsWith("d|", StringComparison.Ordinal) && row.Contains("|k|", StringComparison.Ordinal))
+        {
+            entity["KeyId"] = sample.KeyId;
         }
         else if (row.Contains("|s|", StringComparison.Ordinal))
         {

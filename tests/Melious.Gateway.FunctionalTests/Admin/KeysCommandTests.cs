@@ -87,6 +87,33 @@ public sealed class KeysCommandTests(AzuriteFixture azurite)
     }
 
     [Fact]
+    public async Task Roles_DefaultToUser_AdminIsStored_ListShowsThem_AndOldRowsAreUsers()
+    {
+        await using var admin = new AdminHarness(azurite);
+        var user = await CreateAsync(admin, "acme", "dev");
+        var boss = await CreateAsync(admin, "finance", "cfo", "--role", "admin");
+        var store = admin.Get<ApiKeyStore>();
+        Assert.Equal(KeyRoles.User, (await store.FindByHashAsync(ApiKeys.Hash(user), Ct))!.Role);
+        Assert.True((await store.FindByHashAsync(ApiKeys.Hash(boss), Ct))!.IsAdmin);
+
+        var table = await admin.RunAsync("keys", "list");
+        Assert.Contains("ROLE", table.Stdout);
+        Assert.Contains(table.StdoutLines, l => l.Contains(KeyId(boss), StringComparison.Ordinal) && l.Contains(" admin ", StringComparison.Ordinal));
+        Assert.Contains(table.StdoutLines, l => l.Contains(KeyId(user), StringComparison.Ordinal) && l.Contains(" user ", StringComparison.Ordinal));
+        using var json = JsonDocument.Parse((await admin.RunAsync("keys", "list", "--format", "json")).Stdout);
+        Assert.Equal("admin", Assert.Single(json.RootElement.EnumerateArray(), k => k.GetProperty("name").GetString() == "cfo").GetProperty("role").GetString());
+
+        // A row written before roles existed has no Role column: it is a user.
+        var rows = await admin.RowsAsync(TableNames.ApiKeys);
+        var old = rows.Single(r => r.RowKey == ApiKeys.Hash(user));
+        old.Remove("Role");
+        await admin.Table(TableNames.ApiKeys).UpsertEntityAsync(old, Azure.Data.Tables.TableUpdateMode.Replace, Ct);
+        Assert.Equal(KeyRoles.User, (await store.FindByHashAsync(ApiKeys.Hash(user), Ct))!.Role);
+
+        AdminHarness.AssertOneLineError(await admin.RunAsync("keys", "create", "--account", "acme", "--name", "x", "--role", "root"));
+    }
+
+    [Fact]
     public async Task Revoke_DisablesTheKey_AndAnUnknownIdFails()
     {
         await using var admin = new AdminHarness(azurite);

@@ -26,7 +26,25 @@ public sealed class FunctionBindingTests
         { "Root", RootFunction.RootRoute, ["get", "head"] },
         { "TelemetryBatch", "api/event_logging/batch", ["post"] },
         { FallbackFunction.Name, "{*path}", ["get", "head", "post", "put", "patch", "delete", "options"] },
+        { "Dashboard", "dashboard", ["get", "head", "post", "put", "patch", "delete", "options"] },
+        { "DashboardPages", "dashboard/{*rest}", ["get", "head", "post", "put", "patch", "delete", "options"] },
+        { "ApiUsageReport", "v1/organizations/usage_report/messages", ["get"] },
+        { "ApiCostReport", "v1/organizations/cost_report", ["get"] },
+        { "ApiUsageSessions", "v1/usage/sessions", ["get"] },
+        { "ApiUsageSession", "v1/usage/sessions/{id}", ["get"] },
     };
+
+    [Fact]
+    public void HttpFunctions_OtherThanTheCatchAll_SortBeforeIt_SoAHostTryingRoutesByNameNeverShadowsThem()
+    {
+        var names = FunctionTypes.SelectMany(t => t.GetMethods())
+            .Where(m => m.GetParameters().Any(p => p.GetCustomAttribute<HttpTriggerAttribute>() is not null))
+            .Select(m => m.GetCustomAttribute<FunctionAttribute>()!.Name)
+            .Where(n => n.StartsWith("Dashboard", StringComparison.Ordinal) || n.StartsWith("Api", StringComparison.Ordinal))
+            .ToList();
+        Assert.Equal(6, names.Count);
+        Assert.All(names, n => Assert.True(string.Compare(n, FallbackFunction.Name, StringComparison.OrdinalIgnoreCase) < 0, n));
+    }
 
     [Theory]
     [MemberData(nameof(HttpFunctions))]
@@ -48,7 +66,7 @@ public sealed class FunctionBindingTests
             .OfType<HttpTriggerAttribute>()
             .ToList();
 
-        Assert.Equal(7, routes.Count);
+        Assert.Equal(13, routes.Count);
         Assert.All(routes, r => Assert.False(string.IsNullOrEmpty(r.Route)));
     }
 

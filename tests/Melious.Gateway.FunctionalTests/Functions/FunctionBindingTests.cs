@@ -34,18 +34,6 @@ public sealed class FunctionBindingTests
         { "ApiUsageSession", "v1/usage/sessions/{id}", ["get"] },
     };
 
-    [Fact]
-    public void HttpFunctions_OtherThanTheCatchAll_SortBeforeIt_SoAHostTryingRoutesByNameNeverShadowsThem()
-    {
-        var names = FunctionTypes.SelectMany(t => t.GetMethods())
-            .Where(m => m.GetParameters().Any(p => p.GetCustomAttribute<HttpTriggerAttribute>() is not null))
-            .Select(m => m.GetCustomAttribute<FunctionAttribute>()!.Name)
-            .Where(n => n.StartsWith("Dashboard", StringComparison.Ordinal) || n.StartsWith("Api", StringComparison.Ordinal))
-            .ToList();
-        Assert.Equal(6, names.Count);
-        Assert.All(names, n => Assert.True(string.Compare(n, FallbackFunction.Name, StringComparison.OrdinalIgnoreCase) < 0, n));
-    }
-
     [Theory]
     [MemberData(nameof(HttpFunctions))]
     public void HttpFunction_IsAnonymousWithExpectedRouteAndMethods(string name, string route, string[] methods)

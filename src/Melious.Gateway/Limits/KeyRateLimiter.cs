@@ -190,6 +190,7 @@ public sealed partial class KeyRateLimiter(QuotaStore store, IOptions<GatewayOpt
             }
 
             var (took, granted) = await store.LeaseAsync(bucket.KeyId, Row(bucket.Kind, window), limit, want, _instances, debt, cancellationToken);
+            long leftover;
             lock (bucket.Sync)
             {
                 Roll(bucket, window);
@@ -201,7 +202,20 @@ public sealed partial class KeyRateLimiter(QuotaStore store, IOptions<GatewayOpt
                 }
 
                 bucket.ExhaustedUntil = now + _options.ExhaustedRecheck;
-                return Denied(bucket, limit, window, granted - bucket.Available);
+                leftover = Math.Max(0, bucket.Available);
+                bucket.Available -= leftover;
+            }
+
+            // Refused with a remainder too small for this request: give it back at once, another instance (or a
+            // smaller request) can use it.
+            if (leftover > 0)
+            {
+                await ReturnSafelyAsync(bucket, Row(bucket.Kind, window), leftover, window, cancellationToken);
+            }
+
+            lock (bucket.Sync)
+            {
+                return Denied(bucket, limit, window, bucket.Granted - Math.Max(0, bucket.Available));
             }
         }
         catch (Exception ex) when (IsStorageFailure(ex, cancellationToken))
@@ -476,7 +490,19 @@ public sealed partial class KeyRateLimiter(QuotaStore store, IOptions<GatewayOpt
         }
     }
 
-    private async Task SettleAsync(RateBucket bucket, long window, CancellationToken cancellationToken)
+    private async Task SettleInBackgroundAsync(RateBucket bucket)
+    {
+        try
+        {
+            await SettleAsync(bucket, QuotaMath.WindowIndex(time.GetUtcNow(), _options.Window), CancellationToken.None, debtOnly: true);
+        }
+        catch (Exception ex)
+        {
+            EnterDegraded(ex);
+        }
+    }
+
+    private async Task SettleAsync(RateBucket bucket, long window, CancellationToken cancellationToken, bool debtOnly = false)
     {
         await bucket.Gate.WaitAsync(cancellationToken);
         try
@@ -491,8 +517,12 @@ public sealed partial class KeyRateLimiter(QuotaStore store, IOptions<GatewayOpt
                 }
 
                 debt = Math.Max(0, -bucket.Available);
-                unused = !bucket.Used && bucket.Available > 0 ? bucket.Available : 0;
-                bucket.Used = false;
+                unused = !debtOnly && !bucket.Used && bucket.Available > 0 ? bucket.Available : 0;
+                if (!debtOnly)
+                {
+                    bucket.Used = false;
+                }
+
                 bucket.Available -= unused;
             }
 
@@ -663,11 +693,17 @@ public sealed partial class KeyRateLimiter(QuotaStore store, IOptions<GatewayOpt
         public DateTimeOffset DeniedUntil;
     }
 
-    internal static void CompleteTicket(Take? tokens, SlotState? slot, TokenUsage usage)
+    internal void CompleteTicket(Take? tokens, SlotState? slot, TokenUsage usage)
     {
-        if (tokens is { Ok: true })
+        if (tokens is { Ok: true } t)
         {
             Charge(tokens, CountedTokens(usage));
+            if (!t.Local && !_degraded && Volatile.Read(ref t.Bucket.Available) < 0)
+            {
+                // Tokens used beyond the estimate: tell the shared counter now rather than at the next heartbeat, so
+                // other instances do not admit against quota that is already spent.
+                _ = SettleInBackgroundAsync(t.Bucket);
+            }
         }
 
         if (slot is not null)
@@ -720,6 +756,6 @@ public sealed class LimitTicket
             return;
         }
 
-        KeyRateLimiter.CompleteTicket(_tokens, _slot, usage);
+        _owner.CompleteTicket(_tokens, _slot, usage);
     }
 }

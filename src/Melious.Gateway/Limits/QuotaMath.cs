@@ -32,15 +32,20 @@ public static class QuotaMath
     }
 
     /// <summary>
-    /// How much to take from a counter at <paramref name="granted"/>: at least <paramref name="want"/> (what the
-    /// request in hand needs) if the remainder allows, otherwise what is left; never beyond the limit, except
-    /// <paramref name="mustTake"/>, which is already spent (token usage that turned out larger than its estimate).
+    /// How much to take from a counter at <paramref name="granted"/>: a slice, but at least <paramref name="want"/>
+    /// (what the request in hand still needs); nothing when the remainder cannot cover <paramref name="want"/>
+    /// (a partial take would strand quota in this instance that another instance could use). Never beyond the limit,
+    /// except <paramref name="mustTake"/>, which is already spent (tokens used beyond their estimate) and always taken.
     /// </summary>
     public static long Take(long limit, long granted, long want, int instances, long mustTake = 0)
     {
         var remaining = Math.Max(0, limit - granted);
-        var take = Math.Min(remaining, Math.Max(want, Slice(limit, granted, instances)));
-        return Math.Max(take, mustTake);
+        if (remaining < want)
+        {
+            return Math.Max(0, mustTake);
+        }
+
+        return Math.Max(Math.Min(remaining, Math.Max(want, Slice(limit, granted, instances))), mustTake);
     }
 
     /// <summary>The counter after returning <paramref name="unused"/> units (never below zero).</summary>

@@ -21,13 +21,21 @@ public sealed class QuotaStore(StorageClients storage)
     private const string ConcurrencyRow = "concurrency";
     private const int MaxAttempts = 16;
 
+    private long _roundTrips;
+
     private TableClient Table => storage.Table(TableNames.RateLimits);
+
+    /// <summary>Storage requests made so far (for figures: round trips per request).</summary>
+    public long RoundTrips => Interlocked.Read(ref _roundTrips);
+
+    private void Count(int n = 1) => Interlocked.Add(ref _roundTrips, n);
 
     /// <summary>Leases from a window's counter; returns what was taken and the counter after it.</summary>
     public async Task<(long Taken, long Granted)> LeaseAsync(string keyId, string row, long limit, long want, int instances, long mustTake, CancellationToken cancellationToken)
     {
         for (var attempt = 0; ; attempt++)
         {
+            Count(2);
             var existing = await Table.GetEntityIfExistsAsync<TableEntity>(keyId, row, ["Granted"], cancellationToken);
             try
             {
@@ -43,6 +51,7 @@ public sealed class QuotaStore(StorageClients storage)
                 var taken = QuotaMath.Take(limit, granted, want, instances, mustTake);
                 if (taken == 0)
                 {
+                    Count(-1);
                     return (0, granted);
                 }
 
@@ -62,6 +71,7 @@ public sealed class QuotaStore(StorageClients storage)
     {
         for (var attempt = 0; ; attempt++)
         {
+            Count(2);
             var existing = await Table.GetEntityIfExistsAsync<TableEntity>(keyId, row, ["Granted"], cancellationToken);
             if (!existing.HasValue)
             {
@@ -92,6 +102,7 @@ public sealed class QuotaStore(StorageClients storage)
         var expiry = "E" + instance;
         for (var attempt = 0; ; attempt++)
         {
+            Count(2);
             var existing = await Table.GetEntityIfExistsAsync<TableEntity>(keyId, ConcurrencyRow, cancellationToken: cancellationToken);
             var entity = existing.HasValue ? existing.Value! : new TableEntity(keyId, ConcurrencyRow);
             var others = 0;
@@ -150,6 +161,7 @@ public sealed class QuotaStore(StorageClients storage)
     /// <summary>Writes this instance's heartbeat and counts the instances seen within <paramref name="alive"/>.</summary>
     public async Task<int> HeartbeatAsync(string instance, DateTimeOffset now, TimeSpan alive, CancellationToken cancellationToken)
     {
+        Count(2);
         await Table.UpsertEntityAsync(new TableEntity(InstancesPartition, instance) { ["Seen"] = now }, TableUpdateMode.Replace, cancellationToken);
         var count = 0;
         await foreach (var row in Table.QueryAsync<TableEntity>(filter: $"PartitionKey eq '{InstancesPartition}'", select: ["Seen"], cancellationToken: cancellationToken))

@@ -65,6 +65,20 @@ public sealed partial class KeyRateLimiter(QuotaStore store, IOptions<GatewayOpt
     /// <summary>Concurrent requests of a key running in this instance.</summary>
     public int ActiveFor(string keyId) => _slots.TryGetValue(keyId, out var slot) ? Volatile.Read(ref slot.Active) : 0;
 
+    /// <summary>Quota of a key this instance has leased for the current window and not spent (negative: owed).</summary>
+    public long UnspentFor(string keyId, string kind)
+    {
+        if (!_rates.TryGetValue((keyId, kind), out var bucket))
+        {
+            return 0;
+        }
+
+        lock (bucket.Sync)
+        {
+            return bucket.Window == QuotaMath.WindowIndex(time.GetUtcNow(), _options.Window) ? bucket.Available : 0;
+        }
+    }
+
     /// <summary>Checks and takes the key's limits for one request with <paramref name="estimatedInputTokens"/>.</summary>
     public async ValueTask<LimitDecision> AcquireAsync(ApiKeyRecord key, long estimatedInputTokens, CancellationToken cancellationToken)
     {
@@ -239,6 +253,7 @@ public sealed partial class KeyRateLimiter(QuotaStore store, IOptions<GatewayOpt
         }
 
         bucket.Available -= amount;
+        bucket.Spent += amount;
         bucket.Used = true;
         var remaining = Math.Max(0, bucket.Limit - bucket.Granted + bucket.Available);
         return new Take(true, bucket, window, amount, false, new RateLimitStatus(bucket.Limit, remaining, QuotaMath.WindowEnd(window, _options.Window)), default);
@@ -256,20 +271,19 @@ public sealed partial class KeyRateLimiter(QuotaStore store, IOptions<GatewayOpt
         var perInstance = QuotaMath.PerInstance(limit, _instances);
         lock (bucket.Sync)
         {
-            if (bucket.LocalWindow != window)
-            {
-                bucket.LocalWindow = window;
-                bucket.LocalUsed = 0;
-            }
-
+            // The instance's share counts what it spent this window before storage went away; what it spends now is
+            // owed to the shared counter (negative Available) and charged once storage answers again.
+            Roll(bucket, window);
             var end = QuotaMath.WindowEnd(window, _options.Window);
-            if (bucket.LocalUsed + amount > perInstance)
+            if (bucket.Spent + amount > perInstance)
             {
-                return new Take(false, bucket, window, 0, true, new RateLimitStatus(perInstance, Math.Max(0, perInstance - bucket.LocalUsed), end), end);
+                return new Take(false, bucket, window, 0, true, new RateLimitStatus(perInstance, Math.Max(0, perInstance - bucket.Spent), end), end);
             }
 
-            bucket.LocalUsed += amount;
-            return new Take(true, bucket, window, amount, true, new RateLimitStatus(perInstance, perInstance - bucket.LocalUsed, end), default);
+            bucket.Spent += amount;
+            bucket.Available -= amount;
+            bucket.Used = true;
+            return new Take(true, bucket, window, amount, true, new RateLimitStatus(perInstance, perInstance - bucket.Spent, end), default);
         }
     }
 
@@ -284,6 +298,7 @@ public sealed partial class KeyRateLimiter(QuotaStore store, IOptions<GatewayOpt
         bucket.Window = window;
         bucket.Available = 0;
         bucket.Granted = 0;
+        bucket.Spent = 0;
         bucket.ExhaustedUntil = default;
     }
 
@@ -300,28 +315,16 @@ public sealed partial class KeyRateLimiter(QuotaStore store, IOptions<GatewayOpt
         var bucket = t.Bucket;
         lock (bucket.Sync)
         {
-            if (t.Local)
-            {
-                if (bucket.LocalWindow == t.Window)
-                {
-                    bucket.LocalUsed = Math.Max(0, bucket.LocalUsed + actual - t.Amount);
-                }
-                else
-                {
-                    bucket.LocalUsed += actual;
-                }
-
-                return;
-            }
-
             if (bucket.Window == t.Window)
             {
                 bucket.Available -= actual - t.Amount;
+                bucket.Spent += actual - t.Amount;
             }
             else if (bucket.Window > t.Window)
             {
                 // The request ran into the next window: its tokens count there.
                 bucket.Available -= actual;
+                bucket.Spent += actual;
             }
         }
     }
@@ -460,11 +463,6 @@ public sealed partial class KeyRateLimiter(QuotaStore store, IOptions<GatewayOpt
         try
         {
             _instances = await store.HeartbeatAsync(InstanceId, now, _options.HeartbeatInterval * 3, cancellationToken);
-            if (_degraded)
-            {
-                _degraded = false;
-                Log.StorageBack(logger, _instances);
-            }
 
             var window = QuotaMath.WindowIndex(now, _options.Window);
             foreach (var (id, bucket) in _rates)
@@ -472,7 +470,7 @@ public sealed partial class KeyRateLimiter(QuotaStore store, IOptions<GatewayOpt
                 await SettleAsync(bucket, window, cancellationToken);
                 lock (bucket.Sync)
                 {
-                    if (bucket.Window < window - 1 && bucket.LocalWindow < window - 1 && !bucket.Used)
+                    if (bucket.Window < window - 1 && !bucket.Used)
                     {
                         _rates.TryRemove(id, out _);
                     }
@@ -482,6 +480,13 @@ public sealed partial class KeyRateLimiter(QuotaStore store, IOptions<GatewayOpt
             foreach (var (keyId, slot) in _slots)
             {
                 await RenewAsync(keyId, slot, now, cancellationToken);
+            }
+
+            // Back to sharing only once what was spent during an outage is charged to the shared counters.
+            if (_degraded)
+            {
+                _degraded = false;
+                Log.StorageBack(logger, _instances);
             }
         }
         catch (Exception ex) when (IsStorageFailure(ex, cancellationToken))
@@ -679,8 +684,8 @@ public sealed partial class KeyRateLimiter(QuotaStore store, IOptions<GatewayOpt
         public long Granted;
         public DateTimeOffset ExhaustedUntil;
         public bool Used;
-        public long LocalWindow = -1;
-        public long LocalUsed;
+        /// <summary>Spent by this instance in the current window (its share while storage is unreachable).</summary>
+        public long Spent;
     }
 
     internal sealed class SlotState

@@ -19,7 +19,7 @@ public sealed class QuotaStore(StorageClients storage)
 {
     private const string InstancesPartition = "~instances";
     private const string ConcurrencyRow = "concurrency";
-    private const int MaxAttempts = 16;
+    private const int MaxAttempts = 64;
 
     private long _roundTrips;
 
@@ -46,8 +46,7 @@ public sealed class QuotaStore(StorageClients storage)
                     return (take, take);
                 }
 
-                var entity = existing.Value!;
-                var granted = EntityValues.Long(entity, "Granted") ?? 0;
+                var granted = EntityValues.Long(existing.Value!, "Granted") ?? 0;
                 var taken = QuotaMath.Take(limit, granted, want, instances, mustTake);
                 if (taken == 0)
                 {
@@ -55,13 +54,15 @@ public sealed class QuotaStore(StorageClients storage)
                     return (0, granted);
                 }
 
-                entity["Granted"] = granted + taken;
-                await Table.UpdateEntityAsync(entity, entity.ETag, TableUpdateMode.Merge, cancellationToken);
+                // A projected read carries no keys: write a fresh entity under the read's ETag.
+                await Table.UpdateEntityAsync(new TableEntity(keyId, row) { ["Granted"] = granted + taken }, existing.Value!.ETag, TableUpdateMode.Merge, cancellationToken);
                 return (taken, granted + taken);
             }
             catch (RequestFailedException ex) when ((ex.Status is 409 or 412) && attempt < MaxAttempts)
             {
-                // Another instance moved the counter first: read it again.
+                // Another instance moved the counter first: read it again, after a short random pause so racing
+                // instances spread out instead of colliding again.
+                await Backoff(attempt, cancellationToken);
             }
         }
     }
@@ -78,15 +79,15 @@ public sealed class QuotaStore(StorageClients storage)
                 return;
             }
 
-            var entity = existing.Value!;
-            entity["Granted"] = QuotaMath.Return(EntityValues.Long(entity, "Granted") ?? 0, unused);
+            var entity = new TableEntity(keyId, row) { ["Granted"] = QuotaMath.Return(EntityValues.Long(existing.Value!, "Granted") ?? 0, unused) };
             try
             {
-                await Table.UpdateEntityAsync(entity, entity.ETag, TableUpdateMode.Merge, cancellationToken);
+                await Table.UpdateEntityAsync(entity, existing.Value!.ETag, TableUpdateMode.Merge, cancellationToken);
                 return;
             }
             catch (RequestFailedException ex) when (ex.Status == 412 && attempt < MaxAttempts)
             {
+                await Backoff(attempt, cancellationToken);
             }
         }
     }
@@ -154,9 +155,13 @@ public sealed class QuotaStore(StorageClients storage)
             }
             catch (RequestFailedException ex) when ((ex.Status is 409 or 412) && attempt < MaxAttempts)
             {
+                await Backoff(attempt, cancellationToken);
             }
         }
     }
+
+    private static Task Backoff(int attempt, CancellationToken cancellationToken) =>
+        Task.Delay(TimeSpan.FromMilliseconds(Random.Shared.Next(0, 5 * Math.Min(attempt + 1, 10))), cancellationToken);
 
     /// <summary>Writes this instance's heartbeat and counts the instances seen within <paramref name="alive"/>.</summary>
     public async Task<int> HeartbeatAsync(string instance, DateTimeOffset now, TimeSpan alive, CancellationToken cancellationToken)
@@ -164,7 +169,7 @@ public sealed class QuotaStore(StorageClients storage)
         Count(2);
         await Table.UpsertEntityAsync(new TableEntity(InstancesPartition, instance) { ["Seen"] = now }, TableUpdateMode.Replace, cancellationToken);
         var count = 0;
-        await foreach (var row in Table.QueryAsync<TableEntity>(filter: $"PartitionKey eq '{InstancesPartition}'", select: ["Seen"], cancellationToken: cancellationToken))
+        await foreach (var row in Table.QueryAsync<TableEntity>(filter: $"PartitionKey eq '{InstancesPartition}'", select: ["RowKey", "Seen"], cancellationToken: cancellationToken))
         {
             if (row.RowKey == instance || (EntityValues.Date(row, "Seen") is { } seen && now - seen <= alive))
             {

@@ -64,11 +64,12 @@ public sealed class QuotaStoreTests(AzuriteFixture azurite)
     public async Task Heartbeat_CountsInstancesSeenRecently()
     {
         var store = await StoreAsync();
-        var now = DateTimeOffset.UtcNow;
-        Assert.Equal(1, await store.HeartbeatAsync("a", now.AddSeconds(-60), TimeSpan.FromSeconds(15), Ct));
-        Assert.Equal(2, await store.HeartbeatAsync("b", now.AddSeconds(-5), TimeSpan.FromSeconds(15), Ct));
-        Assert.Equal(2, await store.HeartbeatAsync("c", now, TimeSpan.FromSeconds(15), Ct));   // a is stale
+        var t0 = DateTimeOffset.UtcNow;
+        var alive = TimeSpan.FromSeconds(15);
+        Assert.Equal(1, await store.HeartbeatAsync("a", t0, alive, Ct));
+        Assert.Equal(2, await store.HeartbeatAsync("b", t0.AddSeconds(5), alive, Ct));
+        Assert.Equal(2, await store.HeartbeatAsync("c", t0.AddSeconds(18), alive, Ct));   // a is stale, b and c are alive
         await store.RemoveInstanceAsync("b", Ct);
-        Assert.Equal(1, await store.HeartbeatAsync("c", now, TimeSpan.FromSeconds(15), Ct));
+        Assert.Equal(1, await store.HeartbeatAsync("c", t0.AddSeconds(19), alive, Ct));
     }
 }

@@ -18,7 +18,7 @@ public sealed class StorageDownLimitTests
     {
         var location = Path.Combine(Path.GetTempPath(), "melious-azurite-limits-" + Guid.NewGuid().ToString("N")[..8]);
         await using var azurite = new AzuriteProcess(location);
-        await azurite.StartAsync();
+        await StartPatientlyAsync(azurite);
         await using var cluster = await LimitCluster.StartAsync(azurite.ConnectionString, (_, c) => Sse.WriteAsync(c, Sse.TextAnswer(["ok"])));
         var key = await cluster.Gateways[0].CreateKeyAsync(name: "rpm-60-outage", limits: new KeyLimits(RequestsPerMinute: 60));
         var clients = cluster.Clients(key);
@@ -29,6 +29,9 @@ public sealed class StorageDownLimitTests
         Assert.All(before, o => Assert.True(o.Ok, o.Body));
         Assert.All(cluster.Limiters, l => Assert.False(l.Degraded));
 
+        // Azurite saves to disk every 5 s: let it, so the counters survive the kill (the idle slices are returned by
+        // then too).
+        await Task.Delay(TimeSpan.FromSeconds(8), Ct);
         await azurite.StopAsync();
         Assert.True(await WaitUntilAsync(() => cluster.Limiters.All(l => l.Degraded), TimeSpan.FromSeconds(60)), "the heartbeat did not notice storage was down");
         var during = await LimitCluster.RoundRobinAsync(clients, 90, parallel: 3, i => Scenario.Body(stream: i % 2 == 0).ToJsonString());
@@ -52,7 +55,7 @@ public sealed class StorageDownLimitTests
         }
 
         // Storage back: the heartbeat notices, logs it once, and the shared counter is used again.
-        await azurite.StartAsync();
+        await StartPatientlyAsync(azurite);
         Assert.True(await WaitUntilAsync(() => cluster.Limiters.All(l => !l.Degraded), TimeSpan.FromSeconds(60)), "still degraded after storage came back");
         foreach (var gateway in cluster.Gateways)
         {
@@ -63,5 +66,25 @@ public sealed class StorageDownLimitTests
         var after = await LimitCluster.RoundRobinAsync(clients, 6, parallel: 1, _ => Scenario.Body().ToJsonString());
         Assert.All(after, o => Assert.Equal(HttpStatusCode.TooManyRequests, o.Status));
         Assert.All(after, o => Assert.Equal("60", o.Headers["anthropic-ratelimit-requests-limit"]));
+        }
+
+    /// <summary>
+    /// Node can take longer than AzuriteProcess's 30 s to open its ports on a machine shared by many test runs: try a
+    /// few times on the same ports (what is on disk is kept).
+    /// </summary>
+    private static async Task StartPatientlyAsync(AzuriteProcess azurite)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                await azurite.StartAsync();
+                return;
+            }
+            catch (InvalidOperationException) when (attempt < 3)
+            {
+                await azurite.StopAsync();
+            }
+        }
     }
 }

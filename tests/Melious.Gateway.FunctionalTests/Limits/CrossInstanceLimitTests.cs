@@ -14,6 +14,7 @@ namespace Melious.Gateway.FunctionalTests.Limits;
 /// concurrent requests, each within +10% of the limit (and, by construction, never under it while requests keep
 /// coming). See <see cref="LimitCluster"/> for why the window is an hour in these tests.
 /// </summary>
+[Collection("Limits")]
 public sealed class CrossInstanceLimitTests(AzuriteFixture azurite)
 {
     [Fact]

@@ -6,6 +6,7 @@ using static Melious.Gateway.FunctionalTests.Reliability.ReliabilityKit;
 namespace Melious.Gateway.FunctionalTests.Limits;
 
 /// <summary>The shared rows against real Azurite: ETag races, concurrency leases that expire, heartbeats.</summary>
+[Collection("Limits")]
 public sealed class QuotaStoreTests(AzuriteFixture azurite)
 {
     private async Task<QuotaStore> StoreAsync()

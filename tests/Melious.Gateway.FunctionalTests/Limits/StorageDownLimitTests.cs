@@ -10,7 +10,7 @@ namespace Melious.Gateway.FunctionalTests.Limits;
 /// Azurite stopped under three instances: each falls back to limit ÷ last known instance count, says so once in its
 /// log, keeps serving (no 500), and shares the limit again once storage is back.
 /// </summary>
-[Collection("Limits storage outage")]
+[Collection("Limits")]
 public sealed class StorageDownLimitTests
 {
     [Fact]
@@ -66,7 +66,7 @@ public sealed class StorageDownLimitTests
         var after = await LimitCluster.RoundRobinAsync(clients, 6, parallel: 1, _ => Scenario.Body().ToJsonString());
         Assert.All(after, o => Assert.Equal(HttpStatusCode.TooManyRequests, o.Status));
         Assert.All(after, o => Assert.Equal("60", o.Headers["anthropic-ratelimit-requests-limit"]));
-        }
+    }
 
     /// <summary>
     /// Node can take longer than AzuriteProcess's 30 s to open its ports on a machine shared by many test runs: try a

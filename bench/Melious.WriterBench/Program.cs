@@ -14,6 +14,7 @@ using Microsoft.Extensions.Options;
 // implementation puts into Table Storage (Azurite, in memory, on this machine), first called directly with several
 // concurrent writers, then end to end through the usage-events queue and the self-host's queue consumer.
 // Printed, never asserted. Usage: Melious.WriterBench [--quick] [--events N] [--concurrency C] [--repo DIR]
+// With --limiter [--requests N]: the cross-instance limiter's cost per request instead (bench/Melious.WriterBench/LimiterBench.cs).
 var quick = args.Contains("--quick");
 var events = IntArg("--events", quick ? 600 : 4_000);
 var concurrency = IntArg("--concurrency", 4);
@@ -38,6 +39,12 @@ try
 {
     await WaitOpenAsync(ports[1]);
     await WaitOpenAsync(ports[2]);
+    if (args.Contains("--limiter"))
+    {
+        // The cross-instance limiter's cost per request instead of the writer runs (docs/limits.md).
+        await Melious.WriterBench.LimiterBench.RunAsync(connectionString(), IntArg("--requests", quick ? 3_000 : 20_000), IntArg("--concurrency", 8));
+        return 0;
+    }
 
 
     Console.WriteLine($"Usage writer throughput into Azurite (in memory, loopback), {events} events per run");

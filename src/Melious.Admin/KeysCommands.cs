@@ -73,7 +73,7 @@ internal static class KeysCommands
                 return ExitCodes.Success;
             }
 
-            var table = new TextTable("KEY_ID", "ACCOUNT", "NAME", "ROLE", "STATUS", "CREATED", "RPM", "CONCURRENCY", "BUDGET", "MODELS").AlignRight(6, 7);
+            var table = new TextTable("KEY_ID", "ACCOUNT", "NAME", "ROLE", "STATUS", "CREATED", "RPM", "TPM", "CONCURRENCY", "BUDGET", "MODELS").AlignRight(6, 7, 8);
             foreach (var key in keys)
             {
                 table.Add(
@@ -84,6 +84,7 @@ internal static class KeysCommands
                     Status(key),
                     key.CreatedAt.UtcDateTime.ToString("yyyy-MM-dd HH:mm", CultureInfo.InvariantCulture),
                     key.RequestsPerMinute == 0 ? "-" : CliValues.Format(key.RequestsPerMinute),
+                    key.TokensPerMinute == 0 ? "-" : CliValues.Format(key.TokensPerMinute),
                     key.MaxConcurrentStreams == 0 ? "-" : CliValues.Format(key.MaxConcurrentStreams),
                     key.MonthlyBudget is { } budget ? $"{CliValues.Format(budget)} {key.BudgetCurrency}" : "-",
                     key.AllowedModels.Count == 0 ? "*" : string.Join(',', key.AllowedModels));
@@ -133,7 +134,7 @@ internal static class KeysCommands
         {
             var id = ToKeyId(result.GetValue(keyId));
             var keyLimits = limits.Read(result)
-                ?? throw new CliException("nothing to change: give at least one of --rpm, --concurrency, --budget, --no-budget, --budget-currency, --models");
+                ?? throw new CliException("nothing to change: give at least one of --rpm, --tpm, --concurrency, --budget, --no-budget, --budget-currency, --models");
             await using var session = await cli.ConnectAsync(result, cancellationToken);
             var updated = await session.Keys.SetLimitsAsync(id, keyLimits, cancellationToken) ?? throw NotFound(id);
             cli.Out.WriteLine($"Key {updated.KeyId} \"{updated.Name}\" of account {updated.Account}: {DescribeLimits(updated)}.");
@@ -167,6 +168,7 @@ internal static class KeysCommands
 
     internal static string DescribeLimits(ApiKeyRecord key) => string.Join(", ",
         key.RequestsPerMinute == 0 ? "rpm unlimited" : $"rpm {key.RequestsPerMinute}",
+        key.TokensPerMinute == 0 ? "tpm unlimited" : $"tpm {key.TokensPerMinute}",
         key.MaxConcurrentStreams == 0 ? "concurrency unlimited" : $"concurrency {key.MaxConcurrentStreams}",
         key.MonthlyBudget is { } budget ? $"budget {CliValues.Format(budget)} {key.BudgetCurrency}/month" : "no budget",
         key.AllowedModels.Count == 0 ? "all models" : "models " + string.Join(',', key.AllowedModels));
@@ -190,6 +192,7 @@ internal static class KeysCommands
         }
 
         json.WriteNumber("requests_per_minute", key.RequestsPerMinute);
+        json.WriteNumber("tokens_per_minute", key.TokensPerMinute);
         json.WriteNumber("max_concurrent_streams", key.MaxConcurrentStreams);
         json.WriteStringOrNull("monthly_budget", key.MonthlyBudget is { } budget ? CliValues.Format(budget) : null);
         json.WriteString("budget_currency", key.BudgetCurrency);
@@ -207,6 +210,7 @@ internal static class KeysCommands
     private sealed class KeyLimitOptions(bool allowClear)
     {
         private readonly Option<string?> _rpm = new("--rpm") { Description = "Requests per minute; 0 = unlimited." };
+        private readonly Option<string?> _tpm = new("--tpm") { Description = "Input plus output tokens per minute; 0 = unlimited." };
         private readonly Option<string?> _concurrency = new("--concurrency") { Description = "Concurrent requests (streams); 0 = unlimited." };
         private readonly Option<string?> _budget = new("--budget") { Description = "Monthly spend limit, a decimal such as 250.00." };
         private readonly Option<bool> _noBudget = new("--no-budget") { Description = "Remove the monthly spend limit." };
@@ -216,6 +220,7 @@ internal static class KeysCommands
         public void AddTo(Command command)
         {
             command.Options.Add(_rpm);
+            command.Options.Add(_tpm);
             command.Options.Add(_concurrency);
             command.Options.Add(_budget);
             if (allowClear)
@@ -231,6 +236,7 @@ internal static class KeysCommands
         public KeyLimits? Read(ParseResult result)
         {
             var rpm = CliValues.Int(result.GetValue(_rpm), "--rpm", 0);
+            var tpm = CliValues.Long(result.GetValue(_tpm), "--tpm", 0);
             var concurrency = CliValues.Int(result.GetValue(_concurrency), "--concurrency", 0);
             var budget = CliValues.NonNegativeDecimal(result.GetValue(_budget), "--budget");
             var clearBudget = allowClear && result.GetValue(_noBudget);
@@ -241,12 +247,12 @@ internal static class KeysCommands
 
             var currency = CliValues.Currency(result.GetValue(_budgetCurrency), "--budget-currency");
             var models = CliValues.Patterns(result.GetValue(_models));
-            if (rpm is null && concurrency is null && budget is null && !clearBudget && currency is null && models is null)
+            if (rpm is null && tpm is null && concurrency is null && budget is null && !clearBudget && currency is null && models is null)
             {
                 return null;
             }
 
-            return new KeyLimits(rpm, concurrency, budget, currency, models, clearBudget);
+            return new KeyLimits(rpm, concurrency, budget, currency, models, clearBudget, tpm);
         }
     }
 }

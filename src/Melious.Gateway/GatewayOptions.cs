@@ -16,6 +16,8 @@ public sealed class GatewayOptions
 
     public LimitsOptions Limits { get; set; } = new();
 
+    public RateLimitOptions RateLimits { get; set; } = new();
+
     public StreamingOptions Streaming { get; set; } = new();
 
     public AuthOptions Auth { get; set; } = new();

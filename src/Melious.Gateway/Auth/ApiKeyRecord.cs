@@ -20,6 +20,9 @@ public sealed record ApiKeyRecord
     /// <summary>Requests per minute; 0 = unlimited.</summary>
     public int RequestsPerMinute { get; init; }
 
+    /// <summary>Input plus output tokens per minute; 0 = unlimited (see docs/limits.md).</summary>
+    public long TokensPerMinute { get; init; }
+
     /// <summary>Concurrent in-flight /v1/messages requests; 0 = unlimited.</summary>
     public int MaxConcurrentStreams { get; init; }
 

@@ -120,6 +120,7 @@ public sealed class ApiKeyStore(StorageClients storage)
             ["CreatedAt"] = r.CreatedAt,
             ["RequestsPerMinute"] = r.RequestsPerMinute,
             ["MaxConcurrentStreams"] = r.MaxConcurrentStreams,
+            ["TokensPerMinute"] = r.TokensPerMinute,
             ["BudgetCurrency"] = r.BudgetCurrency,
             ["AllowedModels"] = string.Join(',', r.AllowedModels),
             ["Role"] = r.Role,
@@ -148,6 +149,7 @@ public sealed class ApiKeyStore(StorageClients storage)
         RevokedAt = EntityValues.Date(e, "RevokedAt"),
         RequestsPerMinute = (int)(EntityValues.Long(e, "RequestsPerMinute") ?? 0),
         MaxConcurrentStreams = (int)(EntityValues.Long(e, "MaxConcurrentStreams") ?? 0),
+        TokensPerMinute = EntityValues.Long(e, "TokensPerMinute") ?? 0,
         MonthlyBudget = EntityValues.Decimal(e, "MonthlyBudget"),
         BudgetCurrency = EntityValues.String(e, "BudgetCurrency") is { Length: > 0 } currency ? currency.ToUpperInvariant() : "USD",
         AllowedModels = (EntityValues.String(e, "AllowedModels") ?? "")
@@ -157,12 +159,13 @@ public sealed class ApiKeyStore(StorageClients storage)
 }
 
 /// <summary>Per-key limits as the admin CLI sets them; null leaves a limit unchanged.</summary>
-public sealed record KeyLimits(int? RequestsPerMinute = null, int? MaxConcurrentStreams = null, decimal? MonthlyBudget = null, string? BudgetCurrency = null, IReadOnlyList<string>? AllowedModels = null, bool ClearBudget = false)
+public sealed record KeyLimits(int? RequestsPerMinute = null, int? MaxConcurrentStreams = null, decimal? MonthlyBudget = null, string? BudgetCurrency = null, IReadOnlyList<string>? AllowedModels = null, bool ClearBudget = false, long? TokensPerMinute = null)
 {
     public ApiKeyRecord ApplyTo(ApiKeyRecord record) => record with
     {
         RequestsPerMinute = RequestsPerMinute ?? record.RequestsPerMinute,
         MaxConcurrentStreams = MaxConcurrentStreams ?? record.MaxConcurrentStreams,
+        TokensPerMinute = TokensPerMinute ?? record.TokensPerMinute,
         MonthlyBudget = ClearBudget ? null : MonthlyBudget ?? record.MonthlyBudget,
         BudgetCurrency = BudgetCurrency?.ToUpperInvariant() ?? record.BudgetCurrency,
         AllowedModels = AllowedModels ?? record.AllowedModels,

@@ -1,4 +1,5 @@
 using Melious.Gateway.Auth;
+using Melious.Gateway.Limits;
 using Melious.Gateway.Protocol.Anthropic;
 using Melious.Gateway.Routing;
 using Melious.Gateway.Translation;
@@ -14,7 +15,8 @@ namespace Melious.Gateway.Endpoints;
 /// <list type="number">
 /// <item>authenticate the key (401/403/503);</item>
 /// <item>read the body within the size limit (413), parse and validate it (400);</item>
-/// <item>resolve the model, check the key's model allow-list (403), rate, concurrency and budget (429);</item>
+/// <item>resolve the model, check the key's model allow-list (403), budget, then its requests, tokens and concurrency
+/// limits, shared across instances (429, see <see cref="KeyRateLimiter"/>);</item>
 /// <item>forward to the upstream in its protocol, streaming or not per <c>body.stream</c>;</item>
 /// <item>publish exactly one usage event, whatever happened (success, upstream error, client cancel).</item>
 /// </list>
@@ -22,7 +24,7 @@ namespace Melious.Gateway.Endpoints;
 /// </summary>
 public sealed partial class MessagesEndpoint(
     ApiKeyAuthenticator authenticator,
-    KeyLimiter limiter,
+    KeyRateLimiter limiter,
     BudgetGuard budget,
     ModelRouter router,
     RequestParser parser,
@@ -91,13 +93,17 @@ public sealed partial class MessagesEndpoint(
                 return;
             }
 
-            if (!limiter.TryEnter(key, out var lease))
+            var estimate = key.TokensPerMinute > 0 ? Tokens.TokenEstimator.EstimateRequest(request) : 0;
+            var decision = await limiter.AcquireAsync(key, estimate, cancellationToken);
+            RateLimitHeaders.Write(http.Response.Headers, decision);
+            if (decision.Error is { } limited)
             {
-                await FailAsync(http, recorder, new GatewayError(429, "rate_limit_error", $"this key allows at most {key.MaxConcurrentStreams} concurrent requests") { RetryAfter = "1" });
+                await FailAsync(http, recorder, limited);
                 return;
             }
 
-            using (lease)
+            var ticket = decision.Ticket!;
+            try
             {
                 Log.Routed(logger, context.RequestId, route.Kind, route.Model.Protocol, request.Stream == true);
                 var forward = route.Model.Protocol == Protocols.Anthropic
@@ -109,6 +115,10 @@ public sealed partial class MessagesEndpoint(
                 request = null;
                 body.Dispose();
                 await forward;
+            }
+            finally
+            {
+                ticket.Complete(recorder.Tokens);
             }
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
@@ -158,14 +168,6 @@ public sealed partial class MessagesEndpoint(
         if (key.AllowedModels.Count > 0 && !ModelPatterns.Allows(key.AllowedModels, route.RequestedModel, route.Model.Id))
         {
             return new GatewayError(403, "permission_error", $"this API key may not use model {route.RequestedModel}");
-        }
-
-        if (!limiter.TryCountRequest(key, out var retryAfter))
-        {
-            return new GatewayError(429, "rate_limit_error", $"this key allows {key.RequestsPerMinute} requests per minute")
-            {
-                RetryAfter = retryAfter.ToString(System.Globalization.CultureInfo.InvariantCulture),
-            };
         }
 
         var (allowed, spent) = await budget.CheckAsync(key, cancellationToken);

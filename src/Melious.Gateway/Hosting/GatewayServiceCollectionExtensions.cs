@@ -28,6 +28,8 @@ public static class GatewayServiceCollectionExtensions
                 "Melious:Limits values must be positive")
             .Validate(o => o.Streaming.PingInterval > TimeSpan.Zero && o.Streaming.IdleTimeout > TimeSpan.Zero,
                 "Melious:Streaming:PingInterval and IdleTimeout must be positive")
+            .Validate(o => o.RateLimits.Window > TimeSpan.Zero && o.RateLimits.HeartbeatInterval > TimeSpan.Zero && o.RateLimits.ConcurrencyLeaseTtl > o.RateLimits.HeartbeatInterval,
+                "Melious:RateLimits: Window and HeartbeatInterval must be positive and ConcurrencyLeaseTtl longer than HeartbeatInterval")
             .Validate(o => o.Auth.CacheTtl <= TimeSpan.FromSeconds(60),
                 "Melious:Auth:CacheTtl must be at most 60 seconds so revocations apply within a minute")
             .ValidateOnStart();
@@ -37,7 +39,8 @@ public static class GatewayServiceCollectionExtensions
 
         services.TryAddSingleton<ApiKeyStore>();
         services.TryAddSingleton<ApiKeyAuthenticator>();
-        services.TryAddSingleton<KeyLimiter>();
+        services.TryAddSingleton<Melious.Gateway.Limits.QuotaStore>();
+        services.TryAddSingleton<Melious.Gateway.Limits.KeyRateLimiter>();
         services.TryAddSingleton<BudgetGuard>();
 
         services.TryAddSingleton<ModelCatalogStore>();
@@ -67,6 +70,7 @@ public static class GatewayServiceCollectionExtensions
         services.AddHostedService<Melious.Gateway.Hosting.StorageInitializer>();
         services.AddHostedService(sp => sp.GetRequiredService<ModelCatalog>());
         services.AddHostedService(sp => sp.GetRequiredService<QueueUsagePublisher>());
+        services.AddHostedService(sp => sp.GetRequiredService<Melious.Gateway.Limits.KeyRateLimiter>());
         return services;
     }
 

@@ -84,5 +84,8 @@ public static class TableNames
     public const string UsageDaily = "usagedaily";
     public const string UsageLedger = "usageledger";
 
-    public static readonly string[] All = [ApiKeys, Models, Billing, Energy, UsageDaily, UsageLedger];
+    /// <summary>Shared per-key quota counters, concurrency slots and instance heartbeats (docs/limits.md).</summary>
+    public const string RateLimits = "ratelimits";
+
+    public static readonly string[] All = [ApiKeys, Models, Billing, Energy, UsageDaily, UsageLedger, RateLimits];
 }

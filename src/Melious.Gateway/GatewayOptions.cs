@@ -25,6 +25,9 @@ public sealed class GatewayOptions
     public UsageOptions Usage { get; set; } = new();
 
     public EnergyOptions Energy { get; set; } = new();
+
+    /// <summary>The web search provider behind the <c>web_search</c> server tool (docs/web-search.md).</summary>
+    public Search.SearchOptions Search { get; set; } = new();
 }
 
 /// <summary>The default upstream, used to seed an empty catalog and for model names that pass through.</summary>

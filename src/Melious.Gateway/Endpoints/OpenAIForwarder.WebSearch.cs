@@ -144,7 +144,7 @@ public sealed partial class OpenAIForwarder
             // The round's searches: run them with the gate released (pings keep the client's connection alive).
             await observer.BeforeWaitAsync();
             var calls = new List<ChatToolCall>(relay.Searches.Count);
-            var results = new List<(string Id, string Text, IReadOnlyList<WebSearchResultItem>? Items, string? Error)>(relay.Searches.Count);
+            var results = new List<(string Id, string Text, IReadOnlyList<WebSearchResultItem>? Items, string? Error, IReadOnlyList<WebSearchHit>? Hits)>(relay.Searches.Count);
             foreach (var pending in relay.Searches)
             {
                 var input = ParseInput(pending.Input.WrittenSpan);
@@ -167,19 +167,19 @@ public sealed partial class OpenAIForwarder
 
                 if (outcome.IsError)
                 {
-                    results.Add((pending.Id, WebSearchTranslation.ErrorText(query, outcome.ErrorCode!), null, outcome.ErrorCode));
+                    results.Add((pending.Id, WebSearchTranslation.ErrorText(query, outcome.ErrorCode!), null, outcome.ErrorCode, null));
                 }
                 else
                 {
                     var items = outcome.Hits!.Select(h => new WebSearchResultItem(h.Url, h.Title, h.PageAge, search.Signer.Seal(h))).ToList();
-                    results.Add((pending.Id, WebSearchTranslation.ResultText(query, outcome.Hits!), items, null));
+                    results.Add((pending.Id, WebSearchTranslation.ResultText(query, outcome.Hits!), items, null, outcome.Hits));
                 }
             }
 
             await observer.AfterWaitAsync();
-            foreach (var (id, _, items, errorCode) in results)
+            foreach (var (id, _, items, errorCode, hits) in results)
             {
-                relay.WriteResult(id, items, errorCode);
+                relay.WriteResult(id, items, errorCode, hits);
             }
 
             recorder.WebSearchRequests = searches;
@@ -217,7 +217,7 @@ public sealed partial class OpenAIForwarder
                 ToolCalls = calls,
                 ReasoningContent = string.IsNullOrEmpty(reasoning) ? null : reasoning,
             });
-            foreach (var (id, resultText, _, _) in results)
+            foreach (var (id, resultText, _, _, _) in results)
             {
                 messages.Add(new ChatMessage { Role = "tool", ToolCallId = id, Content = new ChatContent(resultText) });
             }

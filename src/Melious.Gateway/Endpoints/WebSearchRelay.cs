@@ -1,5 +1,6 @@
 using System.Buffers;
 using Melious.Gateway.Protocol.Anthropic;
+using Melious.Gateway.Search;
 using Melious.Gateway.Streaming;
 using Melious.Gateway.Translation;
 using Melious.Gateway.Usage;
@@ -18,6 +19,10 @@ internal sealed class WebSearchRelay(IMessageEventSink inner) : IMessageEventSin
     private readonly Dictionary<int, PendingSearch> _byIndex = [];
     private readonly ArrayBufferWriter<byte> _text = new(256);
     private readonly ArrayBufferWriter<byte> _reasoning = new(256);
+    private readonly List<WebSearchHit> _hits = [];
+    private readonly List<WebSearchHit> _lastSearch = [];
+    private readonly ArrayBufferWriter<byte> _block = new(256);
+    private int _textIndex = -1;
     private int _base;
     private int _next;
 
@@ -51,6 +56,7 @@ internal sealed class WebSearchRelay(IMessageEventSink inner) : IMessageEventSin
         Searches.Clear();
         _text.ResetWrittenCount();
         _reasoning.ResetWrittenCount();
+        _textIndex = -1;
         SawClientToolUse = false;
         StopReason = null;
         StopSequence = null;
@@ -63,13 +69,63 @@ internal sealed class WebSearchRelay(IMessageEventSink inner) : IMessageEventSin
         return mapped;
     }
 
-    /// <summary>Writes the result block of a search after the round's blocks.</summary>
-    public void WriteResult(string toolUseId, IReadOnlyList<WebSearchResultItem>? results, string? errorCode) =>
+    /// <summary>Writes the result block of a search after the round's blocks; its hits become citable.</summary>
+    public void WriteResult(string toolUseId, IReadOnlyList<WebSearchResultItem>? results, string? errorCode, IReadOnlyList<WebSearchHit>? hits = null)
+    {
         inner.WebSearchToolResult(_next++, toolUseId, results, errorCode);
+        if (hits is { Count: > 0 })
+        {
+            _hits.AddRange(hits);
+            _lastSearch.Clear();
+            _lastSearch.AddRange(hits);
+        }
+    }
+
+    /// <summary>
+    /// Best-effort citations for a finished text block: a result whose URL the text contains, or which it names as
+    /// <c>[n]</c> (the numbering the model saw for the latest search).
+    /// </summary>
+    internal static List<WebSearchHit> Cited(string text, IReadOnlyList<WebSearchHit> all, IReadOnlyList<WebSearchHit> latest)
+    {
+        var cited = new List<WebSearchHit>();
+        foreach (var hit in all)
+        {
+            if (!cited.Contains(hit) && text.Contains(hit.Url, StringComparison.Ordinal))
+            {
+                cited.Add(hit);
+            }
+        }
+
+        for (var i = 0; i < latest.Count; i++)
+        {
+            if (!cited.Contains(latest[i]) && text.Contains($"[{i + 1}]", StringComparison.Ordinal))
+            {
+                cited.Add(latest[i]);
+            }
+        }
+
+        return cited;
+    }
+
+    private static WebSearchCitation CitationFor(WebSearchHit hit)
+    {
+        var cited = hit.Content.Length <= 150 ? hit.Content : hit.Content[..150];
+        var index = System.Buffers.Text.Base64Url.EncodeToString(System.Text.Encoding.UTF8.GetBytes(hit.Url));
+        return new WebSearchCitation(hit.Url, hit.Title, cited, "mwsi." + index);
+    }
 
     public void MessageStart(string messageId, in TokenUsage usage) => inner.MessageStart(messageId, usage);
 
-    public void TextStart(int index) => inner.TextStart(Out(index));
+    public void TextStart(int index)
+    {
+        if (_hits.Count > 0)
+        {
+            _textIndex = index;
+            _block.ResetWrittenCount();
+        }
+
+        inner.TextStart(Out(index));
+    }
 
     public void ThinkingStart(int index) => inner.ThinkingStart(Out(index));
 
@@ -98,6 +154,11 @@ internal sealed class WebSearchRelay(IMessageEventSink inner) : IMessageEventSin
     public void TextDelta(int index, ReadOnlySpan<byte> escaped)
     {
         _text.Write(escaped);
+        if (index == _textIndex)
+        {
+            _block.Write(escaped);
+        }
+
         inner.TextDelta(Out(index), escaped);
     }
 
@@ -119,7 +180,21 @@ internal sealed class WebSearchRelay(IMessageEventSink inner) : IMessageEventSin
 
     public void SignatureDelta(int index, string signature) => inner.SignatureDelta(Out(index), signature);
 
-    public void BlockStop(int index) => inner.BlockStop(Out(index));
+    public void BlockStop(int index)
+    {
+        if (index == _textIndex)
+        {
+            _textIndex = -1;
+            foreach (var hit in Cited(MessageAggregator.Unescape(_block.WrittenSpan), _hits, _lastSearch))
+            {
+                inner.CitationDelta(Out(index), CitationFor(hit));
+            }
+        }
+
+        inner.BlockStop(Out(index));
+    }
+
+    public void CitationDelta(int index, WebSearchCitation citation) => inner.CitationDelta(Out(index), citation);
 
     public void MessageDelta(string? stopReason, string? stopSequence, in TokenUsage usage, BillingCost? cost, EnvironmentImpact? impact)
     {

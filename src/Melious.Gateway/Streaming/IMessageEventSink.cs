@@ -35,6 +35,9 @@ internal interface IMessageEventSink
     /// <summary>A whole <c>web_search_tool_result</c> block (start and stop): the results, or an error code.</summary>
     void WebSearchToolResult(int index, string toolUseId, IReadOnlyList<WebSearchResultItem>? results, string? errorCode);
 
+    /// <summary>A <c>citations_delta</c> on the open text block.</summary>
+    void CitationDelta(int index, WebSearchCitation citation);
+
     /// <summary>Server tool use of this response, reported in the next <see cref="MessageDelta"/>'s usage.</summary>
     void ServerToolUse(int webSearchRequests);
 

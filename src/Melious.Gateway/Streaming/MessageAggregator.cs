@@ -23,6 +23,7 @@ internal sealed class MessageAggregator : IMessageEventSink
         public string? Name { get; init; }
         public string Signature { get; set; } = "";
         public JsonElement Content { get; init; }
+        public List<WebSearchCitation>? Citations { get; set; }
     }
 
     private int _webSearchRequests;
@@ -72,6 +73,8 @@ internal sealed class MessageAggregator : IMessageEventSink
         _blocks.Add(new Block("web_search_tool_result") { Id = toolUseId, Content = document.RootElement.Clone() });
     }
 
+    public void CitationDelta(int index, WebSearchCitation citation) => (_blocks[index].Citations ??= []).Add(citation);
+
     public void ServerToolUse(int webSearchRequests) => _webSearchRequests = webSearchRequests;
 
     public void TextDelta(int index, ReadOnlySpan<byte> escaped) => _blocks[index].Escaped.Write(escaped);
@@ -108,7 +111,7 @@ internal sealed class MessageAggregator : IMessageEventSink
             switch (block.Kind)
             {
                 case "text" when text.Length > 0:
-                    content.Add(new ResponseTextBlock(text));
+                    content.Add(new ResponseTextBlock(text) { Citations = block.Citations });
                     break;
                 case "thinking":
                     content.Add(new ResponseThinkingBlock(text, block.Signature));

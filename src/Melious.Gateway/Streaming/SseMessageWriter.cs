@@ -92,6 +92,18 @@ internal sealed class SseMessageWriter(PipeWriter output, string model) : IMessa
         BlockStop(index);
     }
 
+    public void CitationDelta(int index, WebSearchCitation citation)
+    {
+        Write("event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":"u8);
+        WriteInt(index);
+        Write(",\"delta\":{\"type\":\"citations_delta\",\"citation\":"u8);
+        var json = _relaxedJson ??= new Utf8JsonWriter(output, new JsonWriterOptions { SkipValidation = true, Encoder = Encoder });
+        json.Reset(output);
+        citation.Write(json);
+        json.Flush();
+        Write("}}\n\n"u8);
+    }
+
     public void ServerToolUse(int webSearchRequests) => _webSearchRequests = webSearchRequests;
 
     public void TextDelta(int index, ReadOnlySpan<byte> escaped) => Delta(index, "\"text_delta\",\"text\":\""u8, escaped);

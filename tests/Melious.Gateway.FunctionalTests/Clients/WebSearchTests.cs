@@ -69,7 +69,7 @@ public sealed class WebSearchTests(AzuriteFixture azurite)
         }
 
         var seen = tools.Count > 0 && ScenarioExtensions.ContentText(tools[0]).Contains("PAGE-TEXT-news.example.com", StringComparison.Ordinal) ? "news" : "nothing";
-        return Sse.WriteAsync(context, [Sse.Role(), Sse.Content("From the results: "), Sse.Content(seen + "."), Sse.Finish("stop"), Sse.Usage(1500, 7)]);
+        return Sse.WriteAsync(context, [Sse.Role(), Sse.Content("From the results: "), Sse.Content(seen + " [1]."), Sse.Finish("stop"), Sse.Usage(1500, 7)]);
     };
 
     private static Dictionary<string, string?> Settings(ScriptedUpstream? provider) => new()
@@ -119,7 +119,12 @@ public sealed class WebSearchTests(AzuriteFixture azurite)
         Assert.Equal("2026-11-30T00:00:00", (string?)results[0]!["page_age"]);
         Assert.Null(results[1]!["page_age"]);
         Assert.All(results, r => Assert.StartsWith("mws1.", (string)r!["encrypted_content"]!));
-        Assert.Equal("From the results: news.", parsed.Blocks[3].Text.ToString());
+        Assert.Equal("From the results: news [1].", parsed.Blocks[3].Text.ToString());
+
+        // "[1]" names the first result: the text block carries a web_search_result_location citation for it.
+        var citation = Assert.Single(parsed.Blocks[3].Citations)!;
+        Assert.Equal("https://news.example.com/page", (string?)citation["url"]);
+        Assert.StartsWith("PAGE-TEXT-news.example.com", (string?)citation["cited_text"]);
         Assert.Equal("end_turn", (string?)parsed.MessageDelta!["delta"]!["stop_reason"]);
         Assert.Equal(1, (int)parsed.MessageDelta!["usage"]!["server_tool_use"]!["web_search_requests"]!);
         Assert.Equal(2500, (long)parsed.MessageDelta!["usage"]!["input_tokens"]!);
@@ -194,7 +199,8 @@ public sealed class WebSearchTests(AzuriteFixture azurite)
         // The page text came back out of encrypted_content: the model reads exactly what it read in turn one.
         Assert.Equal(upstreamToolText, replayed[2].GetProperty("content").GetString());
         Assert.Contains("PAGE-TEXT-docs.example.com", upstreamToolText, StringComparison.Ordinal);
-        Assert.Equal("From the results: news.", replayed[3].GetProperty("content").GetString());
+        Assert.Equal("From the results: news [1].", replayed[3].GetProperty("content").GetString());
+        Assert.Equal("https://news.example.com/page", (string?)content[3]!["citations"]![0]!["url"]);
     }
 
     [Fact]

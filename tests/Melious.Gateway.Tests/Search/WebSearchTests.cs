@@ -266,4 +266,14 @@ public sealed class WebSearchTests
         Assert.Equal("""{"type":"web_search_tool_result","tool_use_id":"srvtoolu_1","content":{"type":"web_search_tool_result_error","error_code":"unavailable"}}""", message["content"]![1]!.ToJsonString());
         Assert.Equal(2, (int)message["usage"]!["server_tool_use"]!["web_search_requests"]!);
     }
+
+    [Fact]
+    public void Citations_are_found_by_url_or_by_the_number_of_the_latest_search()
+    {
+        WebSearchHit a = new("https://a.example/x", "A", null, "alpha"), b = new("https://b.example/y", "B", null, "beta"), c = new("https://c.example/z", "C", null, "gamma");
+        Assert.Equal([a], WebSearchRelay.Cited("see https://a.example/x for more", [a, b, c], [b, c]));
+        Assert.Equal([c], WebSearchRelay.Cited("as [2] says", [a, b, c], [b, c]));
+        Assert.Equal([a, b], WebSearchRelay.Cited("https://a.example/x and [1] and [1]", [a, b, c], [b, c]));
+        Assert.Empty(WebSearchRelay.Cited("nothing cited [9]", [a, b, c], [b, c]));
+    }
 }

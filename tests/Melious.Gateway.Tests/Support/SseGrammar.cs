@@ -22,6 +22,9 @@ internal sealed record StreamBlock(string Type, int Index)
     /// <summary>The <c>content</c> of a <c>web_search_tool_result</c> block (complete in its content_block_start).</summary>
     public JsonNode? Content { get; init; }
 
+    /// <summary>Citations a text block received as <c>citations_delta</c>.</summary>
+    public JsonArray Citations { get; } = [];
+
     public bool Stopped { get; set; }
 }
 
@@ -186,6 +189,18 @@ internal static class SseGrammar
                             Assert.Equal("text", open!.Type);
                             open.Text.Append((string)delta["text"]!);
                             break;
+                        case "citations_delta":
+                        {
+                            Assert.Equal("text", open!.Type);
+                            var citation = Assert.IsType<JsonObject>(delta["citation"]);
+                            Assert.Equal("web_search_result_location", (string?)citation["type"]);
+                            Assert.True(Uri.TryCreate((string?)citation["url"], UriKind.Absolute, out _), $"citation url {citation["url"]}");
+                            Assert.NotNull((string?)citation["cited_text"]);
+                            Assert.False(string.IsNullOrEmpty((string?)citation["encrypted_index"]), "citation without encrypted_index");
+                            open.Citations.Add(citation.DeepClone());
+                            break;
+                        }
+
                         case "thinking_delta":
                             Assert.Equal("thinking", open!.Type);
                             Assert.True(open.Signature.Length == 0, "thinking_delta after signature_delta");
@@ -348,6 +363,7 @@ internal static class SseGrammar
             var block = stream.Blocks[i];
             content.Add(block.Type switch
             {
+                "text" when block.Citations.Count > 0 => new JsonObject { ["type"] = "text", ["text"] = block.Text.ToString(), ["citations"] = block.Citations.DeepClone() },
                 "text" => new JsonObject { ["type"] = "text", ["text"] = block.Text.ToString() },
                 "thinking" => new JsonObject { ["type"] = "thinking", ["thinking"] = block.Text.ToString(), ["signature"] = block.Signature.ToString() },
                 "server_tool_use" => new JsonObject { ["type"] = "server_tool_use", ["id"] = block.Id, ["name"] = block.Name, ["input"] = JsonNode.Parse(block.PartialJson.ToString()) },

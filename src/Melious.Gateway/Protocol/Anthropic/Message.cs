@@ -38,7 +38,11 @@ public sealed record Message
 [JsonDerivedType(typeof(ResponseWebSearchToolResultBlock), "web_search_tool_result")]
 public abstract record ResponseContentBlock;
 
-public sealed record ResponseTextBlock(string Text) : ResponseContentBlock;
+public sealed record ResponseTextBlock(string Text) : ResponseContentBlock
+{
+    /// <summary>Web search citations (absent when none).</summary>
+    public List<WebSearchCitation>? Citations { get; init; }
+}
 
 public sealed record ResponseThinkingBlock(string Thinking, string Signature) : ResponseContentBlock;
 

@@ -43,3 +43,20 @@ public sealed record WebSearchResultItem(string Url, string Title, string? PageA
         writer.WriteEndArray();
     }
 }
+
+/// <summary>A <c>web_search_result_location</c> citation on a text block (best effort: see docs/web-search.md).</summary>
+public sealed record WebSearchCitation(string Url, string Title, string CitedText, string EncryptedIndex)
+{
+    public string Type { get; init; } = "web_search_result_location";
+
+    internal void Write(Utf8JsonWriter writer)
+    {
+        writer.WriteStartObject();
+        writer.WriteString("type"u8, "web_search_result_location"u8);
+        writer.WriteString("cited_text"u8, CitedText);
+        writer.WriteString("url"u8, Url);
+        writer.WriteString("title"u8, Title);
+        writer.WriteString("encrypted_index"u8, EncryptedIndex);
+        writer.WriteEndObject();
+    }
+}

@@ -246,7 +246,7 @@ public sealed partial class WebSearchService : IDisposable
                 continue;
             }
 
-            var title = Text(item, "title") ?? url;
+            var title = StripTags(Text(item, "title") ?? url);
             var (content, age) = provider switch
             {
                 "brave" => (Text(item, "description"), Text(item, "page_age") ?? Text(item, "age")),

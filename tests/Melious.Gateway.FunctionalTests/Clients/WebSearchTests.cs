@@ -258,4 +258,72 @@ public sealed class WebSearchTests(AzuriteFixture azurite)
         Assert.False(s.Upstream.Last.Json.TryGetProperty("tools", out _));
         Assert.Empty(provider.Requests);
     }
+
+    [Fact]
+    public async Task Brave_gets_the_key_from_its_setting_reference_and_the_country()
+    {
+        await using var brave = await ScriptedUpstream.StartAsync(async (request, context) =>
+        {
+            context.Response.ContentType = "application/json";
+            await context.Response.WriteAsync("""
+                {"type":"search","web":{"type":"search","results":[{"title":"Brave <strong>hit</strong>","url":"https://news.example.com/b","description":"PAGE-TEXT-news.example.com from <strong>Brave</strong>","page_age":"2026-12-01T08:00:00"}]}}
+                """, Ct);
+        });
+        var settings = Settings(brave);
+        settings["Melious:Search:Provider"] = "brave";
+        settings["Melious:Search:ApiKeySetting"] = "config:Test:BraveKey";
+        settings["Test:BraveKey"] = "brave-secret-0123456789";
+        await using var s = await Scenario.StartAsync(azurite, SearchingModel(), settings);
+
+        var body = SearchBody(stream: false);
+        body["tools"]![0]!["user_location"] = new JsonObject { ["type"] = "approximate", ["city"] = "Berlin", ["country"] = "DE" };
+        var response = await s.PostAsync(body);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var content = JsonNode.Parse(await response.Content.ReadAsStringAsync(Ct))!["content"]!.AsArray();
+        var result = content[2]!["content"]![0]!;
+        Assert.Equal("Brave hit", (string?)result["title"]);
+        Assert.Equal("2026-12-01T08:00:00", (string?)result["page_age"]);
+        Assert.Equal("From the results: news [1].", (string?)content[3]!["text"]);
+
+        var search = Assert.Single(brave.Requests);
+        Assert.StartsWith("/res/v1/web/search?", search.Path, StringComparison.Ordinal);
+        var query = HttpUtility.ParseQueryString(new Uri("http://x" + search.Path).Query);
+        Assert.Equal(Query + " -site:blocked.example.org", query["q"]);
+        Assert.Equal("de", query["country"]);
+        Assert.Equal("brave-secret-0123456789", search.Headers["x-subscription-token"]);
+
+        // The key never reaches the client, the model or a log line.
+        Assert.DoesNotContain(s.Upstream.Requests, r => r.BodyText.Contains("brave-secret", StringComparison.Ordinal));
+        Assert.DoesNotContain(s.Gateway.Logs.Lines, l => l.Contains("brave-secret", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Tavily_gets_the_domain_lists_and_a_bearer_key()
+    {
+        await using var tavily = await ScriptedUpstream.StartAsync(async (request, context) =>
+        {
+            context.Response.ContentType = "application/json";
+            await context.Response.WriteAsync("""
+                {"query":"q","results":[{"title":"Tavily hit","url":"https://news.example.com/t","content":"PAGE-TEXT-news.example.com via Tavily","score":0.8}],"response_time":0.4}
+                """, Ct);
+        });
+        var settings = Settings(tavily);
+        settings["Melious:Search:Provider"] = "tavily";
+        settings["Melious:Search:ApiKeySetting"] = "Test:TavilyKey";
+        settings["Test:TavilyKey"] = "tvly-secret";
+        await using var s = await Scenario.StartAsync(azurite, SearchingModel(), settings);
+
+        var body = SearchBody(stream: true);
+        body["tools"]![0]!["allowed_domains"] = new JsonArray("example.com");
+        var parsed = SseGrammar.Validate(await (await s.PostAsync(body)).Content.ReadAsStringAsync(Ct));
+        Assert.Equal("https://news.example.com/t", (string?)parsed.Blocks[2].Content![0]!["url"]);
+
+        var search = Assert.Single(tavily.Requests);
+        Assert.Equal(("POST", "/search"), (search.Method, search.Path));
+        Assert.Equal("Bearer tvly-secret", search.Headers["authorization"]);
+        var json = search.Json;
+        Assert.Equal(Query, json.GetProperty("query").GetString());
+        Assert.Equal("example.com", json.GetProperty("include_domains")[0].GetString());
+        Assert.Equal("blocked.example.org", json.GetProperty("exclude_domains")[0].GetString());
+    }
 }

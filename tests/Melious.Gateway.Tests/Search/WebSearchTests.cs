@@ -62,6 +62,7 @@ public sealed class WebSearchTests
             """).RootElement;
         var braveHit = Assert.Single(WebSearchService.Parse("brave", brave));
         Assert.Equal("Some bold text", braveHit.Content);
+        Assert.Equal("Brave result", braveHit.Title);
         Assert.Equal("2025-03-02T10:00:00", braveHit.PageAge);
 
         var tavily = JsonDocument.Parse("""

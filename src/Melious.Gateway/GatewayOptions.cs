@@ -29,6 +29,9 @@ public sealed class GatewayOptions
     public EnergyOptions Energy { get; set; } = new();
 
     public DashboardOptions Dashboard { get; set; } = new();
+
+    /// <summary>The web search provider behind the <c>web_search</c> server tool (docs/web-search.md).</summary>
+    public Search.SearchOptions Search { get; set; } = new();
 }
 
 /// <summary>The usage dashboard at <c>/dashboard</c>.</summary>

@@ -21,7 +21,7 @@ namespace Melious.Gateway.Endpoints;
 /// (with usage), so both response modes share one translator and the idle timeout applies to both: a streamed
 /// request gets SSE as it arrives, a non-streamed one gets the aggregated <see cref="Message"/> at the end.
 /// </summary>
-public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalculator calculator, IOptions<GatewayOptions> options, TimeProvider time, ILogger<OpenAIForwarder> logger)
+public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalculator calculator, IOptions<GatewayOptions> options, TimeProvider time, ILogger<OpenAIForwarder> logger, Search.WebSearchService search)
 {
     private static readonly MediaTypeHeaderValue Json = new("application/json");
     private static readonly MediaTypeWithQualityHeaderValue EventStream = new("text/event-stream");
@@ -45,7 +45,7 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
         TranslatedRequest translated;
         try
         {
-            translated = OpenAIRequestTranslator.Translate(request, model, estimate.IsDeferred ? bound : estimate.Value);
+            translated = OpenAIRequestTranslator.Translate(request, model, estimate.IsDeferred ? bound : estimate.Value, search.Signer);
         }
         catch (RequestTranslationException ex)
         {
@@ -57,7 +57,10 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
             request.Stream == true,
             translated.ToolNames,
             request.StopSequences,
-            new UpstreamContext(request.Model!, model.Id, model.ApiKey, model.ContextWindow, estimate));
+            new UpstreamContext(request.Model!, model.Id, model.ApiKey, model.ContextWindow, estimate))
+        {
+            Search = PlanSearch(request, translated),
+        };
         if (request.MaxTokens == 0)
         {
             // A cache pre-warm: nothing to generate.
@@ -67,7 +70,7 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
         try
         {
             using var writer = new Utf8JsonWriter(call.Payload, WireJson.WriterOptions);
-            JsonSerializer.Serialize(writer, translated.Request, OpenAIJsonContext.Default.ChatCompletionRequest);
+            JsonSerializer.Serialize(writer, call.Search?.Request ?? translated.Request, OpenAIJsonContext.Default.ChatCompletionRequest);
         }
         catch (Exception ex) when (ex is InvalidOperationException or ArgumentException)
         {
@@ -86,6 +89,9 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
         public PooledBuffer Payload { get; } = new(32 * 1024);
 
         public long Estimate => Upstream.EstimatedInputTokens;
+
+        /// <summary>Set when the request has the web_search server tool: the response runs the search loop.</summary>
+        public SearchPlan? Search { get; init; }
     }
 
     private static async Task FailAsync(RequestContext context, UsageRecorder recorder, string message)
@@ -107,11 +113,18 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
             sent = await UpstreamCall.SendAsync(upstream, context, () => CreateRequest(url, call.Payload, model.ApiKey), call.Upstream, upstreamCts, _streaming, recorder);
         }
 
-        using var response = sent;
-        if (response is null)
+        if (sent is null)
         {
             return;
         }
+
+        if (call.Search is { } plan)
+        {
+            await RunSearchLoopAsync(context, call, model, recorder, sent, upstreamCts, plan);
+            return;
+        }
+
+        using var response = sent;
 
         var messageId = Ids.NewMessageId();
         var start = new TokenUsage(call.Estimate, 0, 0, 0, 0);

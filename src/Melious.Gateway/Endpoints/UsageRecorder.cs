@@ -33,6 +33,9 @@ internal sealed class UsageRecorder(RequestContext context, ApiKeyRecord key)
 
     public bool Cancelled { get; set; }
 
+    /// <summary>Web searches the gateway ran for this request (billed per search).</summary>
+    public int WebSearchRequests { get; set; }
+
     public CostBreakdown? Cost { get; set; }
 
     public EnergyEstimate? Energy { get; set; }
@@ -89,6 +92,8 @@ internal sealed class UsageRecorder(RequestContext context, ApiKeyRecord key)
             OutputCostNanos = Pricing.ToNanos(price.Output),
             CacheReadCostNanos = Pricing.ToNanos(price.CacheRead),
             CacheWriteCostNanos = Pricing.ToNanos(price.CacheWrite),
+            WebSearchRequests = WebSearchRequests,
+            WebSearchCostNanos = Pricing.ToNanos(price.WebSearch),
             PriceVersion = price.PriceVersion,
             EnergyWh = impact?.EnergyWh,
             EnergyWhMin = impact?.EnergyWhMin,

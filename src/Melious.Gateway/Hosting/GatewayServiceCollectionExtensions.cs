@@ -55,6 +55,7 @@ public static class GatewayServiceCollectionExtensions
 
         services.TryAddSingleton<RequestParser>();
         services.TryAddSingleton<UpstreamClient>();
+        services.TryAddSingleton<Melious.Gateway.Search.WebSearchService>();
         services.TryAddSingleton<OpenAIForwarder>();
         services.TryAddSingleton<AnthropicForwarder>();
         services.TryAddSingleton<MessagesEndpoint>();

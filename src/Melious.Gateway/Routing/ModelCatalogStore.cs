@@ -198,6 +198,8 @@ public sealed partial class ModelCatalogStore(StorageClients storage, IOptions<G
                 EntityValues.String(e, "PriceVersion") ?? defaults.Prices.Version);
         }
 
+        prices = prices with { WebSearchPerRequest = EntityValues.Decimal(e, "WebSearchPrice") ?? defaults.Prices.WebSearchPerRequest };
+
         return defaults with
         {
             BaseUrl = (EntityValues.String(e, "BaseUrl") is { Length: > 0 } url ? url : defaults.BaseUrl).TrimEnd('/'),

@@ -51,6 +51,9 @@ public static class Protocols
 public sealed record PriceCard(decimal InputPerMTok, decimal OutputPerMTok, decimal CacheReadPerMTok, decimal CacheWritePerMTok, string Currency, string? Version)
 {
     public static PriceCard Free { get; } = new(0m, 0m, 0m, 0m, "USD", null);
+
+    /// <summary>Price of one web search (catalog <c>WebSearchPrice</c>); null: <c>Melious:Search:PricePerSearch</c>.</summary>
+    public decimal? WebSearchPerRequest { get; init; }
 }
 
 /// <summary>

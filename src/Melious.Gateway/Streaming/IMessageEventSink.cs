@@ -29,6 +29,18 @@ internal interface IMessageEventSink
 
     void BlockStop(int index);
 
+    /// <summary>Starts a <c>server_tool_use</c> block (a search the gateway runs); its input follows as input_json_delta.</summary>
+    void ServerToolUseStart(int index, string id, string name);
+
+    /// <summary>A whole <c>web_search_tool_result</c> block (start and stop): the results, or an error code.</summary>
+    void WebSearchToolResult(int index, string toolUseId, IReadOnlyList<WebSearchResultItem>? results, string? errorCode);
+
+    /// <summary>A <c>citations_delta</c> on the open text block.</summary>
+    void CitationDelta(int index, WebSearchCitation citation);
+
+    /// <summary>Server tool use of this response, reported in the next <see cref="MessageDelta"/>'s usage.</summary>
+    void ServerToolUse(int webSearchRequests);
+
     void MessageDelta(string? stopReason, string? stopSequence, in TokenUsage usage, BillingCost? cost, EnvironmentImpact? impact);
 
     void MessageStop();

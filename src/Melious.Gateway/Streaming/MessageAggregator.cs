@@ -22,7 +22,11 @@ internal sealed class MessageAggregator : IMessageEventSink
         public string? Id { get; init; }
         public string? Name { get; init; }
         public string Signature { get; set; } = "";
+        public JsonElement Content { get; init; }
+        public List<WebSearchCitation>? Citations { get; set; }
     }
+
+    private int _webSearchRequests;
 
     public string? MessageId { get; private set; }
 
@@ -54,6 +58,24 @@ internal sealed class MessageAggregator : IMessageEventSink
     public void ThinkingStart(int index) => _blocks.Add(new Block("thinking"));
 
     public void ToolUseStart(int index, string id, string name) => _blocks.Add(new Block("tool_use") { Id = id, Name = name });
+
+    public void ServerToolUseStart(int index, string id, string name) => _blocks.Add(new Block("server_tool_use") { Id = id, Name = name });
+
+    public void WebSearchToolResult(int index, string toolUseId, IReadOnlyList<WebSearchResultItem>? results, string? errorCode)
+    {
+        var buffer = new ArrayBufferWriter<byte>(1024);
+        using (var writer = new Utf8JsonWriter(buffer))
+        {
+            WebSearchResultItem.WriteContent(writer, results, errorCode);
+        }
+
+        using var document = JsonDocument.Parse(buffer.WrittenMemory);
+        _blocks.Add(new Block("web_search_tool_result") { Id = toolUseId, Content = document.RootElement.Clone() });
+    }
+
+    public void CitationDelta(int index, WebSearchCitation citation) => (_blocks[index].Citations ??= []).Add(citation);
+
+    public void ServerToolUse(int webSearchRequests) => _webSearchRequests = webSearchRequests;
 
     public void TextDelta(int index, ReadOnlySpan<byte> escaped) => _blocks[index].Escaped.Write(escaped);
 
@@ -89,13 +111,19 @@ internal sealed class MessageAggregator : IMessageEventSink
             switch (block.Kind)
             {
                 case "text" when text.Length > 0:
-                    content.Add(new ResponseTextBlock(text));
+                    content.Add(new ResponseTextBlock(text) { Citations = block.Citations });
                     break;
                 case "thinking":
                     content.Add(new ResponseThinkingBlock(text, block.Signature));
                     break;
                 case "tool_use":
                     content.Add(new ResponseToolUseBlock(block.Id!, block.Name!, ParseToolInput(text)));
+                    break;
+                case "server_tool_use":
+                    content.Add(new ResponseServerToolUseBlock(block.Id!, block.Name!, ParseToolInput(text)));
+                    break;
+                case "web_search_tool_result":
+                    content.Add(new ResponseWebSearchToolResultBlock(block.Id!, block.Content));
                     break;
             }
         }
@@ -114,6 +142,7 @@ internal sealed class MessageAggregator : IMessageEventSink
                 CacheReadInputTokens = Usage.CacheRead,
                 OutputTokens = Usage.Output,
                 OutputTokensDetails = Usage.Reasoning > 0 ? new OutputTokensDetails(Usage.Reasoning) : null,
+                ServerToolUse = _webSearchRequests > 0 ? new ServerToolUsage(_webSearchRequests) : null,
             },
             BillingCost = Cost,
             EnvironmentImpact = Impact,

@@ -24,6 +24,8 @@ internal sealed class SseMessageWriter(PipeWriter output, string model) : IMessa
 
     private readonly JsonEncodedText _model = JsonEncodedText.Encode(model, Encoder);
     private Utf8JsonWriter? _json;
+    private Utf8JsonWriter? _relaxedJson;
+    private int _webSearchRequests;
 
     /// <summary>Bytes written since the last flush.</summary>
     public bool HasPending { get; private set; }
@@ -63,6 +65,46 @@ internal sealed class SseMessageWriter(PipeWriter output, string model) : IMessa
         Write(JsonEncodedText.Encode(name, Encoder).EncodedUtf8Bytes);
         Write("\",\"input\":{},\"caller\":{\"type\":\"direct\"}}}\n\n"u8);
     }
+
+    public void ServerToolUseStart(int index, string id, string name)
+    {
+        BlockStartPrefix(index);
+        Write("{\"type\":\"server_tool_use\",\"id\":\""u8);
+        WriteAscii(id);
+        Write("\",\"name\":\""u8);
+        Write(JsonEncodedText.Encode(name, Encoder).EncodedUtf8Bytes);
+        Write("\",\"input\":{}}}\n\n"u8);
+    }
+
+    public void WebSearchToolResult(int index, string toolUseId, IReadOnlyList<WebSearchResultItem>? results, string? errorCode)
+    {
+        BlockStartPrefix(index);
+        var json = _relaxedJson ??= new Utf8JsonWriter(output, new JsonWriterOptions { SkipValidation = true, Encoder = Encoder });
+        json.Reset(output);
+        json.WriteStartObject();
+        json.WriteString("type"u8, "web_search_tool_result"u8);
+        json.WriteString("tool_use_id"u8, toolUseId);
+        json.WritePropertyName("content"u8);
+        WebSearchResultItem.WriteContent(json, results, errorCode);
+        json.WriteEndObject();
+        json.Flush();
+        Write("}\n\n"u8);
+        BlockStop(index);
+    }
+
+    public void CitationDelta(int index, WebSearchCitation citation)
+    {
+        Write("event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":"u8);
+        WriteInt(index);
+        Write(",\"delta\":{\"type\":\"citations_delta\",\"citation\":"u8);
+        var json = _relaxedJson ??= new Utf8JsonWriter(output, new JsonWriterOptions { SkipValidation = true, Encoder = Encoder });
+        json.Reset(output);
+        citation.Write(json);
+        json.Flush();
+        Write("}}\n\n"u8);
+    }
+
+    public void ServerToolUse(int webSearchRequests) => _webSearchRequests = webSearchRequests;
 
     public void TextDelta(int index, ReadOnlySpan<byte> escaped) => Delta(index, "\"text_delta\",\"text\":\""u8, escaped);
 
@@ -158,6 +200,13 @@ internal sealed class SseMessageWriter(PipeWriter output, string model) : IMessa
         {
             Write(",\"output_tokens_details\":{\"thinking_tokens\":"u8);
             WriteLong(usage.Reasoning);
+            Write("}"u8);
+        }
+
+        if (_webSearchRequests > 0)
+        {
+            Write(",\"server_tool_use\":{\"web_search_requests\":"u8);
+            WriteLong(_webSearchRequests);
             Write("}"u8);
         }
 

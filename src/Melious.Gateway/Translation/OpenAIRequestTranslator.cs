@@ -19,7 +19,7 @@ internal static class OpenAIRequestTranslator
 {
     public const string BillingHeaderPrefix = "x-anthropic-billing-header:";
 
-    public static TranslatedRequest Translate(MessagesRequest request, ModelEntry model, long estimatedInputTokens)
+    public static TranslatedRequest Translate(MessagesRequest request, ModelEntry model, long estimatedInputTokens, Search.SearchResultSigner? signer = null)
     {
         var names = new ToolNameMap();
         var flavor = Flavor.Of(model.Flavor);
@@ -57,6 +57,9 @@ internal static class OpenAIRequestTranslator
             {
                 case "user":
                     AddUser(messages, message.Content!, model, names);
+                    break;
+                case "assistant" when WebSearchTranslation.HasServerBlocks(message.Content!):
+                    WebSearchTranslation.AddAssistant(messages, message.Content!, (list, segment) => AddAssistant(list, segment, names, flavor), signer);
                     break;
                 case "assistant":
                     AddAssistant(messages, message.Content!, names, flavor);

@@ -11,9 +11,9 @@ public readonly record struct TokenUsage(long Input, long CacheRead, long CacheW
 }
 
 /// <summary>The price of one request, exact in <see cref="decimal"/>.</summary>
-public readonly record struct CostBreakdown(decimal Input, decimal Output, decimal CacheRead, decimal CacheWrite, string Currency, string? PriceVersion)
+public readonly record struct CostBreakdown(decimal Input, decimal Output, decimal CacheRead, decimal CacheWrite, string Currency, string? PriceVersion, decimal WebSearch = 0)
 {
-    public decimal Total => Input + Output + CacheRead + CacheWrite;
+    public decimal Total => Input + Output + CacheRead + CacheWrite + WebSearch;
 
     public long TotalNanos => Pricing.ToNanos(Total);
 
@@ -25,6 +25,7 @@ public readonly record struct CostBreakdown(decimal Input, decimal Output, decim
         Output = Pricing.Format(Output),
         CacheRead = Pricing.Format(CacheRead),
         CacheWrite = Pricing.Format(CacheWrite),
+        WebSearch = WebSearch > 0 ? Pricing.Format(WebSearch) : null,
         PriceVersion = PriceVersion,
     };
 }

@@ -72,6 +72,11 @@ public sealed record UsageEvent
 
     public long CacheWriteCostNanos { get; init; }
 
+    /// <summary>Web searches the gateway ran (the <c>web_search</c> server tool); included in <see cref="CostNanos"/>.</summary>
+    public int WebSearchRequests { get; init; }
+
+    public long WebSearchCostNanos { get; init; }
+
     public string? PriceVersion { get; init; }
 
     /// <summary>Null when the model has no energy parameters (<see cref="EnergyMethod"/> is then <c>unknown</c>).</summary>

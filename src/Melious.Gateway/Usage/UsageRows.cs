@@ -63,6 +63,8 @@ public static class UsageRows
             ["OutputCostNanos"] = e.OutputCostNanos,
             ["CacheReadCostNanos"] = e.CacheReadCostNanos,
             ["CacheWriteCostNanos"] = e.CacheWriteCostNanos,
+            ["WebSearchRequests"] = e.WebSearchRequests,
+            ["WebSearchCostNanos"] = e.WebSearchCostNanos,
             ["PriceVersion"] = e.PriceVersion ?? "",
             ["Status"] = e.Status,
             ["StopReason"] = e.StopReason ?? "",

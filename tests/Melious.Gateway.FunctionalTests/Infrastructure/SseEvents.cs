@@ -65,7 +65,7 @@ public static class SseEvents
                     {
                         "text" => new[] { "text_delta", "citations_delta" },
                         "thinking" => ["thinking_delta", "signature_delta"],
-                        "tool_use" => ["input_json_delta"],
+                        "tool_use" or "server_tool_use" => ["input_json_delta"],
                         _ => [],
                     };
                     Assert.Contains(deltaType, allowed);

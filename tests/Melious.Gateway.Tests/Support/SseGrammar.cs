@@ -19,6 +19,12 @@ internal sealed record StreamBlock(string Type, int Index)
 
     public int Deltas { get; set; }
 
+    /// <summary>The <c>content</c> of a <c>web_search_tool_result</c> block (complete in its content_block_start).</summary>
+    public JsonNode? Content { get; init; }
+
+    /// <summary>Citations a text block received as <c>citations_delta</c>.</summary>
+    public JsonArray Citations { get; } = [];
+
     public bool Stopped { get; set; }
 }
 
@@ -40,7 +46,11 @@ internal sealed record ParsedStream(
 /// deltas only to the open block and of its type; every block stopped; message_delta then message_stop last,
 /// or an <c>error</c> event last with no message_stop. Plus the gateway's own rules: no empty text block, a
 /// non-empty signature on every thinking block, tool input streamed as input_json_delta that parses to an object,
-/// and tool ids unique and <c>^[a-zA-Z0-9_-]+$</c>.
+/// and tool ids unique and <c>^[a-zA-Z0-9_-]+$</c>. Server tools (web search): a <c>server_tool_use</c> block
+/// (id <c>srvtoolu_…</c>, input streamed like a tool's) is answered, later in the same message and before
+/// message_delta, by exactly one <c>web_search_tool_result</c> block naming its id, which carries its whole content
+/// in content_block_start (an array of <c>web_search_result</c> items with url, title, encrypted_content and
+/// page_age, or a <c>web_search_tool_result_error</c> with a known error code) and has no deltas.
 /// </summary>
 internal static class SseGrammar
 {
@@ -93,6 +103,7 @@ internal static class SseGrammar
         JsonObject? error = null;
         var stopped = false;
         var toolIds = new HashSet<string>(StringComparer.Ordinal);
+        var unanswered = new List<string>();
         for (var i = 1; i < events.Count; i++)
         {
             var (name, data) = events[i];
@@ -134,6 +145,29 @@ internal static class SseGrammar
                             Assert.Equal("direct", (string?)block["caller"]?["type"]);
                             open = new StreamBlock(type, index) { Id = id, Name = toolName };
                             break;
+                        case "server_tool_use":
+                        {
+                            var serverId = (string)block["id"]!;
+                            Assert.Matches("^srvtoolu_[a-zA-Z0-9_]+$", serverId);
+                            Assert.True(toolIds.Add(serverId), $"server_tool_use id {serverId} is not unique");
+                            Assert.Equal("web_search", (string?)block["name"]);
+                            Assert.Empty(Assert.IsType<JsonObject>(block["input"]));
+                            Assert.Equal(["type", "id", "name", "input"], block.Select(p => p.Key).ToArray());
+                            unanswered.Add(serverId);
+                            open = new StreamBlock(type, index) { Id = serverId, Name = (string)block["name"]! };
+                            break;
+                        }
+
+                        case "web_search_tool_result":
+                        {
+                            var serverId = (string?)block["tool_use_id"];
+                            Assert.True(serverId is not null && unanswered.Remove(serverId), $"web_search_tool_result for {serverId}, which is no unanswered server_tool_use");
+                            Assert.Equal(["type", "tool_use_id", "content"], block.Select(p => p.Key).ToArray());
+                            CheckSearchContent(block["content"]);
+                            open = new StreamBlock(type, index) { Id = serverId, Content = block["content"]!.DeepClone() };
+                            break;
+                        }
+
                         default:
                             Assert.Fail($"unexpected content block type {type}");
                             break;
@@ -155,6 +189,18 @@ internal static class SseGrammar
                             Assert.Equal("text", open!.Type);
                             open.Text.Append((string)delta["text"]!);
                             break;
+                        case "citations_delta":
+                        {
+                            Assert.Equal("text", open!.Type);
+                            var citation = Assert.IsType<JsonObject>(delta["citation"]);
+                            Assert.Equal("web_search_result_location", (string?)citation["type"]);
+                            Assert.True(Uri.TryCreate((string?)citation["url"], UriKind.Absolute, out _), $"citation url {citation["url"]}");
+                            Assert.NotNull((string?)citation["cited_text"]);
+                            Assert.False(string.IsNullOrEmpty((string?)citation["encrypted_index"]), "citation without encrypted_index");
+                            open.Citations.Add(citation.DeepClone());
+                            break;
+                        }
+
                         case "thinking_delta":
                             Assert.Equal("thinking", open!.Type);
                             Assert.True(open.Signature.Length == 0, "thinking_delta after signature_delta");
@@ -165,7 +211,7 @@ internal static class SseGrammar
                             open.Signature.Append((string)delta["signature"]!);
                             break;
                         case "input_json_delta":
-                            Assert.Equal("tool_use", open!.Type);
+                            Assert.Contains(open!.Type, (string[])["tool_use", "server_tool_use"]);
                             open.PartialJson.Append((string)delta["partial_json"]!);
                             break;
                         default:
@@ -191,6 +237,7 @@ internal static class SseGrammar
                 {
                     Assert.True(open is null, $"message_delta while block {open?.Index} is open");
                     Assert.True(messageDelta is null, "message_delta sent twice");
+                    Assert.True(unanswered.Count == 0, $"message_delta with server_tool_use {string.Join(", ", unanswered)} unanswered");
                     messageDelta = data;
                     var delta = Assert.IsType<JsonObject>(data["delta"]);
                     Assert.True(delta.ContainsKey("stop_reason"), "message_delta.delta.stop_reason missing");
@@ -247,7 +294,10 @@ internal static class SseGrammar
             case "thinking":
                 Assert.True(block.Signature.Length > 0, $"thinking block {block.Index} has no signature_delta");
                 break;
-            case "tool_use":
+            case "web_search_tool_result":
+                Assert.True(block.Deltas == 0, $"web_search_tool_result block {block.Index} has deltas");
+                break;
+            case "tool_use" or "server_tool_use":
                 // Input only in content_block_start is lost by Claude Code: it must come as input_json_delta (claude-code.md §4).
                 Assert.True(block.Deltas > 0, $"tool_use block {block.Index} has no input_json_delta");
                 if (!toolInputMustParse)
@@ -271,6 +321,28 @@ internal static class SseGrammar
         }
     }
 
+    private static readonly string[] SearchErrorCodes = ["too_many_requests", "invalid_input", "max_uses_exceeded", "query_too_long", "unavailable"];
+
+    private static void CheckSearchContent(JsonNode? content)
+    {
+        if (content is JsonObject error)
+        {
+            Assert.Equal("web_search_tool_result_error", (string?)error["type"]);
+            Assert.Contains((string?)error["error_code"], SearchErrorCodes);
+            return;
+        }
+
+        foreach (var item in Assert.IsType<JsonArray>(content))
+        {
+            var result = Assert.IsType<JsonObject>(item);
+            Assert.Equal("web_search_result", (string?)result["type"]);
+            Assert.True(Uri.TryCreate((string?)result["url"], UriKind.Absolute, out _), $"web_search_result url {result["url"]}");
+            Assert.False(string.IsNullOrEmpty((string?)result["title"]), "web_search_result without a title");
+            Assert.False(string.IsNullOrEmpty((string?)result["encrypted_content"]), "web_search_result without encrypted_content");
+            Assert.True(result.ContainsKey("page_age"), "web_search_result without page_age (null when unknown)");
+        }
+    }
+
     private static void AssertUsage(JsonObject usage)
     {
         foreach (var key in new[] { "input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens" })
@@ -291,8 +363,11 @@ internal static class SseGrammar
             var block = stream.Blocks[i];
             content.Add(block.Type switch
             {
+                "text" when block.Citations.Count > 0 => new JsonObject { ["type"] = "text", ["text"] = block.Text.ToString(), ["citations"] = block.Citations.DeepClone() },
                 "text" => new JsonObject { ["type"] = "text", ["text"] = block.Text.ToString() },
                 "thinking" => new JsonObject { ["type"] = "thinking", ["thinking"] = block.Text.ToString(), ["signature"] = block.Signature.ToString() },
+                "server_tool_use" => new JsonObject { ["type"] = "server_tool_use", ["id"] = block.Id, ["name"] = block.Name, ["input"] = JsonNode.Parse(block.PartialJson.ToString()) },
+                "web_search_tool_result" => new JsonObject { ["type"] = "web_search_tool_result", ["tool_use_id"] = block.Id, ["content"] = block.Content!.DeepClone() },
                 _ => new JsonObject { ["type"] = "tool_use", ["id"] = block.Id, ["name"] = block.Name, ["input"] = ParseOr(block.PartialJson.ToString(), repaired?[i]?["input"]), ["caller"] = new JsonObject { ["type"] = "direct" } },
             });
         }

@@ -20,6 +20,9 @@ public sealed record BillingCost
 
     public required string CacheWrite { get; init; }
 
+    /// <summary>Web searches the gateway ran for this response (absent when none).</summary>
+    public string? WebSearch { get; init; }
+
     public string? PriceVersion { get; init; }
 }
 

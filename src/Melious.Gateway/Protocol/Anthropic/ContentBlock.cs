@@ -18,6 +18,8 @@ namespace Melious.Gateway.Protocol.Anthropic;
 [JsonDerivedType(typeof(RedactedThinkingBlock), "redacted_thinking")]
 [JsonDerivedType(typeof(MidConversationSystemBlock), "mid_conv_system")]
 [JsonDerivedType(typeof(ToolReferenceBlock), "tool_reference")]
+[JsonDerivedType(typeof(ServerToolUseBlock), "server_tool_use")]
+[JsonDerivedType(typeof(WebSearchToolResultBlock), "web_search_tool_result")]
 public record ContentBlock;
 
 public sealed record TextBlock : ContentBlock
@@ -93,4 +95,25 @@ public sealed record MidConversationSystemBlock : ContentBlock
 public sealed record ToolReferenceBlock : ContentBlock
 {
     public string? ToolName { get; init; }
+}
+
+/// <summary>A server tool call the gateway (or Anthropic) ran, replayed by the client (id <c>srvtoolu_…</c>).</summary>
+public sealed record ServerToolUseBlock : ContentBlock
+{
+    public string? Id { get; init; }
+
+    public string? Name { get; init; }
+
+    public JsonElement? Input { get; init; }
+}
+
+/// <summary>
+/// The replayed result of a web search: <see cref="Content"/> is an array of <c>web_search_result</c> items or a
+/// <c>web_search_tool_result_error</c> object.
+/// </summary>
+public sealed record WebSearchToolResultBlock : ContentBlock
+{
+    public string? ToolUseId { get; init; }
+
+    public JsonElement? Content { get; init; }
 }

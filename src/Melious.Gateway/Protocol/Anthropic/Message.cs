@@ -34,9 +34,15 @@ public sealed record Message
 [JsonDerivedType(typeof(ResponseTextBlock), "text")]
 [JsonDerivedType(typeof(ResponseThinkingBlock), "thinking")]
 [JsonDerivedType(typeof(ResponseToolUseBlock), "tool_use")]
+[JsonDerivedType(typeof(ResponseServerToolUseBlock), "server_tool_use")]
+[JsonDerivedType(typeof(ResponseWebSearchToolResultBlock), "web_search_tool_result")]
 public abstract record ResponseContentBlock;
 
-public sealed record ResponseTextBlock(string Text) : ResponseContentBlock;
+public sealed record ResponseTextBlock(string Text) : ResponseContentBlock
+{
+    /// <summary>Web search citations (absent when none).</summary>
+    public List<WebSearchCitation>? Citations { get; init; }
+}
 
 public sealed record ResponseThinkingBlock(string Thinking, string Signature) : ResponseContentBlock;
 
@@ -45,6 +51,12 @@ public sealed record ResponseToolUseBlock(string Id, string Name, System.Text.Js
     /// <summary>Who invoked the tool: always the model itself here (the current API includes this).</summary>
     public ToolCaller Caller { get; init; } = ToolCaller.Direct;
 }
+
+/// <summary>A search the gateway ran for the model (id <c>srvtoolu_…</c>).</summary>
+public sealed record ResponseServerToolUseBlock(string Id, string Name, System.Text.Json.JsonElement Input) : ResponseContentBlock;
+
+/// <summary>Search results (an array of <c>web_search_result</c>) or a <c>web_search_tool_result_error</c> object.</summary>
+public sealed record ResponseWebSearchToolResultBlock(string ToolUseId, System.Text.Json.JsonElement Content) : ResponseContentBlock;
 
 public sealed record ToolCaller(string Type)
 {
@@ -63,6 +75,11 @@ public sealed record Usage
     public long OutputTokens { get; init; }
 
     public OutputTokensDetails? OutputTokensDetails { get; init; }
+
+    /// <summary>Server tools the gateway ran (web searches); absent when none.</summary>
+    public ServerToolUsage? ServerToolUse { get; init; }
 }
 
 public sealed record OutputTokensDetails(long ThinkingTokens);
+
+public sealed record ServerToolUsage(long WebSearchRequests);

@@ -61,6 +61,35 @@ public sealed record ToolDefinition
     public JsonElement? InputSchema { get; init; }
 
     public bool IsServerTool => Type is not null && Type != "custom";
+
+    /// <summary>Server tool <c>web_search_*</c>: searches allowed in one response.</summary>
+    public int? MaxUses { get; init; }
+
+    /// <summary>Server tool <c>web_search_*</c>: only results from these domains.</summary>
+    public List<string>? AllowedDomains { get; init; }
+
+    /// <summary>Server tool <c>web_search_*</c>: never results from these domains.</summary>
+    public List<string>? BlockedDomains { get; init; }
+
+    /// <summary>Server tool <c>web_search_*</c>: where the user is, to localize results.</summary>
+    public UserLocation? UserLocation { get; init; }
+
+    public bool IsWebSearch => Type is not null && Type.StartsWith("web_search_", StringComparison.Ordinal);
+}
+
+/// <summary>Approximate user location of the web search tool (<c>type: approximate</c>).</summary>
+public sealed record UserLocation
+{
+    public string? Type { get; init; }
+
+    public string? City { get; init; }
+
+    public string? Region { get; init; }
+
+    /// <summary>ISO 3166-1 alpha-2.</summary>
+    public string? Country { get; init; }
+
+    public string? Timezone { get; init; }
 }
 
 public sealed record ToolChoice

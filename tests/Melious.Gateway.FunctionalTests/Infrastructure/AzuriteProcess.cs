@@ -38,8 +38,10 @@ public sealed class AzuriteProcess : IAsyncDisposable
         $"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={AccountKey};" +
         $"BlobEndpoint=http://127.0.0.1:{blobPort}/devstoreaccount1;QueueEndpoint=http://127.0.0.1:{queuePort}/devstoreaccount1;TableEndpoint=http://127.0.0.1:{tablePort}/devstoreaccount1;";
 
-    public async Task StartAsync()
+    /// <summary>Starts Azurite and waits (30 s unless told otherwise) for its queue and table ports.</summary>
+    public async Task StartAsync(TimeSpan? timeout = null)
     {
+        var wait = timeout ?? TimeSpan.FromSeconds(30);
         var azurite = RepoPaths.Tool("azurite", "MELIOUS_AZURITE");
         var info = new ProcessStartInfo(azurite)
         {
@@ -76,12 +78,12 @@ public sealed class AzuriteProcess : IAsyncDisposable
         _process.BeginErrorReadLine();
         try
         {
-            await Ports.WaitOpenAsync(QueuePort, TimeSpan.FromSeconds(30));
-            await Ports.WaitOpenAsync(TablePort, TimeSpan.FromSeconds(30));
+            await Ports.WaitOpenAsync(QueuePort, wait);
+            await Ports.WaitOpenAsync(TablePort, wait);
         }
         catch (Exception ex)
         {
-            throw new InvalidOperationException("Azurite did not start: " + Output, ex);
+            throw new InvalidOperationException($"Azurite did not open its ports within {wait.TotalSeconds} s: " + Output, ex);
         }
     }
 

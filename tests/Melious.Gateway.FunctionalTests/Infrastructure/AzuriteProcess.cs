@@ -38,8 +38,10 @@ public sealed class AzuriteProcess : IAsyncDisposable
         $"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={AccountKey};" +
         $"BlobEndpoint=http://127.0.0.1:{blobPort}/devstoreaccount1;QueueEndpoint=http://127.0.0.1:{queuePort}/devstoreaccount1;TableEndpoint=http://127.0.0.1:{tablePort}/devstoreaccount1;";
 
-    public async Task StartAsync()
+    /// <summary>Starts Azurite and waits (120 s unless told otherwise) for its queue and table ports.</summary>
+    public async Task StartAsync(TimeSpan? timeout = null)
     {
+        var wait = timeout ?? TimeSpan.FromSeconds(120);
         var azurite = RepoPaths.Tool("azurite", "MELIOUS_AZURITE");
         var info = new ProcessStartInfo(azurite)
         {
@@ -77,13 +79,13 @@ public sealed class AzuriteProcess : IAsyncDisposable
         try
         {
             // A readiness wait, not a speed check: on two loaded cores (stress-ng on both, other builds) Azurite's
-            // Node start-up took 35.6 s to open its table port, past the former 30 s; the whole suite then failed.
-            await Ports.WaitOpenAsync(QueuePort, TimeSpan.FromSeconds(120));
-            await Ports.WaitOpenAsync(TablePort, TimeSpan.FromSeconds(120));
+            // Node start-up took 35.6 s to open its table port; the default wait is therefore 120 s.
+            await Ports.WaitOpenAsync(QueuePort, wait);
+            await Ports.WaitOpenAsync(TablePort, wait);
         }
         catch (Exception ex)
         {
-            throw new InvalidOperationException("Azurite did not start: " + Output, ex);
+            throw new InvalidOperationException($"Azurite did not open its ports within {wait.TotalSeconds} s: " + Output, ex);
         }
     }
 

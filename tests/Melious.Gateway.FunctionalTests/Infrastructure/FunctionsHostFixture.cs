@@ -79,7 +79,8 @@ public sealed class FunctionsHostFixture : IAsyncLifetime, IGatewayTarget
 
         try
         {
-            await Azurite.StartAsync();
+            // Started while the whole test assembly starts up, on a machine that may be busy: a generous bound.
+            await Azurite.StartAsync(TimeSpan.FromMinutes(2));
             Upstream = await ScriptedUpstream.StartAsync((_, context) => Sse.WriteAsync(context, Sse.TextAnswer(["ok"])));
             var environment = Settings.ToDictionary(s => "Melious__" + s.Key["Melious:".Length..].Replace(":", "__", StringComparison.Ordinal), s => s.Value);
             // A failed queue message becomes visible again after 1 s here (host.json: 30 s), so the poison test sees

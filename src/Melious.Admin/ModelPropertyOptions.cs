@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using Melious.Gateway.Routing;
 
 namespace Melious.Admin;
 
@@ -94,6 +95,11 @@ internal sealed class ModelPropertyOptions
         Put(properties, "QuantBits", CliValues.Int(result.GetValue(_quantBits), "--quant-bits", 1, 64));
         Put(properties, "JoulesPerOutputToken", CliValues.PositiveDouble(result.GetValue(_joulesPerToken), "--joules-per-token"));
         Put(properties, "GpuCount", CliValues.Int(result.GetValue(_gpuCount), "--gpu-count", 1));
+        if (new[] { "ActiveParamsB", "TotalParamsB", "QuantBits", "JoulesPerOutputToken", "GpuCount" }.Any(properties.ContainsKey))
+        {
+            // Parameters an operator entered replace what seeding pre-filled from the built-in table.
+            properties["EnergySource"] = EnergySources.Catalog;
+        }
         if (_includeDisplayName)
         {
             Put(properties, "DisplayName", result.GetValue(_displayName) is { } display ? CliValues.NonEmpty(display, "--display-name") : null);

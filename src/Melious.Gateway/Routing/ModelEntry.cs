@@ -56,5 +56,6 @@ public sealed record PriceCard(decimal InputPerMTok, decimal OutputPerMTok, deci
 /// <summary>
 /// Energy parameters of a served model: active and total parameters (billions) and weight quantization bits.
 /// Optional measured override: joules per output token across the whole deployment and its GPU count.
+/// <see cref="Source"/> says where the figures came from (<see cref="EnergySources"/>).
 /// </summary>
-public sealed record EnergyProfile(double ActiveParamsB, double TotalParamsB, int QuantBits = 16, double? JoulesPerOutputToken = null, int? GpuCount = null);
+public sealed record EnergyProfile(double ActiveParamsB, double TotalParamsB, int QuantBits = 16, double? JoulesPerOutputToken = null, int? GpuCount = null, string Source = EnergySources.Catalog);

@@ -65,7 +65,7 @@ public sealed class ModelRouterTests
     [Theory]
     [InlineData("qwen3-coder-30b-a3b-instruct", 3.3, 30.5, 16)]
     [InlineData("Qwen/Qwen3-Coder-480B-A35B-Instruct-FP8", 35, 480, 8)]
-    [InlineData("openai/gpt-oss-120b", 5.1, 117, 16)]
+    [InlineData("openai/gpt-oss-120b", 5.1, 117, 4)]
     [InlineData("llama3.1:8b-instruct-q4_K_M", 8, 8, 4)]
     public void KnownModels_GuessEnergyProfiles(string id, double active, double total, int bits)
     {

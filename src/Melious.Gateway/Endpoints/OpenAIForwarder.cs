@@ -120,7 +120,7 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
             await using var session = new StreamingSession(http, call.RequestedModel, upstreamCts, _streaming.IdleTimeout, _streaming.PingInterval, time);
             await session.StartAsync(cancellationToken);
             session.Writer.MessageStart(messageId, start);
-            var translator = new OpenAIStreamTranslator(session.Writer, call.ToolNames, call.StopSequences, call.Upstream);
+            var translator = new OpenAIStreamTranslator(session.Writer, call.ToolNames, call.StopSequences, call.Upstream, ReasoningModes.ModeOf(model));
             await PumpAsync(response, session, translator, session.Writer, recorder, model, call.Estimate, upstreamCts, cancellationToken, () => session.ClientGone);
             recorder.Status = 200;
             return;
@@ -128,7 +128,7 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
 
         var aggregator = new MessageAggregator();
         aggregator.MessageStart(messageId, start);
-        var nonStreaming = new OpenAIStreamTranslator(aggregator, call.ToolNames, call.StopSequences, call.Upstream);
+        var nonStreaming = new OpenAIStreamTranslator(aggregator, call.ToolNames, call.StopSequences, call.Upstream, ReasoningModes.ModeOf(model));
         using var idle = new IdleDeadline(upstreamCts, _streaming.IdleTimeout, time);
         var completed = await PumpAsync(response, idle, nonStreaming, aggregator, recorder, model, call.Estimate, upstreamCts, cancellationToken, static () => false);
         if (!completed)

@@ -37,6 +37,12 @@ public sealed record ModelEntry
 
     public string? DisplayName { get; init; }
 
+    /// <summary>
+    /// How reasoning arrives from an OpenAI-compatible upstream: <c>auto</c> (null; inline tags recognised for Ollama and
+    /// llama.cpp), <c>think-tags</c> (inline <c>&lt;think&gt;…&lt;/think&gt;</c>) or <c>field</c> (never split content).
+    /// </summary>
+    public string? Reasoning { get; init; }
+
     /// <summary>False for names that passed through to the default upstream without a catalog entry.</summary>
     public bool InCatalog { get; init; } = true;
 }

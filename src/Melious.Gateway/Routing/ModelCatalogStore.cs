@@ -172,7 +172,7 @@ public sealed partial class ModelCatalogStore(StorageClients storage, IOptions<G
             }
         }
 
-        return new CatalogSnapshot(models, aliases, tiers, defaultUpstream, DateTimeOffset.UtcNow, fromStorage);
+        return new CatalogSnapshot(models, aliases, tiers, defaultUpstream, DateTimeOffset.UtcNow, fromStorage, options.Value.Models.DiscoveryPrefix);
     }
 
     /// <summary>Reads an entry; every field the entity leaves empty is inherited from <paramref name="defaults"/>.</summary>

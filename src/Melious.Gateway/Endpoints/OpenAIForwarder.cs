@@ -57,7 +57,10 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
             request.Stream == true,
             translated.ToolNames,
             request.StopSequences,
-            new UpstreamContext(request.Model!, model.Id, model.ApiKey, model.ContextWindow, estimate));
+            new UpstreamContext(request.Model!, model.Id, model.ApiKey, model.ContextWindow, estimate))
+        {
+            ContextManagement = translated.ContextManagement,
+        };
         if (request.MaxTokens == 0)
         {
             // A cache pre-warm: nothing to generate.
@@ -86,6 +89,8 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
         public PooledBuffer Payload { get; } = new(32 * 1024);
 
         public long Estimate => Upstream.EstimatedInputTokens;
+
+        public ContextManagementResponse? ContextManagement { get; init; }
     }
 
     private static async Task FailAsync(RequestContext context, UsageRecorder recorder, string message)
@@ -120,6 +125,7 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
             await using var session = new StreamingSession(http, call.RequestedModel, upstreamCts, _streaming.IdleTimeout, _streaming.PingInterval, time);
             await session.StartAsync(cancellationToken);
             session.Writer.MessageStart(messageId, start);
+            session.Writer.ContextManagement = call.ContextManagement;
             var translator = new OpenAIStreamTranslator(session.Writer, call.ToolNames, call.StopSequences, call.Upstream, ReasoningModes.ModeOf(model));
             await PumpAsync(response, session, translator, session.Writer, recorder, model, call.Estimate, upstreamCts, cancellationToken, () => session.ClientGone);
             recorder.Status = 200;
@@ -128,6 +134,7 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
 
         var aggregator = new MessageAggregator();
         aggregator.MessageStart(messageId, start);
+        aggregator.ContextManagement = call.ContextManagement;
         var nonStreaming = new OpenAIStreamTranslator(aggregator, call.ToolNames, call.StopSequences, call.Upstream, ReasoningModes.ModeOf(model));
         using var idle = new IdleDeadline(upstreamCts, _streaming.IdleTimeout, time);
         var completed = await PumpAsync(response, idle, nonStreaming, aggregator, recorder, model, call.Estimate, upstreamCts, cancellationToken, static () => false);

@@ -211,6 +211,7 @@ public sealed partial class ModelCatalogStore(StorageClients storage, IOptions<G
             ToolUse = EntityValues.Bool(e, "ToolUse") ?? defaults.ToolUse,
             Vision = EntityValues.Bool(e, "Vision") ?? defaults.Vision,
             Thinking = EntityValues.Bool(e, "Thinking") ?? defaults.Thinking,
+            Betas = EntityValues.String(e, "Betas") is { Length: > 0 } betas ? betas.Trim() : defaults.Betas,
             Reasoning = EntityValues.String(e, "Reasoning") is { Length: > 0 } reasoning ? reasoning.ToLowerInvariant() : defaults.Reasoning,
             Prices = prices,
             Energy = energy,

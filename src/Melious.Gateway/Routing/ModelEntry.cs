@@ -43,6 +43,12 @@ public sealed record ModelEntry
     /// </summary>
     public string? Reasoning { get; init; }
 
+    /// <summary>
+    /// <c>anthropic-beta</c> values passed to an Anthropic-native upstream: null or <c>*</c> all (default), <c>none</c> none,
+    /// else a comma-separated allow-list (see <see cref="Upstream.BetaFilter"/>).
+    /// </summary>
+    public string? Betas { get; init; }
+
     /// <summary>False for names that passed through to the default upstream without a catalog entry.</summary>
     public bool InCatalog { get; init; } = true;
 }

@@ -86,7 +86,9 @@ internal static class OpenAIRequestTranslator
         }
 
         var prefill = messages.Count > 0 && messages[^1].Role == "assistant" && messages[^1].ToolCalls is null;
-        var tools = TranslateTools(request.Tools, names);
+        var tools = request.Tools is { } all && all.Any(t => t.DeferLoading == true)
+            ? DeferredTools(all, request.Messages!, names)
+            : TranslateTools(request.Tools, names);
         var (effort, enableThinking) = Reasoning(request, model);
 
         var chat = new ChatCompletionRequest
@@ -496,6 +498,40 @@ internal static class OpenAIRequestTranslator
 
         var result = BuildTools(tools, names, new List<ChatTool>(tools.Count));
         return result.Count > 0 ? result : null;
+    }
+
+    /// <summary>
+    /// Tool search (<c>defer_loading</c>): a deferred tool is offered to an open model only once a <c>tool_reference</c>
+    /// to it (in a tool result or user turn) appears in the conversation; the others are sent as usual. Not cached:
+    /// the set depends on the conversation.
+    /// </summary>
+    private static List<ChatTool>? DeferredTools(List<ToolDefinition> tools, List<InputMessage> messages, ToolNameMap names)
+    {
+        var referenced = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var message in messages)
+        {
+            Collect(message.Content?.Blocks, referenced);
+        }
+
+        var loaded = tools.Where(t => t.DeferLoading != true || (t.Name is { } name && referenced.Contains(name))).ToList();
+        var result = BuildTools(loaded, names, new List<ChatTool>(loaded.Count));
+        return result.Count > 0 ? result : null;
+
+        static void Collect(List<ContentBlock>? blocks, HashSet<string> referenced)
+        {
+            foreach (var block in blocks ?? [])
+            {
+                switch (block)
+                {
+                    case ToolReferenceBlock { ToolName: { } name }:
+                        referenced.Add(name);
+                        break;
+                    case ToolResultBlock { Content.Blocks: { } inner }:
+                        Collect(inner, referenced);
+                        break;
+                }
+            }
+        }
     }
 
     private static List<ChatTool> BuildTools(List<ToolDefinition> tools, ToolNameMap names, List<ChatTool> result)

@@ -121,6 +121,9 @@ public sealed record ToolDefinition
 
     public JsonElement? InputSchema { get; init; }
 
+    /// <summary>Tool search: the tool is only loaded once a <c>tool_reference</c> to it appears in the conversation.</summary>
+    public bool? DeferLoading { get; init; }
+
     public bool IsServerTool => Type is not null && Type != "custom";
 }
 

@@ -1,5 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
+using Melious.Gateway.Routing;
+using Melious.Gateway.Translation;
 
 namespace Melious.Admin;
 
@@ -23,6 +25,8 @@ internal sealed class ModelPropertyOptions
     private readonly Option<string?> _toolUse = new("--tool-use") { Description = "Supports tool use: true or false." };
     private readonly Option<string?> _vision = new("--vision") { Description = "Accepts images: true or false." };
     private readonly Option<string?> _thinking = new("--thinking") { Description = "Supports extended thinking: true or false." };
+    private readonly Option<string?> _reasoning = new("--reasoning") { Description = "How reasoning arrives: auto (inline <think> tags recognised for ollama and llamacpp), think-tags (inline <think>…</think>, a server without a reasoning parser) or field (reasoning/reasoning_content only)." };
+    private readonly Option<string?> _betas = new("--betas") { Description = "anthropic-beta values passed to an anthropic-protocol upstream: * (all, the default), none, or a comma-separated allow-list." };
     private readonly Option<string?> _inputPrice = new("--input-price") { Description = "Price per million uncached input tokens (decimal, e.g. 0.60)." };
     private readonly Option<string?> _outputPrice = new("--output-price") { Description = "Price per million output tokens." };
     private readonly Option<string?> _cacheReadPrice = new("--cache-read-price") { Description = "Price per million cache-read input tokens." };
@@ -41,13 +45,14 @@ internal sealed class ModelPropertyOptions
         _includeDisplayName = includeDisplayName;
         _protocol.AcceptOnlyFromAmong(ProtocolNames);
         _flavor.AcceptOnlyFromAmong(FlavorNames);
+        _reasoning.AcceptOnlyFromAmong(ReasoningModes.All);
     }
 
     public void AddTo(Command command)
     {
         Option[] options =
         [
-            _baseUrl, _protocol, _flavor, _apiKeyRef, _contextWindow, _maxOutput, _toolUse, _vision, _thinking,
+            _baseUrl, _protocol, _flavor, _apiKeyRef, _contextWindow, _maxOutput, _toolUse, _vision, _thinking, _reasoning, _betas,
             _inputPrice, _outputPrice, _cacheReadPrice, _cacheWritePrice, _currency, _priceVersion,
             _activeParams, _totalParams, _quantBits, _joulesPerToken, _gpuCount,
         ];
@@ -75,6 +80,8 @@ internal sealed class ModelPropertyOptions
         Put(properties, "ToolUse", CliValues.Bool(result.GetValue(_toolUse), "--tool-use"));
         Put(properties, "Vision", CliValues.Bool(result.GetValue(_vision), "--vision"));
         Put(properties, "Thinking", CliValues.Bool(result.GetValue(_thinking), "--thinking"));
+        Put(properties, "Reasoning", result.GetValue(_reasoning)?.ToLowerInvariant());
+        Put(properties, "Betas", result.GetValue(_betas) is { } betas ? CliValues.NonEmpty(betas, "--betas") : null);
         Put(properties, "InputPrice", Price(result, _inputPrice));
         Put(properties, "OutputPrice", Price(result, _outputPrice));
         Put(properties, "CacheReadPrice", Price(result, _cacheReadPrice));
@@ -94,6 +101,11 @@ internal sealed class ModelPropertyOptions
         Put(properties, "QuantBits", CliValues.Int(result.GetValue(_quantBits), "--quant-bits", 1, 64));
         Put(properties, "JoulesPerOutputToken", CliValues.PositiveDouble(result.GetValue(_joulesPerToken), "--joules-per-token"));
         Put(properties, "GpuCount", CliValues.Int(result.GetValue(_gpuCount), "--gpu-count", 1));
+        if (new[] { "ActiveParamsB", "TotalParamsB", "QuantBits", "JoulesPerOutputToken", "GpuCount" }.Any(properties.ContainsKey))
+        {
+            // Parameters an operator entered replace what seeding pre-filled from the built-in table.
+            properties["EnergySource"] = EnergySources.Catalog;
+        }
         if (_includeDisplayName)
         {
             Put(properties, "DisplayName", result.GetValue(_displayName) is { } display ? CliValues.NonEmpty(display, "--display-name") : null);

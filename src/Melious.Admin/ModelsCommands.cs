@@ -397,6 +397,7 @@ internal static class ModelsCommands
                 json.WriteNumber("active_params_b", e.ActiveParamsB);
                 json.WriteNumber("total_params_b", e.TotalParamsB);
                 json.WriteNumber("quant_bits", e.QuantBits);
+                json.WriteString("source", e.Source);
                 if (e.JoulesPerOutputToken is { } joules)
                 {
                     json.WriteNumber("joules_per_output_token", joules);

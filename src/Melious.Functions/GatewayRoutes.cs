@@ -14,6 +14,7 @@ internal static class GatewayRoutes
     {
         None,
         Root,
+        Hello,
         Messages,
         CountTokens,
         Models,
@@ -44,6 +45,11 @@ internal static class GatewayRoutes
             return (Route.Models, null);
         }
 
+        if (Is(value, RootEndpoint.HelloPath))
+        {
+            return (Route.Hello, null);
+        }
+
         if (Is(value, "/api/event_logging/batch"))
         {
             return (Route.Telemetry, null);
@@ -63,14 +69,14 @@ internal static class GatewayRoutes
     /// <summary>The <c>Allow</c> header for a route, as the self-host sends it with a 405.</summary>
     internal static string Allowed(Route route) => route switch
     {
-        Route.Root => "GET, HEAD",
+        Route.Root or Route.Hello => "GET, HEAD",
         Route.Models or Route.Model => "GET",
         _ => "POST",
     };
 
     internal static bool Accepts(Route route, string method) => route switch
     {
-        Route.Root => HttpMethods.IsGet(method) || HttpMethods.IsHead(method),
+        Route.Root or Route.Hello => HttpMethods.IsGet(method) || HttpMethods.IsHead(method),
         Route.Models or Route.Model => HttpMethods.IsGet(method),
         Route.Messages or Route.CountTokens or Route.Telemetry => HttpMethods.IsPost(method),
         _ => false,
@@ -92,7 +98,7 @@ internal static class GatewayRoutes
 
         return route switch
         {
-            Route.Root => root.HandleAsync(http),
+            Route.Root or Route.Hello => root.HandleAsync(http),
             Route.Messages => messages.HandleAsync(http),
             Route.CountTokens => countTokens.HandleAsync(http),
             Route.Models => models.ListAsync(http),

@@ -91,6 +91,13 @@ public sealed class TierModelOptions
     public string CacheWritePrice { get; set; } = "0";
 
     public string Currency { get; set; } = "USD";
+
+    /// <summary>
+    /// Prefix of the <c>claude-</c>… alias each catalog model gets in <c>GET /v1/models</c>, so that Claude Code's gateway
+    /// model discovery (<c>CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY=1</c>, which keeps ids containing <c>claude</c> or
+    /// <c>anthropic</c>) lists it: <c>claude-melious-qwen3-coder-480b</c>. Empty turns the aliases off.
+    /// </summary>
+    public string DiscoveryPrefix { get; set; } = "claude-melious-";
 }
 
 /// <summary>

@@ -49,13 +49,15 @@ public sealed partial class AnthropicForwarder(UpstreamClient upstream, UsageCal
         var http = context.Http;
         var url = new Uri(model.BaseUrl.EndsWith("/v1", StringComparison.Ordinal) ? model.BaseUrl + "/messages" : model.BaseUrl + "/v1/messages");
         var version = http.Request.Headers["anthropic-version"].ToString();
-        var beta = http.Request.Headers["anthropic-beta"].ToString();
+        var betas = BetaFilter.Select(http.Request.Headers["anthropic-beta"], model.Betas);
+        var beta = string.Join(",", betas);
 
         using var upstreamCts = CancellationTokenSource.CreateLinkedTokenSource(http.RequestAborted);
         HttpResponseMessage? sent;
         using (payload)
         {
-            sent = await UpstreamCall.SendAsync(upstream, context, () => CreateRequest(url, payload, model.ApiKey, version, beta), upstreamContext, upstreamCts, _streaming, recorder);
+            sent = await UpstreamCall.SendAsync(upstream, context, () => CreateRequest(url, payload, model.ApiKey, version, beta), upstreamContext, upstreamCts, _streaming, recorder,
+                error => BetaFilter.Explain(error, betas, model.Id));
         }
 
         using var response = sent;

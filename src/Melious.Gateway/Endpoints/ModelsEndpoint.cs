@@ -9,8 +9,9 @@ namespace Melious.Gateway.Endpoints;
 
 /// <summary>
 /// <c>GET /v1/models</c> and <c>GET /v1/models/{id}</c> in Anthropic's list shape. The list holds, in order: one
-/// <c>claude-{tier}</c> id per configured tier, the explicit aliases, then the catalog models. Ids starting with
-/// <c>claude</c> are what Claude Code's gateway model discovery keeps. <c>?include_meta=true</c> adds <c>_meta</c>
+/// <c>claude-{tier}</c> id per configured tier, the explicit aliases, the catalog models, then one discovery alias
+/// (<c>claude-melious-&lt;model&gt;</c>) per catalog model, named by its display name. Ids containing <c>claude</c> (or
+/// <c>anthropic</c>) are what Claude Code's gateway model discovery keeps. <c>?include_meta=true</c> adds <c>_meta</c>
 /// (capabilities, context window, max output). Pagination: <c>limit</c> (default 20, max 1000), <c>after_id</c>, <c>before_id</c>.
 /// </summary>
 public sealed class ModelsEndpoint(ApiKeyAuthenticator authenticator, ModelCatalog catalog, TimeProvider time)
@@ -112,6 +113,16 @@ public sealed class ModelsEndpoint(ApiKeyAuthenticator authenticator, ModelCatal
             if (seen.Add(model.Id))
             {
                 entries.Add(Info(model.Id, model.DisplayName ?? model.Id, model, includeMeta));
+            }
+        }
+
+        // Claude Code's gateway discovery lists only ids containing "claude": one such alias per catalog model.
+        foreach (var (alias, target) in snapshot.DiscoveryAliases.OrderBy(a => a.Key, StringComparer.OrdinalIgnoreCase))
+        {
+            var model = snapshot.EntryOrPassThrough(target);
+            if (seen.Add(alias))
+            {
+                entries.Add(Info(alias, model.DisplayName ?? model.Id, model, includeMeta));
             }
         }
 

@@ -60,6 +60,7 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
             new UpstreamContext(request.Model!, model.Id, model.ApiKey, model.ContextWindow, estimate))
         {
             Search = PlanSearch(request, translated),
+            ContextManagement = translated.ContextManagement,
         };
         if (request.MaxTokens == 0)
         {
@@ -92,6 +93,8 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
 
         /// <summary>Set when the request has the web_search server tool: the response runs the search loop.</summary>
         public SearchPlan? Search { get; init; }
+
+        public ContextManagementResponse? ContextManagement { get; init; }
     }
 
     private static async Task FailAsync(RequestContext context, UsageRecorder recorder, string message)
@@ -133,7 +136,8 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
             await using var session = new StreamingSession(http, call.RequestedModel, upstreamCts, _streaming.IdleTimeout, _streaming.PingInterval, time);
             await session.StartAsync(cancellationToken);
             session.Writer.MessageStart(messageId, start);
-            var translator = new OpenAIStreamTranslator(session.Writer, call.ToolNames, call.StopSequences, call.Upstream);
+            session.Writer.ContextManagement = call.ContextManagement;
+            var translator = new OpenAIStreamTranslator(session.Writer, call.ToolNames, call.StopSequences, call.Upstream, ReasoningModes.ModeOf(model));
             await PumpAsync(response, session, translator, session.Writer, recorder, model, call.Estimate, upstreamCts, cancellationToken, () => session.ClientGone);
             recorder.Status = 200;
             return;
@@ -141,7 +145,8 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
 
         var aggregator = new MessageAggregator();
         aggregator.MessageStart(messageId, start);
-        var nonStreaming = new OpenAIStreamTranslator(aggregator, call.ToolNames, call.StopSequences, call.Upstream);
+        aggregator.ContextManagement = call.ContextManagement;
+        var nonStreaming = new OpenAIStreamTranslator(aggregator, call.ToolNames, call.StopSequences, call.Upstream, ReasoningModes.ModeOf(model));
         using var idle = new IdleDeadline(upstreamCts, _streaming.IdleTimeout, time);
         var completed = await PumpAsync(response, idle, nonStreaming, aggregator, recorder, model, call.Estimate, upstreamCts, cancellationToken, static () => false);
         if (!completed)
@@ -184,21 +189,34 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
         {
             await using var raw = await response.Content.ReadAsStreamAsync(upstreamCts.Token);
             await using var observed = new ObservedReadStream(raw, observer);
-            var parser = SseParser.Create(observed, (eventType, data) =>
+            if (IsJson(response))
             {
-                translator.OnEvent(eventType, data);
-                return 0;
-            });
-            await foreach (var _ in parser.EnumerateAsync(upstreamCts.Token))
-            {
+                // Asked for a stream, got one chat.completion: translate it as the one chunk it stands for.
+                await TranslateCompletionAsync(observed, translator, upstreamCts.Token);
                 if (recorder.TtftMs is null && translator.HasOutput)
                 {
                     recorder.MarkFirstOutput();
                 }
+            }
 
-                if (translator.IsFinished || clientGone())
+            if (!translator.IsFinished)
+            {
+                var parser = SseParser.Create(observed, (eventType, data) =>
                 {
-                    break;
+                    translator.OnEvent(eventType, data);
+                    return 0;
+                });
+                await foreach (var _ in parser.EnumerateAsync(upstreamCts.Token))
+                {
+                    if (recorder.TtftMs is null && translator.HasOutput)
+                    {
+                        recorder.MarkFirstOutput();
+                    }
+
+                    if (translator.IsFinished || clientGone())
+                    {
+                        break;
+                    }
                 }
             }
         }
@@ -254,6 +272,43 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
         sink.MessageDelta(translator.StopReason, translator.StopSequence, tokens, cost.ToWire(), energy.ToWire());
         sink.MessageStop();
         return true;
+    }
+
+    /// <summary>At most this much of a JSON answer is read (a completion is rarely more than a few hundred KB).</summary>
+    private const int MaxJsonAnswer = 32 * 1024 * 1024;
+
+    private static bool IsJson(HttpResponseMessage response) =>
+        response.Content.Headers.ContentType?.MediaType is { } media
+        && (media.Equals("application/json", StringComparison.OrdinalIgnoreCase) || media.EndsWith("+json", StringComparison.OrdinalIgnoreCase));
+
+    private static async Task TranslateCompletionAsync(Stream body, OpenAIStreamTranslator translator, CancellationToken cancellationToken)
+    {
+        using var buffer = new PooledBuffer(16 * 1024);
+        while (true)
+        {
+            var memory = buffer.GetMemory(8 * 1024);
+            var read = await body.ReadAsync(memory, cancellationToken);
+            if (read == 0)
+            {
+                break;
+            }
+
+            buffer.Advance(read);
+            if (buffer.WrittenCount > MaxJsonAnswer)
+            {
+                translator.Fail("api_error", "the upstream's JSON answer is too large");
+                return;
+            }
+        }
+
+        if (CompletionAsChunk.Convert(buffer.WrittenMemory.Span) is not { } chunk)
+        {
+            translator.Fail("api_error", "upstream answered a streaming request with JSON that is not a chat completion");
+            return;
+        }
+
+        translator.OnEvent("message", chunk);
+        translator.OnEvent("message", "[DONE]"u8);
     }
 
     /// <summary>Upstream usage when it came (OpenAI counts cached tokens inside prompt_tokens); else the estimate.</summary>

@@ -3,11 +3,15 @@ using Microsoft.AspNetCore.Http;
 namespace Melious.Gateway.Endpoints;
 
 /// <summary>
-/// <c>HEAD /</c> and <c>GET /</c> (Claude Code preconnects with HEAD), the telemetry path Claude Code posts to,
+/// <c>HEAD /</c> and <c>GET /</c> (Claude Code preconnects with HEAD), <c>HEAD /api/hello</c> (newer Claude Code's
+/// warm-up; answered like <c>/</c>), the telemetry path Claude Code posts to,
 /// and the answers for routes and methods the gateway does not serve.
 /// </summary>
 public sealed class RootEndpoint(TimeProvider time)
 {
+    /// <summary>Newer Claude Code versions warm the connection up with <c>HEAD /api/hello</c>.</summary>
+    public const string HelloPath = "/api/hello";
+
     private static readonly byte[] Body = "{\"name\":\"melious-gateway\",\"status\":\"ok\",\"api\":\"anthropic-messages\"}"u8.ToArray();
 
     public async Task HandleAsync(HttpContext http)

@@ -18,7 +18,8 @@ internal static class UpstreamCall
         UpstreamContext upstreamContext,
         CancellationTokenSource upstreamCts,
         StreamingOptions streaming,
-        UsageRecorder recorder)
+        UsageRecorder recorder,
+        Func<GatewayError, GatewayError>? explain = null)
     {
         upstreamCts.CancelAfter(streaming.HeadersTimeout);
         recorder.UpstreamStartTimestamp = context.Time.GetTimestamp();
@@ -39,6 +40,7 @@ internal static class UpstreamCall
 
         if (result.Error is { } error)
         {
+            error = explain?.Invoke(error) ?? error;
             recorder.Status = error.Status;
             recorder.ErrorType = error.Type;
             await ErrorWriter.WriteAsync(context.Http, error);

@@ -106,6 +106,7 @@ internal sealed class UsageRecorder(RequestContext context, ApiKeyRecord key)
             GridGco2ePerKwh = calculator.Region.GridGco2ePerKwh,
             Pue = calculator.Region.Pue,
             EnergyMethod = impact?.Method ?? EnergyModel.UnknownMethod,
+            EnergySource = impact?.Source ?? EnergySources.Unknown,
         };
     }
 

@@ -16,6 +16,7 @@ public static class GatewayEndpointRouteBuilderExtensions
     public static IEndpointRouteBuilder MapMeliousGateway(this IEndpointRouteBuilder app)
     {
         app.MapMethods("/", ["GET", "HEAD"], (HttpContext http, RootEndpoint root) => root.HandleAsync(http));
+        app.MapMethods(RootEndpoint.HelloPath, ["GET", "HEAD"], (HttpContext http, RootEndpoint root) => root.HandleAsync(http));
         app.MapPost("/v1/messages", (HttpContext http, MessagesEndpoint endpoint) => endpoint.HandleAsync(http));
         app.MapPost("/v1/messages/count_tokens", (HttpContext http, CountTokensEndpoint endpoint) => endpoint.HandleAsync(http));
         app.MapGet("/v1/models", (HttpContext http, ModelsEndpoint endpoint) => endpoint.ListAsync(http));
@@ -33,6 +34,7 @@ public static class GatewayEndpointRouteBuilderExtensions
         app.MapMethods("/v1/models", OtherThanGet, (HttpContext http, RootEndpoint root) => root.MethodNotAllowedAsync(http, "GET"));
         app.MapMethods("/v1/models/{id}", OtherThanGet, (HttpContext http, RootEndpoint root) => root.MethodNotAllowedAsync(http, "GET"));
         app.MapMethods("/", ["POST", "PUT", "PATCH", "DELETE", "OPTIONS"], (HttpContext http, RootEndpoint root) => root.MethodNotAllowedAsync(http, "GET, HEAD"));
+        app.MapMethods(RootEndpoint.HelloPath, ["POST", "PUT", "PATCH", "DELETE", "OPTIONS"], (HttpContext http, RootEndpoint root) => root.MethodNotAllowedAsync(http, "GET, HEAD"));
 
         app.MapFallback((HttpContext http, RootEndpoint root) => root.NotFoundAsync(http));
         return app;

@@ -119,6 +119,7 @@ public sealed partial class ModelCatalogStore(StorageClients storage, IOptions<G
                     entry["ActiveParamsB"] = energy.ActiveParamsB;
                     entry["TotalParamsB"] = energy.TotalParamsB;
                     entry["QuantBits"] = energy.QuantBits;
+                    entry["EnergySource"] = EnergySources.KnownModel;
                 }
 
                 yield return entry;
@@ -171,7 +172,7 @@ public sealed partial class ModelCatalogStore(StorageClients storage, IOptions<G
             }
         }
 
-        return new CatalogSnapshot(models, aliases, tiers, defaultUpstream, DateTimeOffset.UtcNow, fromStorage);
+        return new CatalogSnapshot(models, aliases, tiers, defaultUpstream, DateTimeOffset.UtcNow, fromStorage, options.Value.Models.DiscoveryPrefix);
     }
 
     /// <summary>Reads an entry; every field the entity leaves empty is inherited from <paramref name="defaults"/>.</summary>
@@ -184,7 +185,8 @@ public sealed partial class ModelCatalogStore(StorageClients storage, IOptions<G
             total is > 0 ? total.Value : active.Value,
             (int)(EntityValues.Long(e, "QuantBits") ?? 16),
             EntityValues.Double(e, "JoulesPerOutputToken"),
-            (int?)EntityValues.Long(e, "GpuCount")) : defaults.Energy;
+            (int?)EntityValues.Long(e, "GpuCount"),
+            EnergySourceOf(e)) : defaults.Energy;
 
         var prices = defaults.Prices;
         if (HasAny(e, "InputPrice", "OutputPrice", "CacheReadPrice", "CacheWritePrice", "Currency"))
@@ -211,11 +213,22 @@ public sealed partial class ModelCatalogStore(StorageClients storage, IOptions<G
             ToolUse = EntityValues.Bool(e, "ToolUse") ?? defaults.ToolUse,
             Vision = EntityValues.Bool(e, "Vision") ?? defaults.Vision,
             Thinking = EntityValues.Bool(e, "Thinking") ?? defaults.Thinking,
+            Betas = EntityValues.String(e, "Betas") is { Length: > 0 } betas ? betas.Trim() : defaults.Betas,
+            Reasoning = EntityValues.String(e, "Reasoning") is { Length: > 0 } reasoning ? reasoning.ToLowerInvariant() : defaults.Reasoning,
             Prices = prices,
             Energy = energy,
             DisplayName = EntityValues.String(e, "DisplayName"),
         };
     }
+
+    /// <summary>
+    /// <c>measured</c> with a measured J/token, else what the row says (<c>known-model</c> when seeding pre-filled it),
+    /// else <c>catalog</c>: parameters an operator entered.
+    /// </summary>
+    private static string EnergySourceOf(TableEntity e) =>
+        EntityValues.Double(e, "JoulesPerOutputToken") is > 0 ? EnergySources.Measured
+        : EntityValues.String(e, "EnergySource") is { } source && EnergySources.IsValid(source) ? source
+        : EnergySources.Catalog;
 
     private static bool HasAny(TableEntity e, params string[] names) => names.Any(e.ContainsKey);
 

@@ -37,6 +37,18 @@ public sealed record ModelEntry
 
     public string? DisplayName { get; init; }
 
+    /// <summary>
+    /// How reasoning arrives from an OpenAI-compatible upstream: <c>auto</c> (null; inline tags recognised for Ollama and
+    /// llama.cpp), <c>think-tags</c> (inline <c>&lt;think&gt;…&lt;/think&gt;</c>) or <c>field</c> (never split content).
+    /// </summary>
+    public string? Reasoning { get; init; }
+
+    /// <summary>
+    /// <c>anthropic-beta</c> values passed to an Anthropic-native upstream: null or <c>*</c> all (default), <c>none</c> none,
+    /// else a comma-separated allow-list (see <see cref="Upstream.BetaFilter"/>).
+    /// </summary>
+    public string? Betas { get; init; }
+
     /// <summary>False for names that passed through to the default upstream without a catalog entry.</summary>
     public bool InCatalog { get; init; } = true;
 }
@@ -59,5 +71,6 @@ public sealed record PriceCard(decimal InputPerMTok, decimal OutputPerMTok, deci
 /// <summary>
 /// Energy parameters of a served model: active and total parameters (billions) and weight quantization bits.
 /// Optional measured override: joules per output token across the whole deployment and its GPU count.
+/// <see cref="Source"/> says where the figures came from (<see cref="EnergySources"/>).
 /// </summary>
-public sealed record EnergyProfile(double ActiveParamsB, double TotalParamsB, int QuantBits = 16, double? JoulesPerOutputToken = null, int? GpuCount = null);
+public sealed record EnergyProfile(double ActiveParamsB, double TotalParamsB, int QuantBits = 16, double? JoulesPerOutputToken = null, int? GpuCount = null, string Source = EnergySources.Catalog);

@@ -1,7 +1,8 @@
 namespace Melious.Gateway.Routing;
 
 /// <summary>
-/// Resolves a client model name, case-insensitively: (1) an exact catalog id or explicit alias; (2) a name
+/// Resolves a client model name, case-insensitively: (1) an exact catalog id, explicit alias or discovery alias
+/// (<c>claude-melious-&lt;model&gt;</c>, see <see cref="CatalogSnapshot.DiscoveryAliases"/>); (2) a name
 /// containing <c>opus</c>, <c>sonnet</c> or <c>haiku</c> goes to that tier's model; (3) anything else is sent
 /// unchanged to the default upstream. A leading <c>anthropic/</c> and a trailing <c>[1m]</c>-style suffix are
 /// ignored for matching. The requested string itself is kept for every response.
@@ -22,6 +23,11 @@ public sealed class ModelRouter(ModelCatalog catalog)
         if (snapshot.Aliases.TryGetValue(name, out var aliasTarget))
         {
             return new ModelRoute(requestedModel, snapshot.EntryOrPassThrough(aliasTarget), RouteKind.Alias);
+        }
+
+        if (snapshot.DiscoveryAliases.TryGetValue(name, out var discovered))
+        {
+            return new ModelRoute(requestedModel, snapshot.EntryOrPassThrough(discovered), RouteKind.Alias);
         }
 
         if (TierOf(name) is { } tier && snapshot.Tiers.TryGetValue(tier, out var tierModel))

@@ -40,6 +40,9 @@ internal sealed class MessageAggregator : IMessageEventSink
 
     public EnvironmentImpact? Impact { get; private set; }
 
+    /// <summary>Put on the built message when set (the context edits the gateway applied).</summary>
+    public ContextManagementResponse? ContextManagement { get; set; }
+
     public (string Type, string Message)? Failure { get; private set; }
 
     public bool Completed { get; private set; }
@@ -146,6 +149,7 @@ internal sealed class MessageAggregator : IMessageEventSink
             },
             BillingCost = Cost,
             EnvironmentImpact = Impact,
+            ContextManagement = ContextManagement,
         };
     }
 

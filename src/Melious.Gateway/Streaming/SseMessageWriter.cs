@@ -122,6 +122,9 @@ internal sealed class SseMessageWriter(PipeWriter output, string model) : IMessa
         Write("}\n\n"u8);
     }
 
+    /// <summary>Written on the final <c>message_delta</c> when set (the context edits the gateway applied).</summary>
+    public ContextManagementResponse? ContextManagement { get; set; }
+
     public void MessageDelta(string? stopReason, string? stopSequence, in TokenUsage usage, BillingCost? cost, EnvironmentImpact? impact)
     {
         Write("event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":"u8);
@@ -140,6 +143,12 @@ internal sealed class SseMessageWriter(PipeWriter output, string model) : IMessa
         {
             Write(",\"environment_impact\":"u8);
             WriteJson(impact, AnthropicJsonContext.Default.EnvironmentImpact);
+        }
+
+        if (ContextManagement is not null)
+        {
+            Write(",\"context_management\":"u8);
+            WriteJson(ContextManagement, AnthropicJsonContext.Default.ContextManagementResponse);
         }
 
         Write("}\n\n"u8);

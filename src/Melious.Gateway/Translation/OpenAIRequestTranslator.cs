@@ -4,11 +4,16 @@ using System.Text.Json;
 using Melious.Gateway.Protocol.Anthropic;
 using Melious.Gateway.Protocol.OpenAI;
 using Melious.Gateway.Routing;
+using Melious.Gateway.Tokens;
 
 namespace Melious.Gateway.Translation;
 
 /// <summary>The upstream request plus what the response translation needs to undo.</summary>
-internal sealed record TranslatedRequest(ChatCompletionRequest Request, ToolNameMap ToolNames, long MaxTokens);
+internal sealed record TranslatedRequest(ChatCompletionRequest Request, ToolNameMap ToolNames, long MaxTokens)
+{
+    /// <summary>What <c>context_management</c> the gateway applied; null when the request had none it honours.</summary>
+    public ContextManagementResponse? ContextManagement { get; init; }
+}
 
 /// <summary>
 /// Anthropic Messages request → OpenAI Chat Completions request (protocol.md §C.1–C.2). Pure and deterministic:
@@ -51,6 +56,12 @@ internal static class OpenAIRequestTranslator
             messages.Add(new ChatMessage { Role = "system", Content = new ChatContent(system.ToString()) });
         }
 
+        // context_management clear_thinking: only the last N assistant turns with thinking replay it.
+        var keepThinking = ContextManagementRequest.ThinkingTurnsToKeep(request);
+        var thinkingTurns = keepThinking is null ? 0 : request.Messages!.Count(m => m.Role == "assistant" && HasThinking(m.Content));
+        var clearTurns = keepThinking is { } keep ? Math.Max(0, thinkingTurns - keep) : 0;
+        long clearedTokens = 0;
+        var seenThinking = 0;
         foreach (var message in request.Messages!)
         {
             switch (message.Role)
@@ -62,13 +73,25 @@ internal static class OpenAIRequestTranslator
                     WebSearchTranslation.AddAssistant(messages, message.Content!, (list, segment) => AddAssistant(list, segment, names, flavor), signer);
                     break;
                 case "assistant":
-                    AddAssistant(messages, message.Content!, names, flavor);
+                    var clear = false;
+                    if (clearTurns > 0 && HasThinking(message.Content))
+                    {
+                        clear = seenThinking++ < clearTurns;
+                        if (clear)
+                        {
+                            clearedTokens += (message.Content!.Blocks ?? []).OfType<ThinkingBlock>().Sum(b => (long)TokenEstimator.Count(b.Thinking));
+                        }
+                    }
+
+                    AddAssistant(messages, message.Content!, names, flavor, clear);
                     break;
             }
         }
 
         var prefill = messages.Count > 0 && messages[^1].Role == "assistant" && messages[^1].ToolCalls is null;
-        var tools = TranslateTools(request.Tools, names);
+        var tools = request.Tools is { } all && all.Any(t => t.DeferLoading == true)
+            ? DeferredTools(all, request.Messages!, names)
+            : TranslateTools(request.Tools, names);
         var (effort, enableThinking) = Reasoning(request, model);
 
         var chat = new ChatCompletionRequest
@@ -93,8 +116,16 @@ internal static class OpenAIRequestTranslator
             ResponseFormat = request.OutputConfig?.Format is { ValueKind: JsonValueKind.Object } format ? ResponseFormatFor(format) : null,
         };
 
-        return new TranslatedRequest(chat, names, maxTokens);
+        return new TranslatedRequest(chat, names, maxTokens)
+        {
+            ContextManagement = keepThinking is null ? null : new ContextManagementResponse(clearTurns > 0
+                ? [new AppliedContextEdit(ContextManagementRequest.ClearThinking, clearTurns, clearedTokens)]
+                : []),
+        };
     }
+
+    private static bool HasThinking(MessageContent? content) =>
+        content?.Blocks is { } blocks && blocks.Any(b => b is ThinkingBlock { Thinking.Length: > 0 } or RedactedThinkingBlock);
 
     /// <summary>
     /// <c>min(requested, model max output, context window − estimated input − margin)</c>, never raised above the
@@ -369,7 +400,7 @@ internal static class OpenAIRequestTranslator
         };
     }
 
-    private static void AddAssistant(List<ChatMessage> messages, MessageContent content, ToolNameMap names, Flavor flavor)
+    private static void AddAssistant(List<ChatMessage> messages, MessageContent content, ToolNameMap names, Flavor flavor, bool clearThinking = false)
     {
         string? text;
         List<ChatToolCall>? calls = null;
@@ -396,7 +427,7 @@ internal static class OpenAIRequestTranslator
                     case ToolUseBlock toolUse:
                         (calls ??= []).Add(new ChatToolCall(toolUse.Id!, new ChatFunctionCall(names.ToUpstream(toolUse.Name!), toolUse.Input ?? default)));
                         break;
-                    case ThinkingBlock { Thinking: { } thinking }:
+                    case ThinkingBlock { Thinking: { } thinking } when !clearThinking:
                         reasoning = reasoning is null ? thinking : reasoning + "\n" + thinking;
                         break;
                 }
@@ -470,6 +501,40 @@ internal static class OpenAIRequestTranslator
 
         var result = BuildTools(tools, names, new List<ChatTool>(tools.Count));
         return result.Count > 0 ? result : null;
+    }
+
+    /// <summary>
+    /// Tool search (<c>defer_loading</c>): a deferred tool is offered to an open model only once a <c>tool_reference</c>
+    /// to it (in a tool result or user turn) appears in the conversation; the others are sent as usual. Not cached:
+    /// the set depends on the conversation.
+    /// </summary>
+    private static List<ChatTool>? DeferredTools(List<ToolDefinition> tools, List<InputMessage> messages, ToolNameMap names)
+    {
+        var referenced = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var message in messages)
+        {
+            Collect(message.Content?.Blocks, referenced);
+        }
+
+        var loaded = tools.Where(t => t.DeferLoading != true || (t.Name is { } name && referenced.Contains(name))).ToList();
+        var result = BuildTools(loaded, names, new List<ChatTool>(loaded.Count));
+        return result.Count > 0 ? result : null;
+
+        static void Collect(List<ContentBlock>? blocks, HashSet<string> referenced)
+        {
+            foreach (var block in blocks ?? [])
+            {
+                switch (block)
+                {
+                    case ToolReferenceBlock { ToolName: { } name }:
+                        referenced.Add(name);
+                        break;
+                    case ToolResultBlock { Content.Blocks: { } inner }:
+                        Collect(inner, referenced);
+                        break;
+                }
+            }
+        }
     }
 
     private static List<ChatTool> BuildTools(List<ToolDefinition> tools, ToolNameMap names, List<ChatTool> result)

@@ -33,7 +33,7 @@ internal enum StreamOutcome
 /// they arrived, except that a character split between two chunks is carried into the next delta (see
 /// <see cref="Emit"/>).
 /// </summary>
-internal sealed class OpenAIStreamTranslator(IMessageEventSink sink, ToolNameMap names, IReadOnlyList<string>? stopSequences = null, UpstreamContext? upstream = null)
+internal sealed class OpenAIStreamTranslator(IMessageEventSink sink, ToolNameMap names, IReadOnlyList<string>? stopSequences = null, UpstreamContext? upstream = null, ThinkTagMode thinkTags = ThinkTagMode.None)
 {
     private static readonly byte[] Done = "[DONE]"u8.ToArray();
 
@@ -56,6 +56,10 @@ internal sealed class OpenAIStreamTranslator(IMessageEventSink sink, ToolNameMap
     private ArrayBufferWriter<byte>? _joined;
     private readonly byte[] _carry = new byte[6];
     private int _carryLength;
+
+    /// <summary>Inline <c>&lt;think&gt;</c> reasoning (servers without a reasoning parser), when the model's setting asks for it.</summary>
+    private readonly ThinkTagSplitter? _splitter = thinkTags == ThinkTagMode.None ? null : new ThinkTagSplitter(thinkTags);
+    private readonly List<(bool Thinking, string Text)> _segments = [];
 
     private enum BlockKind : byte
     {
@@ -177,9 +181,25 @@ internal sealed class OpenAIStreamTranslator(IMessageEventSink sink, ToolNameMap
 
         if (chunk.Content.IsPresent && !chunk.Content.IsEmpty)
         {
-            Ensure(BlockKind.Text);
-            Emit(chunk.Content.Of(trimmed));
+            if (_splitter is null)
+            {
+                Ensure(BlockKind.Text);
+                Emit(chunk.Content.Of(trimmed));
+            }
+            else
+            {
+                _splitter.Push(MessageAggregator.Unescape(chunk.Content.Of(trimmed)), _segments);
+                EmitSegments();
+            }
+
             Fragments++;
+        }
+
+        if (_splitter is not null && _fragments.Count > 0)
+        {
+            // A tool call follows: what the splitter held back is content before it.
+            _splitter.Flush(_segments);
+            EmitSegments();
         }
 
         foreach (var fragment in _fragments)
@@ -230,6 +250,12 @@ internal sealed class OpenAIStreamTranslator(IMessageEventSink sink, ToolNameMap
         {
             Fail("api_error", $"upstream stopped generating (finish_reason \"{_finishReason}\")");
             return Outcome;
+        }
+
+        if (_splitter is not null)
+        {
+            _splitter.Flush(_segments);
+            EmitSegments();
         }
 
         Close();
@@ -451,6 +477,25 @@ internal sealed class OpenAIStreamTranslator(IMessageEventSink sink, ToolNameMap
 
         // Strip the surrounding quotes.
         return scratch.WrittenSpan[1..^1];
+    }
+
+    /// <summary>Sends what the think-tag splitter produced, each piece to a block of its kind.</summary>
+    private void EmitSegments()
+    {
+        foreach (var (thinking, text) in _segments)
+        {
+            Ensure(thinking ? BlockKind.Thinking : BlockKind.Text);
+            var scratch = _scratch ??= new ArrayBufferWriter<byte>(256);
+            scratch.ResetWrittenCount();
+            using (var writer = new Utf8JsonWriter(scratch, RawJsonWriterOptions))
+            {
+                writer.WriteStringValue(text);
+            }
+
+            Emit(scratch.WrittenSpan[1..^1]);
+        }
+
+        _segments.Clear();
     }
 
     private void Ensure(BlockKind kind)

@@ -15,7 +15,8 @@ public sealed record EnergyEstimate(
     double? Gco2eEmbodied,
     double? WaterMl,
     RegionFactors Region,
-    string Method)
+    string Method,
+    string Source = EnergySources.Unknown)
 {
     public bool Known => EnergyWh is not null;
 
@@ -30,6 +31,7 @@ public sealed record EnergyEstimate(
         WaterMl = WaterMl,
         Region = Region.Region,
         Method = Method,
+        Source = Source,
     };
 }
 
@@ -81,23 +83,38 @@ public static class EnergyModel
             return new EnergyEstimate(null, null, null, null, null, null, null, null, null, region, UnknownMethod);
         }
 
+        // Inferred parameters widen the range: the table's usual precision and a parsed size may not be what is served.
+        var spread = InferredSpread(profile.Source);
+
         var central = Corner(profile, inputTokens, cachedTokens, outputTokens, measuredSeconds, BatchCentral, region.Pue, PrefillCentral, region.GridGco2ePerKwh, region);
         var low = Corner(profile, inputTokens, cachedTokens, outputTokens, measuredSeconds, BatchLow, region.PueLow, PrefillLow, region.GridLow, region);
         var high = Corner(profile, inputTokens, cachedTokens, outputTokens, measuredSeconds, BatchHigh, region.PueHigh, PrefillHigh, region.GridHigh, region);
 
         return new EnergyEstimate(
             central.EnergyWh,
-            Math.Min(low.EnergyWh, central.EnergyWh),
-            Math.Max(high.EnergyWh, central.EnergyWh),
+            Math.Min(low.EnergyWh, central.EnergyWh) / spread,
+            Math.Max(high.EnergyWh, central.EnergyWh) * spread,
             central.UsageG + central.EmbodiedG,
-            Math.Min(low.UsageG + low.EmbodiedG, central.UsageG + central.EmbodiedG),
-            Math.Max(high.UsageG + high.EmbodiedG, central.UsageG + central.EmbodiedG),
+            Math.Min(low.UsageG + low.EmbodiedG, central.UsageG + central.EmbodiedG) / spread,
+            Math.Max(high.UsageG + high.EmbodiedG, central.UsageG + central.EmbodiedG) * spread,
             central.UsageG,
             central.EmbodiedG,
             central.WaterMl,
             region,
-            Method);
+            Method,
+            profile.Source);
     }
+
+    /// <summary>
+    /// Factor by which the range's low end is divided and its high end multiplied: 1 for operator-entered or measured
+    /// parameters, 1.25 for the built-in table, 2 for sizes parsed from the model id.
+    /// </summary>
+    public static double InferredSpread(string source) => source switch
+    {
+        EnergySources.KnownModel => 1.25,
+        EnergySources.ParsedName => 2.0,
+        _ => 1.0,
+    };
 
     /// <summary>Number of 80 GB GPUs needed to hold the weights, rounded up to a power of two.</summary>
     public static int GpuCount(EnergyProfile profile)

@@ -10,6 +10,12 @@ public sealed class UsageCalculator(IOptions<GatewayOptions> options)
 
     public RegionFactors Region => _region;
 
+    /// <remarks>
+    /// A model without catalog energy parameters (a pass-through name, an entry added without them) gets the built-in
+    /// table's or its name's parameters at request time (<see cref="KnownModels.Infer"/>); catalog parameters win.
+    /// </remarks>
     public (CostBreakdown Cost, EnergyEstimate Energy) Compute(ModelEntry model, in TokenUsage usage, double seconds) =>
-        (Pricing.Compute(model.Prices, usage), EnergyModel.Estimate(model.Energy, _region, usage.TotalInput, usage.CacheRead, usage.Output, seconds));
+        (Pricing.Compute(model.Prices, usage), EnergyModel.Estimate(ProfileOf(model), _region, usage.TotalInput, usage.CacheRead, usage.Output, seconds));
+
+    public static EnergyProfile? ProfileOf(ModelEntry model) => model.Energy ?? KnownModels.Infer(model.Id);
 }

@@ -102,6 +102,9 @@ public sealed record UsageEvent
 
     public required string EnergyMethod { get; init; }
 
+    /// <summary><c>catalog</c>, <c>measured</c>, <c>known-model</c>, <c>parsed-name</c> or <c>unknown</c> (null in events from older gateways).</summary>
+    public string? EnergySource { get; init; }
+
     /// <summary>UTC day of <see cref="StartedAt"/>: the partition date of every row this event produces.</summary>
     [JsonIgnore]
     public string Day => StartedAt.UtcDateTime.ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture);

@@ -1,3 +1,4 @@
+using Melious.Gateway.Routing;
 using Azure.Data.Tables;
 using Melious.Gateway.Storage;
 
@@ -92,6 +93,7 @@ public static class UsageRows
             ["GridGco2ePerKwh"] = e.GridGco2ePerKwh,
             ["Pue"] = e.Pue,
             ["Method"] = e.EnergyMethod,
+            ["EnergySource"] = e.EnergySource ?? (e.EnergyWh is null ? EnergySources.Unknown : EnergySources.Catalog),
             ["EnergyKnown"] = e.EnergyWh is not null,
             ["InputTokens"] = e.InputTokens + e.CacheReadTokens + e.CacheWriteTokens,
             ["CacheReadTokens"] = e.CacheReadTokens,

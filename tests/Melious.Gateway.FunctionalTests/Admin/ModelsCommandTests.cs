@@ -76,7 +76,7 @@ public sealed class ModelsCommandTests(AzuriteFixture azurite)
         Assert.False(entry.ToolUse);
         Assert.True(entry.Vision);
         Assert.Equal(new PriceCard(0.60m, 0.9m, 0.06m, 0.75m, "EUR", "2025-08-01"), entry.Prices);
-        Assert.Equal(new EnergyProfile(3.3, 30.5, 8, 0.25, 2), entry.Energy);
+        Assert.Equal(new EnergyProfile(3.3, 30.5, 8, 0.25, 2, EnergySources.Measured), entry.Energy);
         Assert.Equal("Qwen3 Coder 30B", entry.DisplayName);
 
         // A second set merges: only the output price changes.
@@ -84,7 +84,7 @@ public sealed class ModelsCommandTests(AzuriteFixture azurite)
         entry = (await admin.Get<ModelCatalogStore>().LoadAsync(Ct)).Models["qwen3-coder-30b"];
         Assert.Equal(new PriceCard(0.60m, 1.20m, 0.06m, 0.75m, "EUR", "2025-08-01"), entry.Prices);
         Assert.Equal("http://10.0.0.5:8000/v1", entry.BaseUrl);
-        Assert.Equal(new EnergyProfile(3.3, 30.5, 8, 0.25, 2), entry.Energy);
+        Assert.Equal(new EnergyProfile(3.3, 30.5, 8, 0.25, 2, EnergySources.Measured), entry.Energy);
     }
 
     [Fact]

@@ -37,9 +37,11 @@ public sealed class ClaudeCodeTests(AzuriteFixture azurite)
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
     [Theory]
-    [InlineData(true, true)]
-    [InlineData(false, false)]
-    public async Task ReadToolRoundTrip_ThroughAnOpenAIUpstream(bool authToken, bool thinking)
+    [InlineData(true, true, Pinned)]
+    [InlineData(false, false, Pinned)]
+    [InlineData(true, true, Latest)]
+    [InlineData(false, false, Latest)]
+    public async Task ReadToolRoundTrip_ThroughAnOpenAIUpstream(bool authToken, bool thinking, string version)
     {
         using var workspace = new Workspace();
         var requests = 0;
@@ -53,7 +55,7 @@ public sealed class ClaudeCodeTests(AzuriteFixture azurite)
 
         var run = await RunClaudeAsync(s.Gateway.BaseUrl, workspace, authToken
             ? new() { ["ANTHROPIC_AUTH_TOKEN"] = s.Key, ["ANTHROPIC_API_KEY"] = "" }
-            : new() { ["ANTHROPIC_API_KEY"] = s.Key });
+            : new() { ["ANTHROPIC_API_KEY"] = s.Key }, version);
 
         var report = Report(run, s);
         Assert.True(run.ExitCode == 0 && !run.TimedOut, report);
@@ -291,9 +293,21 @@ public sealed class ClaudeCodeTests(AzuriteFixture azurite)
         return [.. lines];
     }
 
-    internal static async Task<ProcessResult> RunClaudeAsync(string baseUrl, Workspace workspace, Dictionary<string, string> auth)
+    /// <summary>The pinned Claude Code (tools/node_modules/.bin/claude, 2.1.197).</summary>
+    public const string Pinned = "pinned";
+
+    /// <summary>The newest Claude Code (the <c>claude-code-latest</c> alias package; scripts/bump-claude-code.sh moves it).</summary>
+    public const string Latest = "latest";
+
+    internal static string ClaudeBinary(string version) => version == Latest
+        ? Environment.GetEnvironmentVariable("MELIOUS_CLAUDE_LATEST") is { Length: > 0 } configured
+            ? configured
+            : Path.Combine(RepoPaths.Root, "tools", "node_modules", "claude-code-latest", "bin", "claude.exe")
+        : RepoPaths.Tool("claude", "MELIOUS_CLAUDE");
+
+    internal static async Task<ProcessResult> RunClaudeAsync(string baseUrl, Workspace workspace, Dictionary<string, string> auth, string version = Pinned)
     {
-        var info = new ProcessStartInfo(RepoPaths.Tool("claude", "MELIOUS_CLAUDE")) { WorkingDirectory = workspace.Project };
+        var info = new ProcessStartInfo(ClaudeBinary(version)) { WorkingDirectory = workspace.Project };
         foreach (var arg in new[] { "-p", Prompt, "--output-format", "json" })
         {
             info.ArgumentList.Add(arg);

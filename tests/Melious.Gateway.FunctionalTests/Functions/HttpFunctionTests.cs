@@ -120,6 +120,19 @@ public sealed class HttpFunctionTests : IDisposable
         AssertError(http, 404, "not_found_error");
     }
 
+    [Theory]
+    [InlineData("HEAD")]
+    [InlineData("GET")]
+    public async Task Fallback_ApiHello_AnswersLikeTheRoot(string method)
+    {
+        var http = TestRequests.Create(_host.Services, method, "/api/hello");
+
+        await Create<FallbackFunction>().RunAsync(http.Request);
+
+        Assert.Equal(200, http.Response.StatusCode);
+        Assert.True(http.Response.Headers.ContainsKey("request-id"));
+    }
+
     [Fact]
     public async Task Fallback_DoubledV1_ExplainsTheBaseUrl()
     {

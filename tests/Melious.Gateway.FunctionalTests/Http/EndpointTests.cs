@@ -21,6 +21,21 @@ public abstract class EndpointTests(IGatewayTarget target)
         Assert.True(response.Headers.Contains("request-id"));
     }
 
+    [Theory]
+    [InlineData("HEAD")]
+    [InlineData("GET")]
+    public async Task ApiHello_Answers200_ForClaudeCodeWarmUp(string method)
+    {
+        await using var s = await Scenario.StartAsync(azurite, Sse.TextAnswer(["x"]));
+        using var anonymous = new HttpClient { BaseAddress = new Uri(s.Gateway.BaseUrl) };
+        var response = await anonymous.SendAsync(new HttpRequestMessage(new HttpMethod(method), "/api/hello"), Ct);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.True(response.Headers.Contains("request-id"));
+        Assert.Empty(s.Upstream.Requests);
+        var post = await anonymous.PostAsync("/api/hello", new StringContent("{}", Encoding.UTF8, "application/json"), Ct);
+        Assert.Equal(HttpStatusCode.MethodNotAllowed, post.StatusCode);
+    }
+
     [Fact]
     public async Task DoubledV1_Gets404_ThatExplainsTheBaseUrl()
     {

@@ -65,7 +65,7 @@ public sealed class ModelRouterTests
     [Theory]
     [InlineData("qwen3-coder-30b-a3b-instruct", 3.3, 30.5, 16)]
     [InlineData("Qwen/Qwen3-Coder-480B-A35B-Instruct-FP8", 35, 480, 8)]
-    [InlineData("openai/gpt-oss-120b", 5.1, 117, 16)]
+    [InlineData("openai/gpt-oss-120b", 5.1, 117, 4)]
     [InlineData("llama3.1:8b-instruct-q4_K_M", 8, 8, 4)]
     public void KnownModels_GuessEnergyProfiles(string id, double active, double total, int bits)
     {
@@ -78,4 +78,35 @@ public sealed class ModelRouterTests
 
     [Fact]
     public void KnownModels_UnknownName_IsNull() => Assert.Null(KnownModels.Guess("my-private-model"));
+}
+
+public sealed class DiscoveryAliasTests
+{
+    [Fact]
+    public void Slugs_use_the_last_segment_unless_two_models_share_it()
+    {
+        var aliases = CatalogSnapshot.DiscoveryAliasesOf(
+            [
+                new ModelEntry { Id = "Qwen/Qwen3-Coder-480B-A35B-Instruct", BaseUrl = "http://a" },
+                new ModelEntry { Id = "qwen3-coder:30b", BaseUrl = "http://a" },
+                new ModelEntry { Id = "a/gpt-oss-120b", BaseUrl = "http://a" },
+                new ModelEntry { Id = "b/gpt-oss-120b", BaseUrl = "http://a" },
+            ],
+            "claude-melious-");
+        Assert.Equal("Qwen/Qwen3-Coder-480B-A35B-Instruct", aliases["claude-melious-qwen3-coder-480b-a35b-instruct"]);
+        Assert.Equal("qwen3-coder:30b", aliases["claude-melious-qwen3-coder-30b"]);
+        Assert.Equal("a/gpt-oss-120b", aliases["claude-melious-a-gpt-oss-120b"]);
+        Assert.Equal("b/gpt-oss-120b", aliases["claude-melious-b-gpt-oss-120b"]);
+        Assert.Empty(CatalogSnapshot.DiscoveryAliasesOf([new ModelEntry { Id = "m", BaseUrl = "http://a" }], ""));
+    }
+
+    [Fact]
+    public void A_discovery_alias_resolves_before_the_tier_rule()
+    {
+        var model = new ModelEntry { Id = "my-haiku-special", BaseUrl = "http://a" };
+        var snapshot = new CatalogSnapshot([model], new Dictionary<string, string>(), new Dictionary<string, string> { ["haiku"] = "other" }, new ModelEntry { Id = "", BaseUrl = "http://d", InCatalog = false }, DateTimeOffset.UtcNow, true, "claude-melious-");
+        var route = ModelRouter.Resolve(snapshot, "claude-melious-my-haiku-special");
+        Assert.Equal(RouteKind.Alias, route.Kind);
+        Assert.Same(model, route.Model);
+    }
 }

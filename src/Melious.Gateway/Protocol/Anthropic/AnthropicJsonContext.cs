@@ -18,4 +18,5 @@ namespace Melious.Gateway.Protocol.Anthropic;
 [JsonSerializable(typeof(BillingCost))]
 [JsonSerializable(typeof(EnvironmentImpact))]
 [JsonSerializable(typeof(Usage))]
+[JsonSerializable(typeof(ContextManagementResponse))]
 internal sealed partial class AnthropicJsonContext : JsonSerializerContext;

@@ -56,4 +56,7 @@ public sealed record EnvironmentImpact
     public required string Region { get; init; }
 
     public required string Method { get; init; }
+
+    /// <summary>Where the parameters came from: <c>catalog</c>, <c>measured</c>, <c>known-model</c>, <c>parsed-name</c> or <c>unknown</c>.</summary>
+    public string Source { get; init; } = "unknown";
 }

@@ -28,7 +28,16 @@ public sealed record Message
     public BillingCost? BillingCost { get; init; }
 
     public EnvironmentImpact? EnvironmentImpact { get; init; }
+
+    /// <summary>The context edits applied (only when the request asked for context management).</summary>
+    public ContextManagementResponse? ContextManagement { get; init; }
 }
+
+/// <summary><c>context_management</c> of a response (and of the final <c>message_delta</c>): the edits the gateway applied.</summary>
+public sealed record ContextManagementResponse(List<AppliedContextEdit> AppliedEdits);
+
+/// <summary>One applied edit, in the API's <c>clear_thinking_20251015</c> response shape.</summary>
+public sealed record AppliedContextEdit(string Type, int ClearedThinkingTurns, long ClearedInputTokens);
 
 [JsonPolymorphic(TypeDiscriminatorPropertyName = "type")]
 [JsonDerivedType(typeof(ResponseTextBlock), "text")]

@@ -39,6 +39,67 @@ public sealed record MessagesRequest
     public RequestMetadata? Metadata { get; init; }
 
     public bool? Stream { get; init; }
+
+    /// <summary>
+    /// <c>{"edits":[{"type":"clear_thinking_20251015","keep":…}]}</c> (beta <c>context-management-2025-06-27</c>). Kept as
+    /// raw JSON and read leniently (<see cref="ContextManagementRequest"/>): a shape the gateway does not know is never a 400.
+    /// </summary>
+    public JsonElement? ContextManagement { get; init; }
+}
+
+/// <summary>What the gateway honours of <c>context_management</c> toward OpenAI-compatible upstreams.</summary>
+public static class ContextManagementRequest
+{
+    public const string ClearThinking = "clear_thinking_20251015";
+
+    /// <summary>
+    /// The number of most recent assistant turns whose thinking to keep, if the request has a <c>clear_thinking_20251015</c>
+    /// edit: <c>keep: {"type":"thinking_turns","value":N}</c> → N, <c>keep: "all"</c> (or <c>{"type":"all"}</c>) → all,
+    /// no <c>keep</c> → 1 (Anthropic's default). Null without such an edit, or when its shape is unknown.
+    /// </summary>
+    public static int? ThinkingTurnsToKeep(MessagesRequest request)
+    {
+        if (request.ContextManagement is not { ValueKind: JsonValueKind.Object } cm
+            || !cm.TryGetProperty("edits", out var edits) || edits.ValueKind != JsonValueKind.Array)
+        {
+            return null;
+        }
+
+        foreach (var edit in edits.EnumerateArray())
+        {
+            if (edit.ValueKind != JsonValueKind.Object || !edit.TryGetProperty("type", out var type) || !type.ValueEquals(ClearThinking))
+            {
+                continue;
+            }
+
+            if (!edit.TryGetProperty("keep", out var keep) || keep.ValueKind == JsonValueKind.Null)
+            {
+                return 1;
+            }
+
+            if (keep.ValueKind == JsonValueKind.String)
+            {
+                return keep.ValueEquals("all") ? int.MaxValue : keep.ValueEquals("none") ? 0 : null;
+            }
+
+            if (keep.ValueKind == JsonValueKind.Object && keep.TryGetProperty("type", out var keepType))
+            {
+                if (keepType.ValueEquals("all"))
+                {
+                    return int.MaxValue;
+                }
+
+                if (keepType.ValueEquals("thinking_turns") && keep.TryGetProperty("value", out var value) && value.TryGetInt32(out var turns) && turns >= 0)
+                {
+                    return turns;
+                }
+            }
+
+            return null;
+        }
+
+        return null;
+    }
 }
 
 /// <summary>One entry of <c>messages[]</c>; role is <c>user</c>, <c>assistant</c> or <c>system</c>.</summary>
@@ -59,6 +120,9 @@ public sealed record ToolDefinition
     public string? Description { get; init; }
 
     public JsonElement? InputSchema { get; init; }
+
+    /// <summary>Tool search: the tool is only loaded once a <c>tool_reference</c> to it appears in the conversation.</summary>
+    public bool? DeferLoading { get; init; }
 
     public bool IsServerTool => Type is not null && Type != "custom";
 

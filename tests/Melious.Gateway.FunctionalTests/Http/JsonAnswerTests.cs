@@ -1,0 +1,79 @@
+using System.Net;
+using Melious.Gateway.FunctionalTests.Infrastructure;
+
+namespace Melious.Gateway.FunctionalTests.Http;
+
+/// <summary>
+/// An OpenAI-compatible upstream (or a proxy in front of one) that answers a streaming request with one
+/// <c>application/json</c> chat.completion: the gateway translates it and streams it (or returns it) as asked,
+/// instead of failing with "upstream stream ended unexpectedly".
+/// </summary>
+public sealed class JsonAnswerTests(AzuriteFixture azurite)
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    // vLLM's non-streaming shape: reasoning_content beside content, tool_calls without index, usage at the top.
+    private const string Completion = """
+        {"id":"chatcmpl-9f2","object":"chat.completion","created":1764900000,"model":"qwen3-coder","choices":[{"index":0,"message":{"role":"assistant","content":"Reading it.","reasoning_content":"Need the file.","tool_calls":[{"id":"call_1","type":"function","function":{"name":"Read","arguments":"{\"file_path\": \"/tmp/a.txt\"}"}}]},"logprobs":null,"finish_reason":"tool_calls","stop_reason":null}],"usage":{"prompt_tokens":1200,"total_tokens":1240,"completion_tokens":40,"prompt_tokens_details":{"cached_tokens":1024}}}
+        """;
+
+    [Fact]
+    public async Task StreamRequest_AnsweredWithJson_IsStreamedToTheClient()
+    {
+        await using var s = await Scenario.StartAsync(azurite, (_, context) => Sse.WriteRawAsync(context, Completion, "application/json"));
+        var response = await s.PostAsync(Scenario.Body(stream: true));
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.StartsWith("text/event-stream", response.Content.Headers.ContentType!.ToString(), StringComparison.Ordinal);
+        var events = await SseEvents.ReadAllAsync(response, Ct);
+        SseEvents.AssertGrammar(events);
+
+        var starts = events.Where(e => e.Name == "content_block_start").Select(e => e.Data.GetProperty("content_block").GetProperty("type").GetString()).ToList();
+        Assert.Equal(["thinking", "text", "tool_use"], starts);
+        Assert.Equal("Reading it.", SseEvents.Text(events));
+        var json = string.Concat(events.Where(e => e.Name == "content_block_delta" && e.Data.GetProperty("delta").GetProperty("type").GetString() == "input_json_delta")
+            .Select(e => e.Data.GetProperty("delta").GetProperty("partial_json").GetString()));
+        Assert.Equal("{\"file_path\": \"/tmp/a.txt\"}", json);
+        var delta = events.Single(e => e.Name == "message_delta").Data;
+        Assert.Equal("tool_use", delta.GetProperty("delta").GetProperty("stop_reason").GetString());
+        Assert.Equal(40, delta.GetProperty("usage").GetProperty("output_tokens").GetInt64());
+        Assert.Equal(1024, delta.GetProperty("usage").GetProperty("cache_read_input_tokens").GetInt64());
+        Assert.True(s.Upstream.Requests.Single().Json.GetProperty("stream").GetBoolean());
+    }
+
+    [Fact]
+    public async Task NonStreamRequest_AnsweredWithJson_IsAMessage()
+    {
+        await using var s = await Scenario.StartAsync(azurite, (_, context) => Sse.WriteRawAsync(context, Completion, "application/json; charset=utf-8"));
+        var response = await s.PostAsync(Scenario.Body());
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var message = await s.JsonAsync(response);
+        var content = message.GetProperty("content");
+        Assert.Equal("thinking", content[0].GetProperty("type").GetString());
+        Assert.Equal("Need the file.", content[0].GetProperty("thinking").GetString());
+        Assert.Equal("Reading it.", content[1].GetProperty("text").GetString());
+        Assert.Equal("/tmp/a.txt", content[2].GetProperty("input").GetProperty("file_path").GetString());
+        Assert.Equal("tool_use", message.GetProperty("stop_reason").GetString());
+        Assert.Equal(1200 - 1024, message.GetProperty("usage").GetProperty("input_tokens").GetInt64());
+    }
+
+    [Fact]
+    public async Task JsonThatIsNotACompletion_IsAnErrorEvent_NotAFakeEndTurn()
+    {
+        await using var s = await Scenario.StartAsync(azurite, (_, context) => Sse.WriteRawAsync(context, "[1,2,3]", "application/json"));
+        var response = await s.PostAsync(Scenario.Body(stream: true));
+        var events = await SseEvents.ReadAllAsync(response, Ct);
+        SseEvents.AssertGrammar(events, expectError: true);
+        Assert.DoesNotContain(events, e => e.Name == "message_delta");
+        Assert.Contains("not a chat completion", events.Last().Data.GetProperty("error").GetProperty("message").GetString());
+    }
+
+    [Fact]
+    public async Task JsonErrorWith200_IsAnErrorEvent()
+    {
+        await using var s = await Scenario.StartAsync(azurite, (_, context) => Sse.WriteRawAsync(context, """{"error":{"message":"model is overloaded","type":"server_error","code":503}}""", "application/json"));
+        var response = await s.PostAsync(Scenario.Body(stream: true));
+        var events = await SseEvents.ReadAllAsync(response, Ct);
+        SseEvents.AssertGrammar(events, expectError: true);
+        Assert.Contains("overloaded", events.Last().Data.GetProperty("error").GetProperty("message").GetString());
+    }
+}

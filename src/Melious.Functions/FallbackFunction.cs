@@ -15,13 +15,14 @@ public sealed class FallbackFunction(
     MessagesEndpoint messages,
     CountTokensEndpoint countTokens,
     ModelsEndpoint models,
-    RootEndpoint root)
+    RootEndpoint root,
+    WhoAmIEndpoint whoAmI)
 {
     [Function("Fallback")]
     public async Task<IActionResult> RunAsync(
         [HttpTrigger(AuthorizationLevel.Anonymous, "get", "head", "post", "put", "patch", "delete", "options", Route = "{*path}")] HttpRequest request)
     {
-        await GatewayRoutes.DispatchAsync(request.HttpContext, messages, countTokens, models, root);
+        await GatewayRoutes.DispatchAsync(request.HttpContext, messages, countTokens, models, root, whoAmI);
         return new EmptyResult();
     }
 }

@@ -57,6 +57,7 @@ public static class GatewayServiceCollectionExtensions
         services.TryAddSingleton<MessagesEndpoint>();
         services.TryAddSingleton<CountTokensEndpoint>();
         services.TryAddSingleton<ModelsEndpoint>();
+        services.TryAddSingleton<WhoAmIEndpoint>();
         services.TryAddSingleton<RootEndpoint>();
 
         services.AddHostedService<Melious.Gateway.Hosting.StorageInitializer>();

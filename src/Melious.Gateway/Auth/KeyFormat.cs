@@ -4,9 +4,13 @@ namespace Melious.Gateway.Auth;
 /// What is wrong with a key, judged by its format alone (prefix, length, alphabet), never by the stored keys: the
 /// answer and its timing reveal nothing about which keys exist. Messages never contain the key or any part of it.
 /// </summary>
+/// <remarks>Self-contained: the <c>melious</c> CLI compiles this file too, to check keys before sending them.</remarks>
 public static class KeyFormat
 {
-    /// <summary>Characters after <see cref="ApiKeys.Prefix"/> in a minted key.</summary>
+    /// <summary>The prefix of every Melious key (same as <c>ApiKeys.Prefix</c>).</summary>
+    public const string Prefix = "sk-mel-";
+
+    /// <summary>Characters after <see cref="Prefix"/> in a minted key.</summary>
     public const int SuffixLength = 43;
 
     /// <summary>The length of a whole key (<c>sk-mel-</c> + 43 base62 characters).</summary>
@@ -32,9 +36,9 @@ public static class KeyFormat
             return AnthropicKeyMessage;
         }
 
-        if (key.StartsWith(ApiKeys.Prefix, StringComparison.Ordinal))
+        if (key.StartsWith(Prefix, StringComparison.Ordinal))
         {
-            var suffix = key.AsSpan(ApiKeys.Prefix.Length);
+            var suffix = key.AsSpan(Prefix.Length);
             if (suffix.Length < SuffixLength)
             {
                 return $"{TruncatedMessage}: a Melious key has {KeyLength} characters, this one has {key.Length}";

@@ -97,7 +97,9 @@ public sealed class Doctor(TextWriter output)
             var source = config.ApiKeySource == Source.Environment ? UserConfig.ApiKeyVariable : "the stored key";
             Add(problem is null
                 ? new Check("key format", true, $"{source} is a well-formed sk-mel- key")
-                : new Check("key format", false, $"{source}: {problem}", "copy the whole key again and run `melious login`"));
+                : new Check("key format", false, $"{source}: {problem}", config.ApiKeySource == Source.Environment
+                    ? $"set {UserConfig.ApiKeyVariable} to the whole key, or unset it and run `melious login`"
+                    : "copy the whole key again and run `melious login`"));
         }
 
         var token = Environment.GetEnvironmentVariable(ClaudeEnvironment.AuthToken);

@@ -53,6 +53,11 @@ for project in tests/Melious.Gateway.Tests tests/Melious.Gateway.FunctionalTests
   fi
 done
 
+if [[ -x scripts/smoke-cli.sh ]]; then
+  log "melious CLI: the Native AOT single file and the .NET tool, each through the login/status/models round trip"
+  scripts/smoke-cli.sh "$results" || status=1
+fi
+
 if [[ -x scripts/bench.sh ]]; then
   log "Benchmark smoke run (figures are printed, not asserted; the AOT pass checks usage rows)"
   scripts/bench.sh --quick || status=1

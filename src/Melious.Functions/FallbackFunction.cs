@@ -22,7 +22,8 @@ public sealed class FallbackFunction(
     MessagesEndpoint messages,
     CountTokensEndpoint countTokens,
     ModelsEndpoint models,
-    RootEndpoint root)
+    RootEndpoint root,
+    WhoAmIEndpoint whoAmI)
 {
     /// <summary>The catch-all's function name: it must sort last among the HTTP functions (see remarks).</summary>
     public const string Name = "Z_Fallback";
@@ -31,7 +32,7 @@ public sealed class FallbackFunction(
     public async Task<IActionResult> RunAsync(
         [HttpTrigger(AuthorizationLevel.Anonymous, "get", "head", "post", "put", "patch", "delete", "options", Route = "{*path}")] HttpRequest request)
     {
-        await GatewayRoutes.DispatchAsync(request.HttpContext, messages, countTokens, models, root);
+        await GatewayRoutes.DispatchAsync(request.HttpContext, messages, countTokens, models, root, whoAmI);
         return new EmptyResult();
     }
 }

@@ -20,6 +20,7 @@ internal static class GatewayRoutes
         Models,
         Model,
         Telemetry,
+        WhoAmI,
     }
 
     internal static (Route Route, string? ModelId) Match(PathString path)
@@ -50,6 +51,11 @@ internal static class GatewayRoutes
             return (Route.Hello, null);
         }
 
+        if (Is(value, "/v1/me"))
+        {
+            return (Route.WhoAmI, null);
+        }
+
         if (Is(value, "/api/event_logging/batch"))
         {
             return (Route.Telemetry, null);
@@ -70,19 +76,19 @@ internal static class GatewayRoutes
     internal static string Allowed(Route route) => route switch
     {
         Route.Root or Route.Hello => "GET, HEAD",
-        Route.Models or Route.Model => "GET",
+        Route.Models or Route.Model or Route.WhoAmI => "GET",
         _ => "POST",
     };
 
     internal static bool Accepts(Route route, string method) => route switch
     {
         Route.Root or Route.Hello => HttpMethods.IsGet(method) || HttpMethods.IsHead(method),
-        Route.Models or Route.Model => HttpMethods.IsGet(method),
+        Route.Models or Route.Model or Route.WhoAmI => HttpMethods.IsGet(method),
         Route.Messages or Route.CountTokens or Route.Telemetry => HttpMethods.IsPost(method),
         _ => false,
     };
 
-    internal static Task DispatchAsync(HttpContext http, MessagesEndpoint messages, CountTokensEndpoint countTokens, ModelsEndpoint models, RootEndpoint root)
+    internal static Task DispatchAsync(HttpContext http, MessagesEndpoint messages, CountTokensEndpoint countTokens, ModelsEndpoint models, RootEndpoint root, WhoAmIEndpoint whoAmI)
     {
         var (route, modelId) = Match(http.Request.Path);
         if (route == Route.None || (route == Route.Telemetry && !Accepts(route, http.Request.Method)))
@@ -103,6 +109,7 @@ internal static class GatewayRoutes
             Route.CountTokens => countTokens.HandleAsync(http),
             Route.Models => models.ListAsync(http),
             Route.Model => models.GetAsync(http, modelId!),
+            Route.WhoAmI => whoAmI.HandleAsync(http),
             _ => root.TelemetryAsync(http),
         };
     }

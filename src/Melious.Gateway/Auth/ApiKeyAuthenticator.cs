@@ -23,7 +23,11 @@ public enum AuthStatus
     Unavailable,
 }
 
-public readonly record struct AuthResult(AuthStatus Status, ApiKeyRecord? Key);
+/// <summary>The outcome of a key check.</summary>
+/// <param name="Status">Accepted, or why not.</param>
+/// <param name="Key">The key's record (when found).</param>
+/// <param name="Problem">What is wrong with the presented key(s), for the error message; never contains a key.</param>
+public readonly record struct AuthResult(AuthStatus Status, ApiKeyRecord? Key, string? Problem = null);
 
 /// <summary>
 /// Checks <c>x-api-key</c> or <c>Authorization: Bearer</c> against the hashed keys in the <c>apikeys</c> table.
@@ -65,23 +69,39 @@ public sealed partial class ApiKeyAuthenticator(ApiKeyStore store, IOptions<Gate
         }
 
         var second = await CheckAsync(bearer, cancellationToken);
-        return Worst(first, second);
+        if (first.Status == AuthStatus.Missing || second.Status == AuthStatus.Ok)
+        {
+            return second;
+        }
+
+        return Both(first, second);
     }
 
     /// <summary>Drops every cached lookup (tests, and the admin CLI after a revocation in-process).</summary>
     public void Clear() => _cache.Clear();
 
-    private static AuthResult Worst(AuthResult a, AuthResult b)
+    /// <summary>
+    /// Two different keys, neither accepted: the most informative failure (disabled &gt; unavailable &gt; unknown) decides
+    /// the status, and the message names the header it came from, the one ignored, and what is wrong with each.
+    /// </summary>
+    private static AuthResult Both(AuthResult apiKey, AuthResult bearer)
     {
-        if (b.Status == AuthStatus.Ok)
-        {
-            return b;
-        }
-
-        // Prefer the most informative failure: disabled > unavailable > unknown.
         static int Rank(AuthStatus s) => s switch { AuthStatus.Disabled => 3, AuthStatus.Unavailable => 2, AuthStatus.Unknown => 1, _ => 0 };
-        return Rank(a.Status) >= Rank(b.Status) ? a : b;
+        var useApiKey = Rank(apiKey.Status) >= Rank(bearer.Status);
+        var (used, usedName, ignored, ignoredName) = useApiKey
+            ? (apiKey, "x-api-key", bearer, "Authorization: Bearer")
+            : (bearer, "Authorization: Bearer", apiKey, "x-api-key");
+        var problem = $"x-api-key and Authorization: Bearer carry different keys and the gateway accepts either, but neither is valid. " +
+            $"Used {usedName}: {Describe(used)}; ignored {ignoredName}: {Describe(ignored)}";
+        return used with { Problem = problem };
     }
+
+    private static string Describe(AuthResult result) => result.Status switch
+    {
+        AuthStatus.Disabled => "this API key has been revoked",
+        AuthStatus.Unavailable => "the key store is temporarily unavailable",
+        _ => result.Problem ?? KeyFormat.UnknownKeyMessage,
+    };
 
     private static string BearerToken(string authorization)
     {
@@ -102,9 +122,15 @@ public sealed partial class ApiKeyAuthenticator(ApiKeyStore store, IOptions<Gate
 
     private ValueTask<AuthResult> CheckAsync(string key, CancellationToken cancellationToken)
     {
-        if (key.Length > MaxKeyLength || !key.StartsWith(ApiKeys.Prefix, StringComparison.Ordinal))
+        if (key.Length > MaxKeyLength)
         {
-            return ValueTask.FromResult(new AuthResult(AuthStatus.Unknown, null));
+            return ValueTask.FromResult(new AuthResult(AuthStatus.Unknown, null, "the key is far too long to be a Melious key"));
+        }
+
+        // Classified by format only: a malformed key never reaches the store, a well-formed one always does.
+        if (KeyFormat.Problem(key) is { } problem)
+        {
+            return ValueTask.FromResult(new AuthResult(AuthStatus.Unknown, null, problem));
         }
 
         return CheckHashAsync(ApiKeys.Hash(key), cancellationToken);

@@ -19,7 +19,7 @@ public sealed class CountTokensEndpoint(ApiKeyAuthenticator authenticator, Reque
         var auth = await authenticator.AuthenticateAsync(http.Request.Headers, http.RequestAborted);
         if (auth.Status != AuthStatus.Ok)
         {
-            await ErrorWriter.WriteAsync(http, MessagesEndpoint.AuthError(auth.Status));
+            await ErrorWriter.WriteAsync(http, MessagesEndpoint.AuthError(auth));
             return;
         }
 

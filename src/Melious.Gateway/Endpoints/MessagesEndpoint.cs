@@ -46,7 +46,7 @@ public sealed partial class MessagesEndpoint(
         var auth = await authenticator.AuthenticateAsync(http.Request.Headers, CancellationToken.None);
         if (auth.Status != AuthStatus.Ok)
         {
-            await ErrorWriter.WriteAsync(http, AuthError(auth.Status));
+            await ErrorWriter.WriteAsync(http, AuthError(auth));
             return;
         }
 
@@ -183,12 +183,22 @@ public sealed partial class MessagesEndpoint(
         return null;
     }
 
+    /// <summary>The error for a refused key, saying what is wrong with it when its format tells (never echoing it).</summary>
+    internal static GatewayError AuthError(AuthResult result) => result.Problem is { } problem
+        ? result.Status switch
+        {
+            AuthStatus.Disabled => new GatewayError(403, "permission_error", problem),
+            AuthStatus.Unavailable => new GatewayError(503, "api_error", problem) { RetryAfter = "5" },
+            _ => new GatewayError(401, "authentication_error", problem) { ShouldRetry = false },
+        }
+        : AuthError(result.Status);
+
     internal static GatewayError AuthError(AuthStatus status) => status switch
     {
         AuthStatus.Missing => new GatewayError(401, "authentication_error", "missing API key: send x-api-key or Authorization: Bearer") { ShouldRetry = false },
         AuthStatus.Disabled => new GatewayError(403, "permission_error", "this API key has been revoked"),
         AuthStatus.Unavailable => new GatewayError(503, "api_error", "the key store is temporarily unavailable; retry shortly") { RetryAfter = "5" },
-        _ => new GatewayError(401, "authentication_error", "invalid API key") { ShouldRetry = false },
+        _ => new GatewayError(401, "authentication_error", KeyFormat.UnknownKeyMessage) { ShouldRetry = false },
     };
 
     private static partial class Log

@@ -155,7 +155,7 @@ public sealed class ModelsEndpoint(ApiKeyAuthenticator authenticator, ModelCatal
             return true;
         }
 
-        await ErrorWriter.WriteAsync(http, MessagesEndpoint.AuthError(auth.Status));
+        await ErrorWriter.WriteAsync(http, MessagesEndpoint.AuthError(auth));
         return false;
     }
 

@@ -21,6 +21,7 @@ public static class GatewayEndpointRouteBuilderExtensions
         app.MapPost("/v1/messages/count_tokens", (HttpContext http, CountTokensEndpoint endpoint) => endpoint.HandleAsync(http));
         app.MapGet("/v1/models", (HttpContext http, ModelsEndpoint endpoint) => endpoint.ListAsync(http));
         app.MapGet("/v1/models/{id}", (HttpContext http, string id, ModelsEndpoint endpoint) => endpoint.GetAsync(http, id));
+        app.MapGet("/v1/me", (HttpContext http, WhoAmIEndpoint endpoint) => endpoint.HandleAsync(http));
         app.MapPost("/api/event_logging/batch", (HttpContext http, RootEndpoint root) => root.TelemetryAsync(http));
         app.MapGet("/v1/organizations/usage_report/messages", (HttpContext http, UsageApiEndpoint usage) => usage.UsageReportAsync(http));
         app.MapGet("/v1/organizations/cost_report", (HttpContext http, UsageApiEndpoint usage) => usage.CostReportAsync(http));
@@ -33,6 +34,7 @@ public static class GatewayEndpointRouteBuilderExtensions
         app.MapMethods("/v1/messages/count_tokens", OtherThanPost, (HttpContext http, RootEndpoint root) => root.MethodNotAllowedAsync(http, "POST"));
         app.MapMethods("/v1/models", OtherThanGet, (HttpContext http, RootEndpoint root) => root.MethodNotAllowedAsync(http, "GET"));
         app.MapMethods("/v1/models/{id}", OtherThanGet, (HttpContext http, RootEndpoint root) => root.MethodNotAllowedAsync(http, "GET"));
+        app.MapMethods("/v1/me", OtherThanGet, (HttpContext http, RootEndpoint root) => root.MethodNotAllowedAsync(http, "GET"));
         app.MapMethods("/", ["POST", "PUT", "PATCH", "DELETE", "OPTIONS"], (HttpContext http, RootEndpoint root) => root.MethodNotAllowedAsync(http, "GET, HEAD"));
         app.MapMethods(RootEndpoint.HelloPath, ["POST", "PUT", "PATCH", "DELETE", "OPTIONS"], (HttpContext http, RootEndpoint root) => root.MethodNotAllowedAsync(http, "GET, HEAD"));
 

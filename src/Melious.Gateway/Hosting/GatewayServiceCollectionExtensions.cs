@@ -61,6 +61,7 @@ public static class GatewayServiceCollectionExtensions
         services.TryAddSingleton<MessagesEndpoint>();
         services.TryAddSingleton<CountTokensEndpoint>();
         services.TryAddSingleton<ModelsEndpoint>();
+        services.TryAddSingleton<WhoAmIEndpoint>();
         services.TryAddSingleton<RootEndpoint>();
 
         services.TryAddSingleton<Melious.Gateway.Reporting.UsageQueryService>();

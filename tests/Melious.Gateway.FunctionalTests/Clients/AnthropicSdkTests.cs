@@ -279,7 +279,7 @@ public sealed class AnthropicSdkTests(AzuriteFixture azurite)
     public async Task InvalidKey_ThrowsTheSdkUnauthorizedException_WithTheGatewayMessage(bool stream)
     {
         await using var s = await Scenario.StartAsync(azurite, Sse.TextAnswer(["unused"]));
-        using var client = new AnthropicClient(new ClientOptions { BaseUrl = s.Gateway.BaseUrl, ApiKey = "sk-mel-notarealkeynotarealkeynotarealkey00000", MaxRetries = 0 });
+        using var client = new AnthropicClient(new ClientOptions { BaseUrl = s.Gateway.BaseUrl, ApiKey = "sk-mel-notarealkeynotarealkeynotarealkey00000xxxxx", MaxRetries = 0 });
 
         var error = await Assert.ThrowsAsync<AnthropicUnauthorizedException>(() => SendAsync(client, Params("hi"), stream));
 

@@ -55,7 +55,7 @@ public sealed class TypeScriptSdkTests(AzuriteFixture azurite)
                      answer: second.content.map(b => b.text ?? '').join('') };
 
         try {
-            await new Anthropic({ baseURL, apiKey: 'sk-mel-wrongwrongwrongwrongwrongwrongwrong0', maxRetries: 0 })
+            await new Anthropic({ baseURL, apiKey: 'sk-mel-wrongwrongwrongwrongwrongwrongwrong0xxxxxxx', maxRetries: 0 })
                 .messages.create({ model, max_tokens: 10, messages: [{ role: 'user', content: 'x' }] });
             out.error = { thrown: false };
         } catch (e) {

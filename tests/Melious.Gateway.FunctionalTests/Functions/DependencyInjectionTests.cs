@@ -34,6 +34,7 @@ public sealed class DependencyInjectionTests
         [
             "Melious.Functions.CountTokensFunction", "Melious.Functions.DashboardFunction", "Melious.Functions.FallbackFunction", "Melious.Functions.MessagesFunction",
             "Melious.Functions.ModelsFunction", "Melious.Functions.RootFunction", "Melious.Functions.UsageQueueFunction",
+            "Melious.Functions.WhoAmIFunction",
         ];
 
         Assert.Equal(expected, FunctionClassNames());

@@ -95,6 +95,7 @@ public sealed class HttpFunctionTests : IDisposable
     [InlineData("POST", "/v1/models", "GET")]
     [InlineData("DELETE", "/v1/models/main-model", "GET")]
     [InlineData("POST", "/", "GET, HEAD")]
+    [InlineData("POST", "/v1/me", "GET")]
     public async Task Fallback_KnownPathWithWrongMethod_Is405WithAllow(string method, string path, string allow)
     {
         var http = TestRequests.Create(_host.Services, method, path);
@@ -156,6 +157,24 @@ public sealed class HttpFunctionTests : IDisposable
         Assert.Equal(200, root.Response.StatusCode);
         Assert.Contains("\"melious-gateway\"", TestRequests.ResponseText(root));
         AssertError(messages, 401, "authentication_error");
+    }
+
+    [Fact]
+    public async Task WhoAmI_WithAMalformedKey_SaysWhatIsWrong_ThroughItsFunctionAndTheFallback()
+    {
+        var direct = TestRequests.Create(_host.Services, "GET", "/v1/me");
+        direct.Request.Headers["x-api-key"] = "sk-ant-api03-not-a-melious-key";
+        var viaFallback = TestRequests.Create(_host.Services, "GET", "/v1/me");
+        viaFallback.Request.Headers["x-api-key"] = "sk-ant-api03-not-a-melious-key";
+
+        await Create<WhoAmIFunction>().RunAsync(direct.Request);
+        await Create<FallbackFunction>().RunAsync(viaFallback.Request);
+
+        foreach (var http in new[] { direct, viaFallback })
+        {
+            AssertError(http, 401, "authentication_error");
+            Assert.Contains("this is an Anthropic API key", TestRequests.ResponseText(http));
+        }
     }
 
     private T Create<T>() => ActivatorUtilities.CreateInstance<T>(_host.Services);

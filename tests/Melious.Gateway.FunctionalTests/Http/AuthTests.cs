@@ -35,7 +35,7 @@ public abstract class AuthTests(IGatewayTarget target)
     [Theory]
     [InlineData(null)]
     [InlineData("")]
-    [InlineData("sk-mel-doesnotexistdoesnotexistdoesnotexist12345")]
+    [InlineData("sk-mel-doesnotexistdoesnotexistdoesnotexist1234567")]
     [InlineData("not-even-our-format")]
     public async Task MissingOrUnknownKey_Gets401(string? key)
     {

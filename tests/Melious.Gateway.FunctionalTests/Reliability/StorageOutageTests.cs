@@ -53,7 +53,7 @@ public sealed class StorageOutageTests
 
             var key = await gateway.CreateKeyAsync();
             var neverSeen = await gateway.CreateKeyAsync(name: "never-used-before-the-outage");
-            const string KnownBad = "sk-mel-thiskeywasrejectedbeforetheoutagexxxxxxxxxxx";
+            const string KnownBad = "sk-mel-thiskeywasrejectedbeforetheoutagexxxxxxxxxx";
             using var client = gateway.Client(key);
             using var spoolingClient = spooling.Client(key);
             using var neverSeenClient = gateway.Client(neverSeen);

@@ -15,6 +15,7 @@ namespace Melious.Gateway.Protocol.Anthropic;
 [JsonSerializable(typeof(CountTokensResponse))]
 [JsonSerializable(typeof(ModelInfo))]
 [JsonSerializable(typeof(ModelList))]
+[JsonSerializable(typeof(WhoAmI))]
 [JsonSerializable(typeof(BillingCost))]
 [JsonSerializable(typeof(EnvironmentImpact))]
 [JsonSerializable(typeof(Usage))]

@@ -1,0 +1,269 @@
+using System.Net;
+
+namespace Melious.Cli;
+
+/// <summary>One line of <c>melious doctor</c>: what was checked, whether it passed, and how to fix it.</summary>
+public sealed record Check(string Name, bool Ok, string Detail, string? Fix = null);
+
+/// <summary>
+/// <c>melious doctor</c>: the failures the docs list under "When it breaks" (a base URL with <c>/v1</c> or pointing
+/// elsewhere, a non-empty <c>ANTHROPIC_API_KEY</c>, a malformed token, cached <c>claude login</c> credentials,
+/// settings files overriding the environment), then the gateway, the key, every pinned model and the claude version.
+/// </summary>
+public sealed class Doctor(TextWriter output)
+{
+    public List<Check> Checks { get; } = [];
+
+    /// <summary>Settings files whose env block disagrees with what melious would set, with the changes that fix them.</summary>
+    public List<(ClaudeSettings File, List<EnvChange> Changes)> Repairs { get; } = [];
+
+    public async Task RunAsync(string project, CancellationToken cancellationToken)
+    {
+        var config = UserConfig.Load();
+        if (config.BaseUrl is null || config.ApiKey is null)
+        {
+            Add(new Check("melious login", false, "no gateway URL or key configured", "run `melious login` (or set MELIOUS_BASE_URL and MELIOUS_API_KEY)"));
+        }
+        else
+        {
+            Add(new Check("melious login", true, $"{config.BaseUrl} (from {(config.BaseUrlSource == Source.Environment ? UserConfig.BaseUrlVariable : UserConfig.FilePath)})"));
+        }
+
+        CheckEnvironment(config);
+        CheckKeyFormat(config);
+        CheckCredentials();
+
+        Dictionary<string, string>? expected = null;
+        if (config.BaseUrl is not null && config.ApiKey is not null)
+        {
+            expected = await CheckGatewayAsync(config.BaseUrl, config.ApiKey, cancellationToken);
+        }
+
+        CheckSettingsFiles(project, config, expected);
+        CheckClaude();
+    }
+
+    private void Add(Check check)
+    {
+        Checks.Add(check);
+        output.WriteLine($"{(check.Ok ? "✓" : "✗")} {check.Name}: {check.Detail}");
+        if (!check.Ok && check.Fix is not null)
+        {
+            output.WriteLine($"    fix: {check.Fix}");
+        }
+    }
+
+    private void CheckEnvironment(UserConfig config)
+    {
+        var baseUrl = Environment.GetEnvironmentVariable(ClaudeEnvironment.BaseUrl);
+        if (string.IsNullOrEmpty(baseUrl))
+        {
+            Add(new Check(ClaudeEnvironment.BaseUrl, true, "not set in this shell (melious launch sets it)"));
+        }
+        else if (baseUrl.TrimEnd('/').EndsWith("/v1", StringComparison.OrdinalIgnoreCase))
+        {
+            Add(new Check(ClaudeEnvironment.BaseUrl, false, $"ends in /v1 ({baseUrl}): Claude Code appends /v1 itself, so every request 404s",
+                $"export {ClaudeEnvironment.BaseUrl}={baseUrl.TrimEnd('/')[..^3].TrimEnd('/')}  (or unset it and use `melious launch claude-code`)"));
+        }
+        else if (config.BaseUrl is not null && !string.Equals(baseUrl.TrimEnd('/'), config.BaseUrl, StringComparison.OrdinalIgnoreCase))
+        {
+            Add(new Check(ClaudeEnvironment.BaseUrl, false, $"points to {baseUrl}, not the gateway you logged in to ({config.BaseUrl})",
+                $"export {ClaudeEnvironment.BaseUrl}={config.BaseUrl}  (or unset it and use `melious launch claude-code`)"));
+        }
+        else
+        {
+            Add(new Check(ClaudeEnvironment.BaseUrl, true, baseUrl));
+        }
+
+        var apiKey = Environment.GetEnvironmentVariable(ClaudeEnvironment.ApiKey);
+        if (string.IsNullOrEmpty(apiKey))
+        {
+            Add(new Check(ClaudeEnvironment.ApiKey, true, "empty or unset"));
+        }
+        else
+        {
+            var what = apiKey.StartsWith("sk-ant-", StringComparison.Ordinal)
+                ? "holds an Anthropic API key (sk-ant-…): Claude Code sends it as x-api-key and it may be billed by Anthropic or refused by the gateway"
+                : "is set: Claude Code sends it as x-api-key next to the gateway key";
+            Add(new Check(ClaudeEnvironment.ApiKey, false, what, $"unset {ClaudeEnvironment.ApiKey}  (or export {ClaudeEnvironment.ApiKey}=\"\"; melious launch already blanks it)"));
+        }
+    }
+
+    private void CheckKeyFormat(UserConfig config)
+    {
+        if (config.ApiKey is { } key)
+        {
+            var problem = Melious.Gateway.Auth.KeyFormat.Problem(key);
+            var source = config.ApiKeySource == Source.Environment ? UserConfig.ApiKeyVariable : "the stored key";
+            Add(problem is null
+                ? new Check("key format", true, $"{source} is a well-formed sk-mel- key")
+                : new Check("key format", false, $"{source}: {problem}", config.ApiKeySource == Source.Environment
+                    ? $"set {UserConfig.ApiKeyVariable} to the whole key, or unset it and run `melious login`"
+                    : "copy the whole key again and run `melious login`"));
+        }
+
+        var token = Environment.GetEnvironmentVariable(ClaudeEnvironment.AuthToken);
+        if (!string.IsNullOrEmpty(token))
+        {
+            var problem = Melious.Gateway.Auth.KeyFormat.Problem(token);
+            Add(problem is null
+                ? new Check(ClaudeEnvironment.AuthToken, true, "a well-formed sk-mel- key")
+                : new Check(ClaudeEnvironment.AuthToken, false, problem, $"unset {ClaudeEnvironment.AuthToken} and use `melious launch claude-code`, or export the whole sk-mel- key"));
+        }
+    }
+
+    private void CheckCredentials()
+    {
+        var file = Path.Combine(UserConfig.Home, ".claude", ".credentials.json");
+        if (File.Exists(file))
+        {
+            Add(new Check("claude login", false, $"cached Claude credentials in {file}: a subscription login can take precedence over the gateway key",
+                $"run `claude /logout` once, or delete {file}"));
+        }
+        else if (OperatingSystem.IsMacOS())
+        {
+            Add(new Check("claude login", true, "no credentials file (on macOS a `claude login` lives in the Keychain as \"Claude Code-credentials\"; `claude /logout` removes it)"));
+        }
+        else
+        {
+            Add(new Check("claude login", true, "no cached credentials"));
+        }
+    }
+
+    private async Task<Dictionary<string, string>?> CheckGatewayAsync(string baseUrl, string key, CancellationToken cancellationToken)
+    {
+        using var gateway = new GatewayClient(baseUrl, key);
+        var (reachable, detail) = await gateway.PingAsync(cancellationToken);
+        if (!reachable)
+        {
+            Add(new Check("gateway", false, $"{baseUrl} is not reachable: {detail}", "check the URL (`melious login --base-url …`), VPN or proxy, and that the gateway is running"));
+            return null;
+        }
+
+        Add(new Check("gateway", true, $"{baseUrl} answers ({detail})"));
+        try
+        {
+            var me = await gateway.WhoAmIAsync(cancellationToken);
+            Add(new Check("key", true, $"accepted: account {me.Account}, key {me.KeyId} \"{me.KeyName}\", role {me.Role}"));
+        }
+        catch (GatewayException ex) when (ex.Status == HttpStatusCode.NotFound)
+        {
+            // An older gateway without /v1/me: the model list is authenticated too.
+            if (!await KeyWorksAsync(gateway, cancellationToken))
+            {
+                return null;
+            }
+        }
+        catch (GatewayException ex)
+        {
+            var fix = ex.Status == HttpStatusCode.Forbidden ? "the key was revoked: ask your administrator for a new one, then `melious login`" : "run `melious login` with a valid key";
+            Add(new Check("key", false, ex.Message, fix));
+            return null;
+        }
+
+        PinnedModels pinned;
+        try
+        {
+            pinned = await ClaudeEnvironment.ResolveAsync(gateway, null, null, null, cancellationToken);
+        }
+        catch (Exception ex) when (ex is GatewayException or CliException)
+        {
+            Add(new Check("models", false, ex.Message, "ask your administrator to configure the gateway's tiers"));
+            return null;
+        }
+
+        var env = ClaudeEnvironment.Build(baseUrl, key, pinned);
+        foreach (var (name, model) in env.Where(p => p.Key.EndsWith("_MODEL", StringComparison.Ordinal)))
+        {
+            try
+            {
+                var resolved = await gateway.ModelAsync(model, cancellationToken);
+                Add(new Check(name, true, $"{model} resolves ({resolved.Meta?.ContextWindow ?? resolved.MaxInputTokens} tokens of context)"));
+            }
+            catch (GatewayException ex)
+            {
+                Add(new Check(name, false, $"{model}: {ex.Message}", "run `melious models` and pick a listed model"));
+            }
+        }
+
+        return env.ToDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal);
+    }
+
+    private async Task<bool> KeyWorksAsync(GatewayClient gateway, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await gateway.ModelsAsync(cancellationToken);
+            Add(new Check("key", true, "accepted"));
+            return true;
+        }
+        catch (GatewayException ex)
+        {
+            Add(new Check("key", false, ex.Message, "run `melious login` with a valid key"));
+            return false;
+        }
+    }
+
+    private void CheckSettingsFiles(string project, UserConfig config, Dictionary<string, string>? expected)
+    {
+        // Without the gateway, the URL and key are still known.
+        expected ??= new Dictionary<string, string>(StringComparer.Ordinal);
+        if (config.BaseUrl is not null)
+        {
+            expected.TryAdd(ClaudeEnvironment.BaseUrl, config.BaseUrl);
+        }
+
+        if (config.ApiKey is not null)
+        {
+            expected.TryAdd(ClaudeEnvironment.AuthToken, config.ApiKey);
+        }
+
+        expected.TryAdd(ClaudeEnvironment.ApiKey, "");
+        foreach (var path in new[] { ClaudeSettings.UserFile, ClaudeSettings.ProjectSharedFile(project), ClaudeSettings.ProjectLocalFile(project) }.Distinct())
+        {
+            if (!File.Exists(path))
+            {
+                continue;
+            }
+
+            ClaudeSettings settings;
+            try
+            {
+                settings = ClaudeSettings.Load(path);
+            }
+            catch (CliException ex)
+            {
+                Add(new Check("settings", false, ex.Message, $"fix the JSON in {path}"));
+                continue;
+            }
+
+            var env = settings.Env();
+            var wrong = env.Where(e => expected.TryGetValue(e.Key, out var want) && want != e.Value).Select(e => e.Key).ToList();
+            if (wrong.Count == 0)
+            {
+                Add(new Check("settings", true, $"{path}: its env block agrees with the gateway"));
+                continue;
+            }
+
+            var changes = wrong.Select(name => new EnvChange(name, env[name], expected[name])).ToList();
+            Repairs.Add((settings, changes));
+            Add(new Check("settings", false, $"{path} overrides the environment: {string.Join(", ", wrong)} {(wrong.Count == 1 ? "has a different value" : "have different values")} (settings win over exported variables and over melious launch)",
+                $"`melious doctor --fix` rewrites them (with a backup), or `melious config claude-code{(path == ClaudeSettings.UserFile ? " --user" : "")}`"));
+        }
+    }
+
+    private void CheckClaude()
+    {
+        var claude = ClaudeCode.Locate();
+        if (claude is null)
+        {
+            Add(new Check("claude", false, "Claude Code is not installed (not on PATH nor in npm's global prefix)", "run `melious tools install claude-code`"));
+            return;
+        }
+
+        var version = ClaudeCode.Version(claude);
+        Add(version is null
+            ? new Check("claude", false, $"{claude} does not answer --version", "reinstall: `npm install -g @anthropic-ai/claude-code`")
+            : new Check("claude", true, $"{version} at {claude}"));
+    }
+}

@@ -1,0 +1,3 @@
+using Melious.Cli;
+
+return await MeliousCli.RunAsync(args);

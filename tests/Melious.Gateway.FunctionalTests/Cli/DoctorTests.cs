@@ -1,0 +1,128 @@
+using Melious.Gateway.Auth;
+using Melious.Gateway.FunctionalTests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Melious.Gateway.FunctionalTests.Cli;
+
+/// <summary>
+/// <c>melious doctor</c>: each misconfiguration set up for real in a temporary HOME and project, detected with its
+/// fix line; a clean setup passes; <c>--fix</c> repairs settings files with a backup.
+/// </summary>
+public sealed class DoctorTests(AzuriteFixture azurite)
+{
+    /// <summary>Case → the ✗ line's start and a piece of its fix line.</summary>
+    public static TheoryData<string, string, string> Cases => new()
+    {
+        { "base-url-v1", "✗ ANTHROPIC_BASE_URL: ends in /v1", "fix: export ANTHROPIC_BASE_URL=http://127.0.0.1:" },
+        { "base-url-elsewhere", "✗ ANTHROPIC_BASE_URL: points to https://api.anthropic.com, not the gateway", "fix: export ANTHROPIC_BASE_URL=http://127.0.0.1:" },
+        { "api-key-anthropic", "✗ ANTHROPIC_API_KEY: holds an Anthropic API key (sk-ant-…)", "fix: unset ANTHROPIC_API_KEY" },
+        { "api-key-other", "✗ ANTHROPIC_API_KEY: is set", "fix: unset ANTHROPIC_API_KEY" },
+        { "token-no-prefix", "✗ ANTHROPIC_AUTH_TOKEN: the key is missing its sk-mel- prefix", "fix: unset ANTHROPIC_AUTH_TOKEN" },
+        { "token-wrong-length", "✗ ANTHROPIC_AUTH_TOKEN: the key looks truncated", "fix: unset ANTHROPIC_AUTH_TOKEN" },
+        { "stored-key-wrong-length", "✗ key format: MELIOUS_API_KEY: the key is too long", "fix: set MELIOUS_API_KEY to the whole key" },
+        { "claude-credentials", "✗ claude login: cached Claude credentials in", "fix: run `claude /logout` once, or delete" },
+        { "project-settings", "✗ settings: {project}/.claude/settings.json overrides the environment: ANTHROPIC_BASE_URL", "fix: `melious doctor --fix`" },
+        { "local-settings", "✗ settings: {project}/.claude/settings.local.json overrides the environment: ANTHROPIC_API_KEY", "fix: `melious doctor --fix`" },
+        { "user-settings", "✗ settings: {home}/.claude/settings.json overrides the environment: ANTHROPIC_DEFAULT_HAIKU_MODEL", "--user`" },
+        { "revoked-key", "✗ key: the gateway refused the key (403): this API key has been revoked", "fix: the key was revoked" },
+        { "gateway-down", "✗ gateway: http://127.0.0.1:", "fix: check the URL" },
+        { "no-claude", "✗ claude: Claude Code is not installed", "fix: run `melious tools install claude-code`" },
+        { "not-logged-in", "✗ melious login: no gateway URL or key configured", "fix: run `melious login`" },
+    };
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public async Task EachMisconfiguration_IsDetected_WithItsFix(string kind, string problem, string fix)
+    {
+        await using var s = await Scenario.StartAsync(azurite, Sse.TextAnswer(["ok"]));
+        using var box = new CliSandbox();
+        if (kind != "no-claude")
+        {
+            box.UseClaude("pinned");
+        }
+
+        if (kind != "not-logged-in")
+        {
+            await box.LoginAsync(s.Gateway.BaseUrl, s.Key);
+        }
+
+        var claudeDir = Directory.CreateDirectory(Path.Combine(box.Home, ".claude")).FullName;
+        var projectClaude = Directory.CreateDirectory(Path.Combine(box.Project, ".claude")).FullName;
+        switch (kind)
+        {
+            case "base-url-v1": box.Environment["ANTHROPIC_BASE_URL"] = s.Gateway.BaseUrl + "/v1"; break;
+            case "base-url-elsewhere": box.Environment["ANTHROPIC_BASE_URL"] = "https://api.anthropic.com"; break;
+            case "api-key-anthropic": box.Environment["ANTHROPIC_API_KEY"] = "sk-ant-api03-" + new string('x', 80); break;
+            case "api-key-other": box.Environment["ANTHROPIC_API_KEY"] = s.Key; break;
+            case "token-no-prefix": box.Environment["ANTHROPIC_AUTH_TOKEN"] = s.Key["sk-mel-".Length..]; break;
+            case "token-wrong-length": box.Environment["ANTHROPIC_AUTH_TOKEN"] = s.Key[..40]; break;
+            case "stored-key-wrong-length": box.Environment["MELIOUS_API_KEY"] = s.Key + "zz"; break;
+            case "claude-credentials": File.WriteAllText(Path.Combine(claudeDir, ".credentials.json"), """{"claudeAiOauth":{"accessToken":"x"}}"""); break;
+            case "project-settings": File.WriteAllText(Path.Combine(projectClaude, "settings.json"), """{"env":{"ANTHROPIC_BASE_URL":"https://api.anthropic.com"}}"""); break;
+            case "local-settings": File.WriteAllText(Path.Combine(projectClaude, "settings.local.json"), """{"env":{"ANTHROPIC_API_KEY":"sk-ant-api03-old"}}"""); break;
+            case "user-settings": File.WriteAllText(Path.Combine(claudeDir, "settings.json"), """{"model":"opus","env":{"ANTHROPIC_DEFAULT_HAIKU_MODEL":"claude-haiku-4-5"}}"""); break;
+            case "revoked-key":
+                await s.Gateway.Services.GetRequiredService<ApiKeyStore>().RevokeAsync(ApiKeys.KeyIdFromHash(ApiKeys.Hash(s.Key)), TestContext.Current.CancellationToken);
+                s.Gateway.Services.GetRequiredService<ApiKeyAuthenticator>().Clear();
+                break;
+            case "gateway-down": box.Environment["MELIOUS_BASE_URL"] = $"http://127.0.0.1:{Ports.Free()}"; break;
+        }
+
+        var run = await box.RunAsync("doctor");
+        var expectedProblem = problem.Replace("{project}", box.Project, StringComparison.Ordinal).Replace("{home}", box.Home, StringComparison.Ordinal);
+        Assert.Equal(1, run.ExitCode);
+        var lines = run.Stdout.Split('\n');
+        var index = Array.FindIndex(lines, l => l.StartsWith(expectedProblem, StringComparison.Ordinal));
+        Assert.True(index >= 0, $"no line starting with \"{expectedProblem}\":\n{run.Stdout}");
+        Assert.True(index + 1 < lines.Length && lines[index + 1].TrimStart().StartsWith("fix:", StringComparison.Ordinal) && lines[index + 1].Contains(fix, StringComparison.Ordinal),
+            $"the fix line after \"{lines[index]}\" does not contain \"{fix}\":\n{run.Stdout}");
+
+        // Only this problem (and what it causes) is reported.
+        var failures = lines.Count(l => l.StartsWith('✗'));
+        Assert.True(failures == 1 || kind is "not-logged-in" or "stored-key-wrong-length", $"{failures} problems for one misconfiguration:\n{run.Stdout}");
+        Assert.DoesNotContain(s.Key[10..], run.Stdout + run.Stderr, StringComparison.Ordinal);
+
+        if (kind is "project-settings" or "local-settings" or "user-settings")
+        {
+            var file = kind switch
+            {
+                "project-settings" => Path.Combine(projectClaude, "settings.json"),
+                "local-settings" => Path.Combine(projectClaude, "settings.local.json"),
+                _ => Path.Combine(claudeDir, "settings.json"),
+            };
+            var before = File.ReadAllText(file);
+
+            // Asked first: "no" changes nothing.
+            var declined = await box.RunAsync(["doctor", "--fix"], "n\n");
+            Assert.Equal(1, declined.ExitCode);
+            Assert.Equal(before, File.ReadAllText(file));
+
+            var fixedRun = await box.RunAsync(["doctor", "--fix"], "y\n");
+            Assert.True(fixedRun.ExitCode == 0, fixedRun.Describe());
+            Assert.Equal(before, File.ReadAllText(file + ".bak"));
+            var again = await box.RunAsync("doctor");
+            Assert.True(again.ExitCode == 0, again.Describe());
+            if (kind == "user-settings")
+            {
+                Assert.Contains("\"model\": \"opus\"", File.ReadAllText(file), StringComparison.Ordinal);
+            }
+        }
+    }
+
+    [Fact]
+    public async Task CleanSetup_Passes()
+    {
+        await using var s = await Scenario.StartAsync(azurite, Sse.TextAnswer(["ok"]));
+        using var box = new CliSandbox();
+        box.UseClaude("pinned");
+        await box.LoginAsync(s.Gateway.BaseUrl, s.Key);
+        var run = await box.RunAsync("doctor");
+        Assert.True(run.ExitCode == 0, run.Describe());
+        Assert.DoesNotContain("✗", run.Stdout, StringComparison.Ordinal);
+        Assert.Contains("✓ key: accepted: account acme", run.Stdout, StringComparison.Ordinal);
+        Assert.Contains("✓ ANTHROPIC_DEFAULT_HAIKU_MODEL: light-model resolves", run.Stdout, StringComparison.Ordinal);
+        Assert.Contains("✓ CLAUDE_CODE_SUBAGENT_MODEL: secondary-model resolves", run.Stdout, StringComparison.Ordinal);
+        Assert.Matches(@"✓ claude: 2\.1\.197 \(Claude Code\) at ", run.Stdout);
+        Assert.EndsWith("All checks passed.", run.Stdout.TrimEnd(), StringComparison.Ordinal);
+    }
+}

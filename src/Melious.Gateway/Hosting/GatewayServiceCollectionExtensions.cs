@@ -51,6 +51,9 @@ public static class GatewayServiceCollectionExtensions
         services.TryAddSingleton<IUsageSink>(sp => sp.GetRequiredService<QueueUsagePublisher>());
 
         services.TryAddSingleton<RequestParser>();
+        services.AddMetrics();
+        services.TryAddSingleton<Melious.Gateway.Telemetry.GatewayMetrics>();
+        services.TryAddSingleton<UpstreamPool>();
         services.TryAddSingleton<UpstreamClient>();
         services.TryAddSingleton<OpenAIForwarder>();
         services.TryAddSingleton<AnthropicForwarder>();

@@ -19,6 +19,8 @@ public static class GatewayEndpointRouteBuilderExtensions
         app.MapPost("/v1/messages/count_tokens", (HttpContext http, CountTokensEndpoint endpoint) => endpoint.HandleAsync(http));
         app.MapGet("/v1/models", (HttpContext http, ModelsEndpoint endpoint) => endpoint.ListAsync(http));
         app.MapGet("/v1/models/{id}", (HttpContext http, string id, ModelsEndpoint endpoint) => endpoint.GetAsync(http, id));
+        app.MapMethods("/healthz", ["GET", "HEAD"], (HttpContext http, HealthEndpoint health) => health.LiveAsync(http));
+        app.MapMethods("/healthz/ready", ["GET", "HEAD"], (HttpContext http, HealthEndpoint health) => health.ReadyAsync(http));
         app.MapPost("/api/event_logging/batch", (HttpContext http, RootEndpoint root) => root.TelemetryAsync(http));
 
         app.MapMethods("/v1/messages", OtherThanPost, (HttpContext http, RootEndpoint root) => root.MethodNotAllowedAsync(http, "POST"));

@@ -61,6 +61,7 @@ public static class GatewayServiceCollectionExtensions
         services.TryAddSingleton<CountTokensEndpoint>();
         services.TryAddSingleton<ModelsEndpoint>();
         services.TryAddSingleton<RootEndpoint>();
+        services.TryAddSingleton<HealthEndpoint>();
 
         services.AddHostedService<Melious.Gateway.Hosting.StorageInitializer>();
         services.AddHostedService(sp => sp.GetRequiredService<ModelCatalog>());

@@ -108,7 +108,8 @@ public sealed partial class UpstreamPool(IOptions<GatewayOptions> options, Gatew
     {
         var provider = new CircuitBreakerStateProvider();
         var authority = Uri.TryCreate(key, UriKind.Absolute, out var uri) ? uri.Authority : key;
-        var pipeline = new ResiliencePipelineBuilder<HttpResponseMessage> { TimeProvider = time }
+        var state = new EndpointState(key, authority, provider, time);
+        state.Pipeline = new ResiliencePipelineBuilder<HttpResponseMessage> { TimeProvider = time }
             .AddCircuitBreaker(new CircuitBreakerStrategyOptions<HttpResponseMessage>
             {
                 FailureRatio = _options.FailureRatio,
@@ -133,6 +134,7 @@ public sealed partial class UpstreamPool(IOptions<GatewayOptions> options, Gatew
                 },
                 OnOpened = args =>
                 {
+                    state.OpenUntil = time.GetUtcNow() + args.BreakDuration;
                     var reason = args.Outcome.Exception is { } ex ? ex.GetType().Name : ((int?)args.Outcome.Result?.StatusCode)?.ToString(CultureInfo.InvariantCulture) ?? "unknown";
                     metrics.RecordCircuitOpen(key, authority, reason);
                     Log.Opened(logger, authority, reason, args.BreakDuration.TotalSeconds);
@@ -145,7 +147,7 @@ public sealed partial class UpstreamPool(IOptions<GatewayOptions> options, Gatew
                 },
             })
             .Build();
-        return new EndpointState(key, authority, pipeline, provider);
+        return state;
     }
 
     private static bool IsFailure(Outcome<HttpResponseMessage> outcome, CancellationToken cancellationToken) => outcome.Exception switch
@@ -174,9 +176,14 @@ public sealed partial class UpstreamPool(IOptions<GatewayOptions> options, Gatew
 }
 
 /// <summary>One endpoint's in-flight count and breaker, shared by every model and request that uses it.</summary>
-internal sealed class EndpointState(string key, string authority, ResiliencePipeline<HttpResponseMessage> pipeline, CircuitBreakerStateProvider circuit)
+internal sealed class EndpointState(string key, string authority, CircuitBreakerStateProvider circuit, TimeProvider time)
 {
     private int _outstanding;
+
+    public ResiliencePipeline<HttpResponseMessage> Pipeline { get; set; } = ResiliencePipeline<HttpResponseMessage>.Empty;
+
+    /// <summary>End of the current cool-down (Polly moves an open circuit to half-open only on the next call through it).</summary>
+    public DateTimeOffset OpenUntil { get; set; }
 
     public string Key { get; } = key;
 
@@ -186,7 +193,13 @@ internal sealed class EndpointState(string key, string authority, ResiliencePipe
 
     public int Outstanding => Volatile.Read(ref _outstanding);
 
-    public bool Available => Circuit.CircuitState is CircuitState.Closed or CircuitState.HalfOpen;
+    /// <summary>Closed, half-open, or open with its cool-down over: the next call through it is the half-open probe.</summary>
+    public bool Available => Circuit.CircuitState switch
+    {
+        CircuitState.Closed or CircuitState.HalfOpen => true,
+        CircuitState.Open => time.GetUtcNow() >= OpenUntil,
+        _ => false,
+    };
 
     /// <summary>Sends one attempt through the breaker; throws <see cref="BrokenCircuitException"/> while it is open.</summary>
     public async ValueTask<HttpResponseMessage> SendAsync(HttpMessageInvoker invoker, HttpRequestMessage request, CancellationToken cancellationToken)
@@ -194,7 +207,7 @@ internal sealed class EndpointState(string key, string authority, ResiliencePipe
         var context = ResilienceContextPool.Shared.Get(cancellationToken);
         try
         {
-            return await pipeline.ExecuteAsync(
+            return await Pipeline.ExecuteAsync(
                 static async (ctx, state) => await state.invoker.SendAsync(state.request, ctx.CancellationToken),
                 context,
                 (invoker, request));

@@ -42,7 +42,14 @@ public sealed partial class MessagesEndpoint(
         var cancellationToken = http.RequestAborted;
 
         // The request's span; the upstream attempts are its "chat" children. Names and counts only, never content.
-        using var activity = GatewayMetrics.ActivitySource.StartActivity("messages", ActivityKind.Internal);
+        // A host activity nobody records (ASP.NET Core creates one whenever anything listens to activities) would
+        // make the default parent-based sampler drop ours: start a root span instead.
+        if (Activity.Current is { Recorded: false })
+        {
+            Activity.Current = null;
+        }
+
+        using var activity = GatewayMetrics.ActivitySource.StartActivity("messages", Activity.Current is null ? ActivityKind.Server : ActivityKind.Internal);
         activity?.SetTag("melious.request_id", context.RequestId);
 
         var auth = await authenticator.AuthenticateAsync(http.Request.Headers, cancellationToken);

@@ -66,6 +66,7 @@ public static class GatewayServiceCollectionExtensions
         services.AddHostedService<Melious.Gateway.Hosting.StorageInitializer>();
         services.AddHostedService(sp => sp.GetRequiredService<ModelCatalog>());
         services.AddHostedService(sp => sp.GetRequiredService<QueueUsagePublisher>());
+        services.AddHostedService<EndpointProber>();
         return services;
     }
 

@@ -209,6 +209,17 @@ public sealed class PoolTests(AzuriteFixture azurite)
         Assert.InRange(moved, 3, 19);
     }
 
+    [Fact]
+    public async Task TheActiveProbe_OpensADeadReplicasCircuit_WithoutAnyClientRequest()
+    {
+        await using var kit = await PoolKit.StartAsync(azurite, 3, (index, request, context) =>
+            index == 2 && request.Path.EndsWith("/models", StringComparison.Ordinal) ? Sse.ErrorAsync(context, 500, "sick") : AnswerAsync(context),
+            new Dictionary<string, string?> { ["Melious:Pools:ProbeInterval"] = "00:00:00.200" });
+        Assert.True(await EventuallyAsync(() => kit.Pool.CircuitOf(kit.Replicas[2].OpenAIBaseUrl) == CircuitState.Open, TimeSpan.FromSeconds(30)));
+        Assert.All(kit.Replicas.SelectMany(r => r.Requests), r => Assert.Equal("GET", r.Method));
+        Assert.Equal(CircuitState.Closed, kit.Pool.CircuitOf(kit.Replicas[0].OpenAIBaseUrl));
+    }
+
     /// <summary>Sends one request of <paramref name="session"/> and returns the replica that served it.</summary>
     private static async Task<int> ServedByAsync(PoolKit kit, string session)
     {

@@ -38,6 +38,8 @@ internal sealed class ModelPropertyOptions
     private readonly Option<string?> _quantBits = new("--quant-bits") { Description = "Weight quantization bits (4, 8, 16, …)." };
     private readonly Option<string?> _joulesPerToken = new("--joules-per-token") { Description = "Measured joules per output token for the whole deployment (overrides the estimate)." };
     private readonly Option<string?> _gpuCount = new("--gpu-count") { Description = "GPUs serving the model (with --joules-per-token)." };
+    private readonly Option<string?> _fallbacks = new("--fallbacks") { Description = "Comma-separated catalog models to try, in order, when this one fails before the first byte (\"\" clears)." };
+    private readonly Option<string?> _fallbackOn = new("--fallback-on") { Description = "Which failures fall back: all, or a list of rate_limit, overloaded, server_error, connection, context_overflow." };
     private readonly Option<string?> _displayName = new("--display-name") { Description = "Name shown by GET /v1/models." };
 
     public ModelPropertyOptions(bool includeDisplayName)
@@ -64,6 +66,8 @@ internal sealed class ModelPropertyOptions
         if (_includeDisplayName)
         {
             command.Options.Add(_displayName);
+            command.Options.Add(_fallbacks);
+            command.Options.Add(_fallbackOn);
         }
     }
 
@@ -109,6 +113,19 @@ internal sealed class ModelPropertyOptions
         if (_includeDisplayName)
         {
             Put(properties, "DisplayName", result.GetValue(_displayName) is { } display ? CliValues.NonEmpty(display, "--display-name") : null);
+            Put(properties, "Fallbacks", result.GetValue(_fallbacks) is { } fallbacks
+                ? string.Join(",", fallbacks.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+                : null);
+            if (result.GetValue(_fallbackOn) is { } on)
+            {
+                var names = on.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+                if (names.Length == 0 || names.Any(n => !Melious.Gateway.Routing.FallbackTriggerNames.IsKnown(n)))
+                {
+                    throw new CliException("--fallback-on takes all, or a comma-separated list of rate_limit, overloaded, server_error, connection, context_overflow");
+                }
+
+                Put(properties, "FallbackOn", string.Join(",", names).ToLowerInvariant());
+            }
         }
 
         return properties;

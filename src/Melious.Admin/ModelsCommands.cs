@@ -23,6 +23,7 @@ internal static class ModelsCommands
         Alias(cli),
         Unalias(cli),
         SetDefault(cli),
+        EndpointsCommands.Create(cli),
     };
 
     private static Command List(CliContext cli)

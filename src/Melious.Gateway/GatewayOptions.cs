@@ -30,6 +30,8 @@ public sealed class GatewayOptions
 
     public DashboardOptions Dashboard { get; set; } = new();
 
+    public PoolOptions Pools { get; set; } = new();
+
     /// <summary>The web search provider behind the <c>web_search</c> server tool (docs/web-search.md).</summary>
     public Search.SearchOptions Search { get; set; } = new();
 }
@@ -235,4 +237,34 @@ public sealed class EnergyOptions
 
     /// <summary>Override of the data-centre PUE.</summary>
     public double? Pue { get; set; }
+}
+
+/// <summary>Upstream pools: balancing, session affinity and per-endpoint health (see docs/scaling-out.md).</summary>
+public sealed class PoolOptions
+{
+    /// <summary><c>session</c>: a Claude Code session (else the key) stays on one endpoint while it is healthy; <c>none</c>: least outstanding only.</summary>
+    public string Affinity { get; set; } = "session";
+
+    /// <summary>Bounded-load factor: an affinity endpoint is skipped while it has more than this times its fair share of the requests in flight.</summary>
+    public double LoadFactor { get; set; } = 1.25;
+
+    /// <summary>Failure ratio over <see cref="SamplingDuration"/> that opens an endpoint's circuit.</summary>
+    public double FailureRatio { get; set; } = 0.5;
+
+    /// <summary>Calls within <see cref="SamplingDuration"/> before the ratio counts (Polly's minimum is 2).</summary>
+    public int MinimumThroughput { get; set; } = 2;
+
+    public TimeSpan SamplingDuration { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Cool-down of an open circuit when the upstream gave no <c>retry-after</c> (then one half-open probe).</summary>
+    public TimeSpan BreakDuration { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Upper bound of a cool-down taken from <c>retry-after</c>.</summary>
+    public TimeSpan MaxBreakDuration { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>Active health probe interval; off (null) by default: passive health is enough for most pools.</summary>
+    public TimeSpan? ProbeInterval { get; set; }
+
+    /// <summary>Path probed below each endpoint's base URL (<c>/models</c> for OpenAI-style base URLs ending in <c>/v1</c>).</summary>
+    public string ProbePath { get; set; } = "/models";
 }

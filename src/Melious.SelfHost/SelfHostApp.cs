@@ -1,4 +1,9 @@
 using Melious.Gateway;
+using Melious.Gateway.Telemetry;
+using OpenTelemetry;
+using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
+using OpenTelemetry.Trace;
 
 namespace Melious.SelfHost;
 
@@ -19,6 +24,17 @@ public static class SelfHostApp
         var contentRoot = builder.Environment.ContentRootPath;
         builder.Services.PostConfigure<GatewayOptions>(options =>
             options.Usage.SpoolDirectory ??= Path.Combine(contentRoot, ".data", "usage-spool"));
+
+        // OpenTelemetry: the gateway's GenAI metrics and spans go out over OTLP only when an endpoint is configured
+        // (OTEL_EXPORTER_OTLP_ENDPOINT, plus the standard OTEL_* variables for protocol, headers and service name).
+        if (!string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]))
+        {
+            builder.Services.AddOpenTelemetry()
+                .ConfigureResource(resource => resource.AddService("melious-gateway"))
+                .WithMetrics(metrics => metrics.AddMeter(GatewayMetrics.MeterName))
+                .WithTracing(tracing => tracing.AddSource(GatewayMetrics.ActivitySourceName))
+                .UseOtlpExporter();
+        }
 
         configure?.Invoke(builder);
         var app = builder.Build();

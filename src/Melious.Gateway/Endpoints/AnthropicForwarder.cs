@@ -40,14 +40,13 @@ public sealed partial class AnthropicForwarder(UpstreamClient upstream, UsageCal
         var payload = ReplaceModel(body.WrittenSpan, model.Id);
 
         // The body goes upstream as the client sent it, so the estimate is counted while the upstream works.
-        var upstreamContext = new UpstreamContext(request.Model!, model.Id, model.ApiKey, model.ContextWindow, InputEstimate.Deferred(request));
+        var upstreamContext = new UpstreamContext(request.Model!, model.Id, model.ApiKey, model.ContextWindow, InputEstimate.Deferred(request)) { Provider = model.Flavor };
         return RunAsync(context, payload, request.Stream == true, model, upstreamContext, recorder);
     }
 
     private async Task RunAsync(RequestContext context, PooledBuffer payload, bool stream, ModelEntry model, UpstreamContext upstreamContext, UsageRecorder recorder)
     {
         var http = context.Http;
-        var url = new Uri(model.BaseUrl.EndsWith("/v1", StringComparison.Ordinal) ? model.BaseUrl + "/messages" : model.BaseUrl + "/v1/messages");
         var version = http.Request.Headers["anthropic-version"].ToString();
         var betas = BetaFilter.Select(http.Request.Headers["anthropic-beta"], model.Betas);
         var beta = string.Join(",", betas);
@@ -56,7 +55,7 @@ public sealed partial class AnthropicForwarder(UpstreamClient upstream, UsageCal
         HttpResponseMessage? sent;
         using (payload)
         {
-            sent = await UpstreamCall.SendAsync(upstream, context, () => CreateRequest(url, payload, model.ApiKey, version, beta), upstreamContext, upstreamCts, _streaming, recorder,
+            sent = await UpstreamCall.SendAsync(upstream, context, model, e => CreateRequest(MessagesUrl(e.BaseUrl), payload, e.ApiKey, version, beta), upstreamContext, upstreamCts, _streaming, recorder,
                 error => BetaFilter.Explain(error, betas, model.Id));
         }
 
@@ -313,6 +312,8 @@ public sealed partial class AnthropicForwarder(UpstreamClient upstream, UsageCal
         buffer.Write(body[(int)end..]);
         return buffer;
     }
+
+    private static Uri MessagesUrl(string baseUrl) => new(baseUrl.EndsWith("/v1", StringComparison.Ordinal) ? baseUrl + "/messages" : baseUrl + "/v1/messages");
 
     private static HttpRequestMessage CreateRequest(Uri url, PooledBuffer payload, string? apiKey, string version, string beta)
     {

@@ -1,7 +1,9 @@
+using System.Diagnostics;
 using Melious.Gateway.Auth;
 using Melious.Gateway.Limits;
 using Melious.Gateway.Protocol.Anthropic;
 using Melious.Gateway.Routing;
+using Melious.Gateway.Telemetry;
 using Melious.Gateway.Translation;
 using Melious.Gateway.Upstream;
 using Melious.Gateway.Usage;
@@ -32,6 +34,7 @@ public sealed partial class MessagesEndpoint(
     AnthropicForwarder anthropic,
     UsageCalculator calculator,
     IUsageSink usage,
+    GatewayMetrics metrics,
     TimeProvider time,
     ILogger<MessagesEndpoint> logger)
 {
@@ -39,6 +42,17 @@ public sealed partial class MessagesEndpoint(
     {
         var context = RequestContext.Start(http, time);
         var cancellationToken = http.RequestAborted;
+
+        // The request's span; the upstream attempts are its "chat" children. Names and counts only, never content.
+        // A host activity nobody records (ASP.NET Core creates one whenever anything listens to activities) would
+        // make the default parent-based sampler drop ours: start a root span instead.
+        if (Activity.Current is { Recorded: false })
+        {
+            Activity.Current = null;
+        }
+
+        using var activity = GatewayMetrics.ActivitySource.StartActivity("messages", Activity.Current is null ? ActivityKind.Server : ActivityKind.Internal);
+        activity?.SetTag("melious.request_id", context.RequestId);
 
         // Not cancelled by the client leaving: a client that resets while its key is looked up (the first request of a
         // key, storage slow under load) must still be billed as cancelled, which needs the key. The wait is bounded
@@ -82,11 +96,13 @@ public sealed partial class MessagesEndpoint(
             }
 
             recorder.SessionId = UsageRecorder.SessionFrom(http.Request.Headers, request!.Metadata?.UserId);
+            recorder.AffinityKey = recorder.SessionId ?? key.KeyId;
             recorder.RequestedModel = request.Model!;
             recorder.Stream = request.Stream == true;
 
             var route = router.Resolve(request.Model!);
             recorder.Model = route.Model;
+            activity?.SetTag("gen_ai.request.model", request.Model);
             if (await CheckKeyAsync(key, route, cancellationToken) is { } denied)
             {
                 await FailAsync(http, recorder, denied);
@@ -98,6 +114,7 @@ public sealed partial class MessagesEndpoint(
             RateLimitHeaders.Write(http.Response.Headers, decision);
             if (decision.Error is { } limited)
             {
+                metrics.RecordLimitRejection(decision.Limit ?? "?", key.Account, key.KeyId);
                 await FailAsync(http, recorder, limited);
                 return;
             }
@@ -105,16 +122,45 @@ public sealed partial class MessagesEndpoint(
             var ticket = decision.Ticket!;
             try
             {
-                Log.Routed(logger, context.RequestId, route.Kind, route.Model.Protocol, request.Stream == true);
-                var forward = route.Model.Protocol == Protocols.Anthropic
-                    ? anthropic.ForwardAsync(context, request, body, route, recorder)
-                    : openAI.ForwardAsync(context, request, route, recorder);
+                // Fallbacks: a failure before the first byte that the model falls back on moves the request to the
+                // next model of its list; the client still sees its own model name (the forwarders answer with it).
+                var primary = route.Model;
+                var fallbacks = primary.Fallbacks;
+                var next = 0;
+                while (true)
+                {
+                    recorder.FallbackOn = next < fallbacks.Count ? primary.FallbackOn : FallbackTriggers.None;
+                    Log.Routed(logger, context.RequestId, route.Kind, route.Model.Protocol, request!.Stream == true);
+                    var forward = route.Model.Protocol == Protocols.Anthropic
+                        ? anthropic.ForwardAsync(context, request, body, route, recorder)
+                        : openAI.ForwardAsync(context, request, route, recorder);
 
-                // Both forwarders take what they need from the request and the body before their first await: a
-                // long stream must not keep either alive (hundreds of open agent streams would hold them all).
-                request = null;
-                body.Dispose();
-                await forward;
+                    // Both forwarders take what they need from the request and the body before their first await: a
+                    // long stream must not keep either alive (hundreds of open agent streams would hold them all).
+                    // Only a model with fallbacks keeps them, for the next model.
+                    if (recorder.FallbackOn == FallbackTriggers.None)
+                    {
+                        request = null;
+                        body.Dispose();
+                    }
+
+                    await forward;
+                    if (recorder.PendingFallback is not { } pending)
+                    {
+                        break;
+                    }
+
+                    recorder.PendingFallback = null;
+                    var to = router.EntryFor(fallbacks[next++]);
+                    var reason = FallbackTriggerNames.Format(pending.Trigger);
+                    Log.FallingBack(logger, context.RequestId, route.Model.Id, to.Id, reason, pending.Error.Status);
+                    metrics.RecordFallback(recorder.RequestedModel, route.Model.Id, to.Id, reason, key.Account);
+                    recorder.FallbackFrom ??= primary.Id;
+                    recorder.ErrorType = null;
+                    recorder.Status = 200;
+                    route = route with { Model = to };
+                    recorder.Model = to;
+                }
             }
             finally
             {
@@ -140,19 +186,84 @@ public sealed partial class MessagesEndpoint(
         finally
         {
             body?.Dispose();
-            Publish(recorder);
+            Publish(recorder, activity);
         }
     }
 
-    private void Publish(UsageRecorder recorder)
+    private void Publish(UsageRecorder recorder, Activity? activity)
     {
         try
         {
-            usage.Publish(recorder.Build(calculator));
+            var e = recorder.Build(calculator);
+            usage.Publish(e);
+            Measure(recorder, e, activity);
         }
         catch (Exception ex)
         {
             Log.UsageBuildFailed(logger, ex);
+        }
+        finally
+        {
+            recorder.Lease?.Dispose();
+        }
+    }
+
+    /// <summary>The request's metrics and span attributes, from the same event that bills it.</summary>
+    private void Measure(UsageRecorder recorder, UsageEvent e, Activity? activity)
+    {
+        var served = recorder.Lease is not null;
+        var errorType = e.Cancelled ? "cancelled" : e.ErrorType ?? (e.Status >= 400 ? e.Status.ToString(System.Globalization.CultureInfo.InvariantCulture) : null);
+        var address = recorder.Endpoint?.Authority ?? "";
+        metrics.RecordRequest(new RequestMeasurement(
+            e.RequestedModel,
+            e.UpstreamModel,
+            recorder.Model?.Flavor ?? "",
+            address,
+            e.Upstream,
+            e.Account,
+            e.KeyId,
+            e.DurationMs / 1000.0,
+            e.TtftMs / 1000.0,
+            errorType,
+            served,
+            e.InputTokens,
+            e.CacheReadTokens,
+            e.CacheWriteTokens,
+            e.OutputTokens));
+
+        foreach (var span in (ReadOnlySpan<Activity?>)[activity, recorder.Lease?.Activity])
+        {
+            if (span is not { IsAllDataRequested: true })
+            {
+                continue;
+            }
+
+            span.SetTag("gen_ai.response.model", e.UpstreamModel);
+            span.SetTag("gen_ai.usage.input_tokens", e.InputTokens + e.CacheReadTokens + e.CacheWriteTokens);
+            span.SetTag("gen_ai.usage.output_tokens", e.OutputTokens);
+            span.SetTag("gen_ai.usage.cache_read.input_tokens", e.CacheReadTokens);
+            span.SetTag("gen_ai.usage.cache_creation.input_tokens", e.CacheWriteTokens);
+            if (e.StopReason is { } stop)
+            {
+                span.SetTag("gen_ai.response.finish_reasons", new[] { stop });
+            }
+        }
+
+        if (activity is { IsAllDataRequested: true })
+        {
+            activity.SetTag("melious.account", e.Account);
+            activity.SetTag("melious.key_id", e.KeyId);
+            activity.SetTag("http.response.status_code", e.Status);
+            if (e.FallbackFrom is { } from)
+            {
+                activity.SetTag("melious.fallback_from", from);
+            }
+
+            if (errorType is not null)
+            {
+                activity.SetTag("error.type", errorType);
+                activity.SetStatus(ActivityStatusCode.Error);
+            }
         }
     }
 
@@ -173,6 +284,7 @@ public sealed partial class MessagesEndpoint(
         var (allowed, spent) = await budget.CheckAsync(key, cancellationToken);
         if (!allowed)
         {
+            metrics.RecordLimitRejection("budget", key.Account, key.KeyId);
             return new GatewayError(429, "rate_limit_error",
                 $"this API key has used its monthly budget ({Pricing.FormatNanos(spent)} of {key.MonthlyBudget} {key.BudgetCurrency}); it resets on the first day of next month (UTC)")
             {
@@ -208,6 +320,9 @@ public sealed partial class MessagesEndpoint(
 
         [LoggerMessage(2, LogLevel.Error, "Request {RequestId} failed inside the gateway")]
         public static partial void Unhandled(ILogger logger, string requestId, Exception exception);
+
+        [LoggerMessage(4, LogLevel.Warning, "Request {RequestId}: {From} failed before the first byte ({Reason}, {Status}); falling back to {To}")]
+        public static partial void FallingBack(ILogger logger, string requestId, string from, string to, string reason, int status);
 
         [LoggerMessage(3, LogLevel.Error, "Could not build the usage event")]
         public static partial void UsageBuildFailed(ILogger logger, Exception exception);

@@ -235,7 +235,7 @@ public sealed partial class OpenAIForwarder
             }
 
             await observer.BeforeWaitAsync();
-            var next = await SendNextAsync(request, call, model, upstreamCts, observer);
+            var next = await SendNextAsync(request, call, model, recorder.Endpoint, upstreamCts, observer);
             await observer.AfterWaitAsync();
             if (cancellationToken.IsCancellationRequested || clientGone())
             {
@@ -257,11 +257,15 @@ public sealed partial class OpenAIForwarder
                 return false;
             }
 
+            // The round's attempt becomes the request's upstream span and outstanding-request count.
+            recorder.Lease?.Dispose();
+            recorder.Lease = next.Lease;
+            recorder.Endpoint = next.Endpoint ?? recorder.Endpoint;
             response = next.Response!;
         }
     }
 
-    private async Task<UpstreamResult> SendNextAsync(ChatCompletionRequest request, PreparedCall call, ModelEntry model, CancellationTokenSource upstreamCts, IReadObserver observer)
+    private async Task<UpstreamResult> SendNextAsync(ChatCompletionRequest request, PreparedCall call, ModelEntry model, UpstreamEndpoint? served, CancellationTokenSource upstreamCts, IReadObserver observer)
     {
         using var payload = new PooledBuffer(32 * 1024);
         using (var writer = new Utf8JsonWriter(payload, WireJson.WriterOptions))
@@ -271,10 +275,12 @@ public sealed partial class OpenAIForwarder
 
         // The idle deadline also covers the wait for the next round's headers.
         observer.ReadStarting();
-        var url = new Uri(model.BaseUrl + "/chat/completions");
+        // Later rounds go to the endpoint that served the first while it is in the pool (its prefix cache holds the
+        // conversation so far); the pool picks (and fails over) as usual otherwise.
+        var endpoints = served is not null && model.Pool.Contains(served) ? [served] : model.Pool;
         try
         {
-            return await upstream.SendAsync(() => CreateRequest(url, payload, model.ApiKey), call.Upstream, upstreamCts.Token);
+            return await upstream.SendAsync(e => CreateRequest(new Uri(e.BaseUrl + "/chat/completions"), payload, e.ApiKey), endpoints, affinityKey: null, call.Upstream, upstreamCts.Token);
         }
         catch (OperationCanceledException)
         {

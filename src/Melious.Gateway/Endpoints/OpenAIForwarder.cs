@@ -49,6 +49,15 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
         }
         catch (RequestTranslationException ex)
         {
+            if (ex.Message.StartsWith("prompt is too long", StringComparison.Ordinal) && recorder.FallbackOn.HasFlag(FallbackTriggers.ContextOverflow))
+            {
+                // Known too long for this model before any call: the next (longer-context) model may take it.
+                recorder.Status = 400;
+                recorder.ErrorType = "invalid_request_error";
+                recorder.PendingFallback = (new GatewayError(400, "invalid_request_error", ex.Message), FallbackTriggers.ContextOverflow);
+                return Task.CompletedTask;
+            }
+
             return FailAsync(context, recorder, ex.Message);
         }
 
@@ -57,7 +66,7 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
             request.Stream == true,
             translated.ToolNames,
             request.StopSequences,
-            new UpstreamContext(request.Model!, model.Id, model.ApiKey, model.ContextWindow, estimate))
+            new UpstreamContext(request.Model!, model.Id, model.ApiKey, model.ContextWindow, estimate) { Provider = model.Flavor })
         {
             Search = PlanSearch(request, translated),
             ContextManagement = translated.ContextManagement,
@@ -108,12 +117,11 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
     {
         var http = context.Http;
         var cancellationToken = http.RequestAborted;
-        var url = new Uri(model.BaseUrl + "/chat/completions");
         using var upstreamCts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         HttpResponseMessage? sent;
         using (call.Payload)
         {
-            sent = await UpstreamCall.SendAsync(upstream, context, () => CreateRequest(url, call.Payload, model.ApiKey), call.Upstream, upstreamCts, _streaming, recorder);
+            sent = await UpstreamCall.SendAsync(upstream, context, model, e => CreateRequest(new Uri(e.BaseUrl + "/chat/completions"), call.Payload, e.ApiKey), call.Upstream, upstreamCts, _streaming, recorder);
         }
 
         if (sent is null)

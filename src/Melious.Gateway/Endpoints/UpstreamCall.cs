@@ -1,3 +1,4 @@
+using Melious.Gateway.Routing;
 using Melious.Gateway.Upstream;
 using Melious.Gateway.Usage;
 
@@ -7,14 +8,18 @@ namespace Melious.Gateway.Endpoints;
 internal static class UpstreamCall
 {
     /// <summary>
-    /// Sends the request with the headers timeout armed on <paramref name="upstreamCts"/>. On failure the Anthropic
-    /// error is written and recorded and null comes back; on success the prompt starts being billed (at the estimate
-    /// until the upstream reports usage) and the response is the caller's to read and dispose.
+    /// Sends the request to one of the model's endpoints with the headers timeout armed on <paramref name="upstreamCts"/>.
+    /// On failure the Anthropic error is written and recorded and null comes back, unless the failure is one the
+    /// model falls back on (<see cref="UsageRecorder.FallbackOn"/>): then nothing is written, the failure is left in
+    /// <see cref="UsageRecorder.PendingFallback"/> for the endpoint to try the next model, and null comes back. On
+    /// success the prompt starts being billed (at the estimate until the upstream reports usage) and the response is
+    /// the caller's to read and dispose.
     /// </summary>
     public static async Task<HttpResponseMessage?> SendAsync(
         UpstreamClient upstream,
         RequestContext context,
-        Func<HttpRequestMessage> createRequest,
+        ModelEntry model,
+        Func<UpstreamEndpoint, HttpRequestMessage> createRequest,
         UpstreamContext upstreamContext,
         CancellationTokenSource upstreamCts,
         StreamingOptions streaming,
@@ -26,7 +31,7 @@ internal static class UpstreamCall
         UpstreamResult result;
         try
         {
-            var sending = upstream.SendAsync(createRequest, upstreamContext, upstreamCts.Token);
+            var sending = upstream.SendAsync(createRequest, model.Pool, recorder.AffinityKey, upstreamContext, upstreamCts.Token);
 
             // The request is on the wire (or its connection is being opened): count a deferred estimate now, while
             // the upstream works (see InputEstimate).
@@ -35,18 +40,29 @@ internal static class UpstreamCall
         }
         catch (OperationCanceledException) when (!context.Http.RequestAborted.IsCancellationRequested)
         {
-            result = new UpstreamResult(null, new GatewayError(504, "timeout_error", $"the upstream sent no response within {streaming.HeadersTimeout.TotalSeconds:0} s"), 1);
+            result = new UpstreamResult(null, new GatewayError(504, "timeout_error", $"the upstream sent no response within {streaming.HeadersTimeout.TotalSeconds:0} s"), 1)
+            {
+                Trigger = FallbackTriggers.ServerError,
+            };
         }
 
+        recorder.Endpoint = result.Endpoint;
         if (result.Error is { } error)
         {
             error = explain?.Invoke(error) ?? error;
             recorder.Status = error.Status;
             recorder.ErrorType = error.Type;
+            if ((result.Trigger & recorder.FallbackOn) != 0)
+            {
+                recorder.PendingFallback = (error, result.Trigger);
+                return null;
+            }
+
             await ErrorWriter.WriteAsync(context.Http, error);
             return null;
         }
 
+        recorder.Lease = result.Lease;
         recorder.Tokens = new TokenUsage(upstreamContext.EstimatedInputTokens, 0, 0, 0, 0);
         recorder.Estimated = true;
         return result.Response;

@@ -42,6 +42,24 @@ internal sealed class UsageRecorder(RequestContext context, ApiKeyRecord key)
 
     public long? UpstreamStartTimestamp { get; set; }
 
+    /// <summary>What keeps the request on one endpoint of a pool: the session, else the key id; null without affinity.</summary>
+    public string? AffinityKey { get; set; }
+
+    /// <summary>The endpoint that served (or last failed) the request.</summary>
+    public UpstreamEndpoint? Endpoint { get; set; }
+
+    /// <summary>The hold on the serving endpoint (in-flight count, <c>chat</c> span), released when the request ends.</summary>
+    public Upstream.EndpointLease? Lease { get; set; }
+
+    /// <summary>Failures that move this request to the next fallback model; none when there is no next one.</summary>
+    public FallbackTriggers FallbackOn { get; set; }
+
+    /// <summary>Set instead of writing the error when a failure matched <see cref="FallbackOn"/>.</summary>
+    public (Upstream.GatewayError Error, FallbackTriggers Trigger)? PendingFallback { get; set; }
+
+    /// <summary>The catalog model the request was first routed to, when a fallback model served it.</summary>
+    public string? FallbackFrom { get; set; }
+
     public void MarkFirstOutput()
     {
         TtftMs ??= context.ElapsedMs;
@@ -71,7 +89,8 @@ internal sealed class UsageRecorder(RequestContext context, ApiKeyRecord key)
             AgentId = AgentId,
             RequestedModel = RequestedModel.Length > 0 ? RequestedModel : "(none)",
             UpstreamModel = model?.Id ?? "(none)",
-            Upstream = model?.BaseUrl ?? "",
+            Upstream = Endpoint?.BaseUrl ?? model?.BaseUrl ?? "",
+            FallbackFrom = FallbackFrom,
             Stream = Stream,
             InputTokens = Tokens.Input,
             CacheReadTokens = Tokens.CacheRead,

@@ -22,6 +22,8 @@ public static class GatewayEndpointRouteBuilderExtensions
         app.MapGet("/v1/models", (HttpContext http, ModelsEndpoint endpoint) => endpoint.ListAsync(http));
         app.MapGet("/v1/models/{id}", (HttpContext http, string id, ModelsEndpoint endpoint) => endpoint.GetAsync(http, id));
         app.MapGet("/v1/me", (HttpContext http, WhoAmIEndpoint endpoint) => endpoint.HandleAsync(http));
+        app.MapMethods("/healthz", ["GET", "HEAD"], (HttpContext http, HealthEndpoint health) => health.LiveAsync(http));
+        app.MapMethods("/healthz/ready", ["GET", "HEAD"], (HttpContext http, HealthEndpoint health) => health.ReadyAsync(http));
         app.MapPost("/api/event_logging/batch", (HttpContext http, RootEndpoint root) => root.TelemetryAsync(http));
         app.MapGet("/v1/organizations/usage_report/messages", (HttpContext http, UsageApiEndpoint usage) => usage.UsageReportAsync(http));
         app.MapGet("/v1/organizations/cost_report", (HttpContext http, UsageApiEndpoint usage) => usage.CostReportAsync(http));

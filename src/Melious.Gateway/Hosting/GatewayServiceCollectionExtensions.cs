@@ -54,6 +54,9 @@ public static class GatewayServiceCollectionExtensions
         services.TryAddSingleton<IUsageSink>(sp => sp.GetRequiredService<QueueUsagePublisher>());
 
         services.TryAddSingleton<RequestParser>();
+        services.AddMetrics();
+        services.TryAddSingleton<Melious.Gateway.Telemetry.GatewayMetrics>();
+        services.TryAddSingleton<UpstreamPool>();
         services.TryAddSingleton<UpstreamClient>();
         services.TryAddSingleton<Melious.Gateway.Search.WebSearchService>();
         services.TryAddSingleton<OpenAIForwarder>();
@@ -63,6 +66,7 @@ public static class GatewayServiceCollectionExtensions
         services.TryAddSingleton<ModelsEndpoint>();
         services.TryAddSingleton<WhoAmIEndpoint>();
         services.TryAddSingleton<RootEndpoint>();
+        services.TryAddSingleton<HealthEndpoint>();
 
         services.TryAddSingleton<Melious.Gateway.Reporting.UsageQueryService>();
         services.TryAddSingleton<Melious.Gateway.Reporting.UsageApiEndpoint>();
@@ -73,6 +77,7 @@ public static class GatewayServiceCollectionExtensions
         services.AddHostedService(sp => sp.GetRequiredService<ModelCatalog>());
         services.AddHostedService(sp => sp.GetRequiredService<QueueUsagePublisher>());
         services.AddHostedService(sp => sp.GetRequiredService<Melious.Gateway.Limits.KeyRateLimiter>());
+        services.AddHostedService<EndpointProber>();
         return services;
     }
 

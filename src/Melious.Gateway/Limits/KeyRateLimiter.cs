@@ -22,6 +22,9 @@ public sealed class LimitDecision
 
     public RateLimitStatus? Tokens { get; init; }
 
+    /// <summary>Which limit refused the request (<c>rpm</c>, <c>tpm</c> or <c>concurrency</c>), for the rejection metric.</summary>
+    public string? Limit { get; init; }
+
     internal static readonly LimitDecision Unlimited = new() { Ticket = LimitTicket.None };
 }
 
@@ -142,9 +145,11 @@ public sealed partial class KeyRateLimiter(QuotaStore store, IOptions<GatewayOpt
         var now = time.GetUtcNow();
         var refused = concurrency ? (Take?)null : tokens is { Ok: false } ? tokens : requests;
         var retryAfter = refused is { } r ? QuotaMath.SecondsUntil(now, r.RetryAt) : 1;
-        Log.Refused(logger, key.KeyId, concurrency ? "concurrency" : refused?.Bucket.Kind ?? "?", retryAfter);
+        var limit = concurrency ? "concurrency" : refused?.Bucket.Kind ?? "?";
+        Log.Refused(logger, key.KeyId, limit, retryAfter);
         return new LimitDecision
         {
+            Limit = limit,
             Error = new GatewayError(429, "rate_limit_error", message) { RetryAfter = retryAfter.ToString(System.Globalization.CultureInfo.InvariantCulture) },
             Requests = requests?.Status,
             Tokens = tokens?.Status,

@@ -15,6 +15,9 @@ public sealed partial class ModelCatalog(ModelCatalogStore store, IOptions<Gatew
 
     public CatalogSnapshot Current => _current ??= store.FromConfiguration();
 
+    /// <summary>True once the catalog has been read from storage (readiness).</summary>
+    public bool LoadedFromStorage => _current?.FromStorage == true;
+
     /// <summary>Loads the catalog now (used at start and by tests that just changed the table).</summary>
     public async Task<bool> RefreshAsync(CancellationToken cancellationToken)
     {

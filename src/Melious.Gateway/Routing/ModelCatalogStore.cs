@@ -14,6 +14,9 @@ namespace Melious.Gateway.Routing;
 /// <item><c>model</c> / lower-cased model id: one catalog entry per upstream model.</item>
 /// <item><c>tier</c> / <c>opus</c>|<c>sonnet</c>|<c>haiku</c>: property <c>Model</c> names the upstream model.</item>
 /// <item><c>alias</c> / lower-cased alias: property <c>Model</c> names the catalog model.</item>
+/// <item><c>endpoint</c> / model row key + <c>|</c> + hash of the base URL: one replica of a catalog model
+/// (<c>Model</c>, <c>BaseUrl</c>, optional <c>Weight</c> and <c>ApiKeyRef</c>). A model with endpoint rows is served
+/// by that pool and its own <c>BaseUrl</c> is not used; a model without any keeps its single URL.</item>
 /// <item><c>upstream</c> / <c>default</c>: the default upstream for names without an entry, and the defaults
 /// that catalog entries inherit when they leave a field empty.</item>
 /// </list>
@@ -26,6 +29,7 @@ public sealed partial class ModelCatalogStore(StorageClients storage, IOptions<G
     public const string TierPartition = "tier";
     public const string AliasPartition = "alias";
     public const string UpstreamPartition = "upstream";
+    public const string EndpointPartition = "endpoint";
     public const string DefaultRow = "default";
 
     private TableClient Table => storage.Table(TableNames.Models);
@@ -152,6 +156,23 @@ public sealed partial class ModelCatalogStore(StorageClients storage, IOptions<G
             defaultUpstream = ReadEntry(upstreamEntity, defaultUpstream) with { Id = "", InCatalog = false };
         }
 
+        var endpoints = new Dictionary<string, List<UpstreamEndpoint>>(StringComparer.OrdinalIgnoreCase);
+        foreach (var entity in list.Where(e => e.PartitionKey == EndpointPartition))
+        {
+            if (EntityValues.String(entity, "Model") is not { Length: > 0 } model || EntityValues.String(entity, "BaseUrl") is not { Length: > 0 } url)
+            {
+                continue;
+            }
+
+            var weight = EntityValues.Double(entity, "Weight") is double w && w > 0 ? w : 1;
+            if (!endpoints.TryGetValue(model, out var pool))
+            {
+                endpoints[model] = pool = [];
+            }
+
+            pool.Add(new UpstreamEndpoint(url.TrimEnd('/'), weight, ResolveKey(entity)));
+        }
+
         var models = new List<ModelEntry>();
         var aliases = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
         var tiers = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
@@ -161,7 +182,17 @@ public sealed partial class ModelCatalogStore(StorageClients storage, IOptions<G
             {
                 case ModelPartition:
                     var id = EntityValues.String(entity, "Id") ?? entity.RowKey;
-                    models.Add(ReadEntry(entity, defaultUpstream) with { Id = id, InCatalog = true });
+                    var entry = ReadEntry(entity, defaultUpstream) with { Id = id, InCatalog = true };
+                    if (endpoints.TryGetValue(id, out var pool))
+                    {
+                        // Ordered by URL so every instance sees the same pool whatever order the table returned.
+                        entry = entry with
+                        {
+                            Endpoints = pool.Select(p => p with { ApiKey = p.ApiKey ?? entry.ApiKey }).OrderBy(p => p.BaseUrl, StringComparer.Ordinal).ToArray(),
+                        };
+                    }
+
+                    models.Add(entry);
                     break;
                 case AliasPartition when EntityValues.String(entity, "Model") is { Length: > 0 } target:
                     aliases[EntityValues.String(entity, "Alias") ?? entity.RowKey] = target;
@@ -218,6 +249,10 @@ public sealed partial class ModelCatalogStore(StorageClients storage, IOptions<G
             Prices = prices,
             Energy = energy,
             DisplayName = EntityValues.String(e, "DisplayName"),
+            Fallbacks = EntityValues.String(e, "Fallbacks") is { Length: > 0 } fallbacks
+                ? fallbacks.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                : [],
+            FallbackOn = FallbackTriggerNames.Parse(EntityValues.String(e, "FallbackOn")),
         };
     }
 
@@ -315,6 +350,37 @@ public sealed partial class ModelCatalogStore(StorageClients storage, IOptions<G
     public async Task<bool> DeleteModelAsync(string modelId, CancellationToken cancellationToken)
     {
         var response = await Table.DeleteEntityAsync(ModelPartition, ModelRowKey(modelId), ETag.All, cancellationToken);
+        return response.Status != 404;
+    }
+
+    /// <summary>The row key of one endpoint of a model: stable for the same model and base URL.</summary>
+    public static string EndpointRowKey(string modelId, string baseUrl)
+    {
+        var hash = System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(baseUrl.TrimEnd('/').ToLowerInvariant()));
+        return ModelRowKey(modelId) + "|" + Convert.ToHexStringLower(hash.AsSpan(0, 8));
+    }
+
+    /// <summary>Adds (or updates) one endpoint of <paramref name="modelId"/>.</summary>
+    public Task UpsertEndpointAsync(string modelId, string baseUrl, double? weight, string? apiKeyRef, CancellationToken cancellationToken)
+    {
+        var url = baseUrl.TrimEnd('/');
+        var entity = new TableEntity(EndpointPartition, EndpointRowKey(modelId, url)) { ["Model"] = modelId, ["BaseUrl"] = url };
+        if (weight is { } w)
+        {
+            entity["Weight"] = w;
+        }
+
+        if (!string.IsNullOrWhiteSpace(apiKeyRef))
+        {
+            entity["ApiKeyRef"] = apiKeyRef;
+        }
+
+        return Table.UpsertEntityAsync(entity, TableUpdateMode.Replace, cancellationToken);
+    }
+
+    public async Task<bool> DeleteEndpointAsync(string modelId, string baseUrl, CancellationToken cancellationToken)
+    {
+        var response = await Table.DeleteEntityAsync(EndpointPartition, EndpointRowKey(modelId, baseUrl), ETag.All, cancellationToken);
         return response.Status != 404;
     }
 

@@ -51,6 +51,22 @@ public sealed record ModelEntry
 
     /// <summary>False for names that passed through to the default upstream without a catalog entry.</summary>
     public bool InCatalog { get; init; } = true;
+
+    /// <summary>
+    /// The replicas from the catalog's <c>endpoint</c> rows; empty for a single-URL entry, which is served from
+    /// <see cref="BaseUrl"/> with <see cref="ApiKey"/> (see <see cref="Pool"/>).
+    /// </summary>
+    public IReadOnlyList<UpstreamEndpoint> Endpoints { get; init; } = [];
+
+    /// <summary>The endpoints requests for this model go to: the pool, or the single base URL.</summary>
+    /// <remarks>Not cached in a field: <c>with</c> copies fields, so a cached list would outlive a changed base URL.</remarks>
+    public IReadOnlyList<UpstreamEndpoint> Pool => Endpoints.Count > 0 ? Endpoints : [new UpstreamEndpoint(BaseUrl, 1, ApiKey)];
+
+    /// <summary>Catalog model ids to try, in order, when this model fails before the first byte (see <see cref="FallbackOn"/>).</summary>
+    public IReadOnlyList<string> Fallbacks { get; init; } = [];
+
+    /// <summary>Which failures move a request to the next fallback.</summary>
+    public FallbackTriggers FallbackOn { get; init; } = FallbackTriggers.All;
 }
 
 public static class Protocols

@@ -11,6 +11,9 @@ public sealed class ModelRouter(ModelCatalog catalog)
 {
     public ModelRoute Resolve(string requestedModel) => Resolve(catalog.Current, requestedModel);
 
+    /// <summary>A fallback target: the catalog entry for <paramref name="modelId"/>, or the default upstream serving it as-is.</summary>
+    public ModelEntry EntryFor(string modelId) => catalog.Current.EntryOrPassThrough(modelId);
+
     public static ModelRoute Resolve(CatalogSnapshot snapshot, string requestedModel)
     {
         var name = Normalize(requestedModel);

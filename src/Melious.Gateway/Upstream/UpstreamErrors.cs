@@ -180,4 +180,7 @@ internal sealed record UpstreamContext(string RequestedModel, string UpstreamMod
     }
 
     public long EstimatedInputTokens => Estimate.Value;
+
+    /// <summary><c>gen_ai.provider.name</c> of the upstream: its server family (<c>vllm</c>, <c>ollama</c>, …).</summary>
+    public string Provider { get; init; } = "vllm";
 }

@@ -25,8 +25,11 @@ public sealed record UsageEvent
 
     public required string UpstreamModel { get; init; }
 
-    /// <summary>Upstream base URL (no credentials).</summary>
+    /// <summary>Upstream base URL (no credentials): the endpoint that served, for a pooled model.</summary>
     public required string Upstream { get; init; }
+
+    /// <summary>The catalog model the request was first routed to, when <see cref="UpstreamModel"/> is a fallback that served it instead.</summary>
+    public string? FallbackFrom { get; init; }
 
     public bool Stream { get; init; }
 

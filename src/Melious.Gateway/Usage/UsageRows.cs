@@ -50,6 +50,7 @@ public static class UsageRows
             ["RequestedModel"] = e.RequestedModel,
             ["UpstreamModel"] = e.UpstreamModel,
             ["Upstream"] = e.Upstream,
+            ["FallbackFrom"] = e.FallbackFrom ?? "",
             ["Stream"] = e.Stream,
             ["InputTokens"] = e.InputTokens,
             ["CacheReadTokens"] = e.CacheReadTokens,

@@ -51,7 +51,7 @@ public sealed class TestGateway : IAsyncDisposable
 
     public QueueUsagePublisher Publisher => Services.GetRequiredService<QueueUsagePublisher>();
 
-    public static async Task<TestGateway> StartAsync(string storageConnectionString, string upstreamBaseUrl, IDictionary<string, string?>? settings = null, string? prefix = null)
+    public static async Task<TestGateway> StartAsync(string storageConnectionString, string upstreamBaseUrl, IDictionary<string, string?>? settings = null, string? prefix = null, Action<WebApplicationBuilder>? configure = null)
     {
         prefix ??= AzuriteFixture.NewPrefix();
         var logs = new CapturingLoggerProvider();
@@ -82,6 +82,7 @@ public sealed class TestGateway : IAsyncDisposable
             builder.Logging.ClearProviders();
             builder.Logging.SetMinimumLevel(LogLevel.Trace);
             builder.Logging.AddProvider(logs);
+            configure?.Invoke(builder);
         });
         await app.StartAsync();
         var gateway = new TestGateway(app, prefix, logs, spool);

@@ -11,9 +11,6 @@ public sealed record ApiKeyRecord
 
     public required string Name { get; init; }
 
-    /// <summary><c>user</c> or <c>admin</c> (the <c>Role</c> column; <c>user</c> when absent).</summary>
-    public string Role { get; init; } = "user";
-
     public bool Enabled { get; init; } = true;
 
     public DateTimeOffset CreatedAt { get; init; }

@@ -7,8 +7,8 @@ namespace Melious.Gateway.Auth;
 
 /// <summary>
 /// The <c>apikeys</c> table. PartitionKey <c>key</c>, RowKey = SHA-256 hex of the key, so a lookup is one point
-/// read by hash. Columns: <c>KeyId</c>, <c>Account</c>, <c>Name</c>, <c>Role</c> (<c>user</c>|<c>admin</c>; <c>user</c> when absent), <c>Enabled</c>, <c>CreatedAt</c>,
-/// <c>RevokedAt</c>, <c>RequestsPerMinute</c>, <c>MaxConcurrentStreams</c>, <c>MonthlyBudget</c> (decimal string),
+/// read by hash. Columns: <c>KeyId</c>, <c>Account</c>, <c>Name</c>, <c>Enabled</c>, <c>CreatedAt</c>,
+/// <c>RevokedAt</c>, <c>RequestsPerMinute</c>, <c>TokensPerMinute</c>, <c>MaxConcurrentStreams</c>, <c>MonthlyBudget</c> (decimal string),
 /// <c>BudgetCurrency</c>, <c>AllowedModels</c> (comma-separated), <c>Role</c> (<c>user</c> or <c>admin</c>; absent = user).
 /// </summary>
 public sealed class ApiKeyStore(StorageClients storage)
@@ -116,7 +116,6 @@ public sealed class ApiKeyStore(StorageClients storage)
             ["KeyId"] = r.KeyId,
             ["Account"] = r.Account,
             ["Name"] = r.Name,
-            ["Role"] = r.Role,
             ["Enabled"] = r.Enabled,
             ["CreatedAt"] = r.CreatedAt,
             ["RequestsPerMinute"] = r.RequestsPerMinute,
@@ -145,7 +144,6 @@ public sealed class ApiKeyStore(StorageClients storage)
         KeyId = EntityValues.String(e, "KeyId") ?? ApiKeys.KeyIdFromHash(e.RowKey),
         Account = EntityValues.String(e, "Account") ?? "unknown",
         Name = EntityValues.String(e, "Name") ?? "",
-        Role = EntityValues.String(e, "Role") is { Length: > 0 } role ? role.ToLowerInvariant() : "user",
         Enabled = EntityValues.Bool(e, "Enabled") ?? true,
         CreatedAt = EntityValues.Date(e, "CreatedAt") ?? e.Timestamp ?? DateTimeOffset.MinValue,
         RevokedAt = EntityValues.Date(e, "RevokedAt"),

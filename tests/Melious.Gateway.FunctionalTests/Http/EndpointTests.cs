@@ -26,7 +26,7 @@ public abstract class EndpointTests(IGatewayTarget target)
     [InlineData("GET")]
     public async Task ApiHello_Answers200_ForClaudeCodeWarmUp(string method)
     {
-        await using var s = await Scenario.StartAsync(azurite, Sse.TextAnswer(["x"]));
+        await using var s = await Scenario.StartAsync(target, Sse.TextAnswer(["x"]));
         using var anonymous = new HttpClient { BaseAddress = new Uri(s.Gateway.BaseUrl) };
         var response = await anonymous.SendAsync(new HttpRequestMessage(new HttpMethod(method), "/api/hello"), Ct);
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);

@@ -154,8 +154,10 @@ public sealed partial class ApiKeyAuthenticator(ApiKeyStore store, IOptions<Gate
                 : await fetch.WaitAsync(cancellationToken);
             return ToResult(entry.Record, hash);
         }
-        catch (Exception ex) when (ex is not OperationCanceledException)
+        catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
+            // A lookup that timed out on its own (storage slower than 10 s) is storage being unavailable, not the
+            // caller cancelling: before, it escaped as an unhandled exception and the client got a bare 500.
             if (cached?.Record is not null && time.GetElapsedTime(cached.FetchedAt, now) < options.Value.Auth.StaleIfErrorFor)
             {
                 // Storage is down (or slow): keep the key working and try storage again in a few seconds, not on

@@ -242,7 +242,12 @@ public sealed class BackPressureTests(AzuriteFixture azurite)
         var heaps = string.Join(", ", figures.Select(f => $"{Mb(f.Process.HeapBytes)} ({Mb(f.Process.SmallObjectHeapBytes)} small)"));
         Figure($"churn: live heap {Mb(start.HeapBytes)} at start, after each round {heaps}; threads {start.Threads} ({start.PoolThreads} pool) at start, after each round {string.Join(", ", figures.Select(f => $"{f.Process.Threads} ({f.Process.PoolThreads} pool)"))}; by name at start: {Describe(startThreads)}, after the last round: {Describe(threadCounts[^1])}");
         Assert.True(figures[^1].Process.SmallObjectHeapBytes - figures[2].Process.SmallObjectHeapBytes < 2L * 1024 * 1024, "live heap grows round after round: " + heaps);
-        Assert.True(figures.Skip(3).Max(f => f.Process.SmallObjectHeapBytes) - figures.Skip(3).Min(f => f.Process.SmallObjectHeapBytes) < 2L * 1024 * 1024, "live heap grows round after round: " + heaps);
+        // A leak accumulates, so the check above (round 6 against round 3, 2 MB: 1.4 KB per dropped connection over
+        // three rounds) catches it. Any single round may sit higher while the loaded machine still finishes the work of
+        // the drop (billing events, connection teardown): under stress-ng plus other builds (load average ~50) round 5
+        // measured 7.9 MB against 5.5 MB in round 3, and round 6 was back at 5.7 MB. So a single round gets 4 MB over
+        // round 3 (the former spread bound between rounds 4-6 was 2 MB and failed on exactly that).
+        Assert.True(figures.Skip(3).Max(f => f.Process.SmallObjectHeapBytes) - figures[2].Process.SmallObjectHeapBytes < 4L * 1024 * 1024, "live heap grows round after round: " + heaps);
         Assert.True(figures[^1].Process.HeapBytes - figures[2].Process.HeapBytes < 8L * 1024 * 1024, "live heap grows round after round: " + heaps);
         // Thread-pool threads come and go with load (hill climbing); the process's other threads must not grow at all.
         // They are counted by name from /proc/<pid>/task/*/comm, read in one pass: subtracting ThreadPool.ThreadCount

@@ -63,16 +63,20 @@ functions_host_dir() {
   (cd "$dir" && pwd -P)
 }
 
-# Installs Debian's chromium for the dashboard's browser tests when /usr/bin/chromium is missing (as root only;
-# otherwise says what to install). The tests drive it with Playwright through ExecutablePath, never a bundled browser.
-ensure_chromium() {
-  if [[ -x /usr/bin/chromium || -n "${MELIOUS_CHROMIUM:-}" ]]; then
-    return 0
-  fi
+# ensure_debian_packages CMD:PACKAGE ...: installs each Debian package whose command is missing (as root only;
+# otherwise says what to install). The dashboard's browser tests drive /usr/bin/chromium through Playwright's
+# ExecutablePath (never a bundled browser); the interactive CLI tests run Claude Code under tmux.
+ensure_debian_packages() {
+  local pair cmd pkg missing=()
+  for pair in "$@"; do
+    cmd="${pair%%:*}" pkg="${pair#*:}"
+    command -v "$cmd" >/dev/null 2>&1 || [[ -x "$cmd" ]] || missing+=("$pkg")
+  done
+  ((${#missing[@]})) || return 0
   if [[ "$(id -u)" == "0" ]] && command -v apt-get >/dev/null; then
-    log "Installing chromium (apt-get install -y chromium) for the dashboard browser tests"
-    apt-get install -y chromium >&2 || { apt-get update >&2 && apt-get install -y chromium >&2; }
+    log "Installing ${missing[*]} (apt-get install -y) for the browser and terminal tests"
+    apt-get install -y "${missing[@]}" >&2 || { apt-get update >&2 && apt-get install -y "${missing[@]}" >&2; }
   else
-    echo "chromium is missing: install it (sudo apt-get install -y chromium) or set MELIOUS_CHROMIUM; the dashboard browser tests need it" >&2
+    echo "missing Debian packages: ${missing[*]} (sudo apt-get install -y ${missing[*]}); the browser and terminal tests need them" >&2
   fi
 }

@@ -12,7 +12,11 @@ rm -rf "$results"
 mkdir -p "$results"
 
 ensure_node_tools
-ensure_chromium
+if [[ -z "${MELIOUS_CHROMIUM:-}" ]]; then
+  ensure_debian_packages /usr/bin/chromium:chromium tmux:tmux
+else
+  ensure_debian_packages tmux:tmux
+fi
 
 if [[ -x scripts/check-infra.sh ]]; then
   log "Checking infra/ with the Bicep CLI (build + lint, warnings fail)"

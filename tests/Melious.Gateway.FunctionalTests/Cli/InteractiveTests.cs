@@ -73,7 +73,7 @@ public sealed class InteractiveTests(AzuriteFixture azurite)
 
     private static async Task<string> WaitForAsync(string socket, Func<string, bool> condition, string what)
     {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(90);
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(180);
         var screen = "";
         while (DateTime.UtcNow < deadline)
         {
@@ -86,7 +86,7 @@ public sealed class InteractiveTests(AzuriteFixture azurite)
             await Task.Delay(300, TestContext.Current.CancellationToken);
         }
 
-        Assert.Fail($"waited 90 s for {what}; the terminal shows:\n{screen}");
+        Assert.Fail($"waited 180 s for {what}; the terminal shows:\n{screen}");
         return screen;
     }
 

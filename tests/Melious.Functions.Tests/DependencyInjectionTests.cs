@@ -31,7 +31,7 @@ public sealed class DependencyInjectionTests
     {
         string[] expected =
         [
-            "Melious.Functions.CountTokensFunction", "Melious.Functions.FallbackFunction", "Melious.Functions.MessagesFunction",
+            "Melious.Functions.CountTokensFunction", "Melious.Functions.FallbackFunction", "Melious.Functions.HealthFunction", "Melious.Functions.MessagesFunction",
             "Melious.Functions.ModelsFunction", "Melious.Functions.RootFunction", "Melious.Functions.UsageQueueFunction",
         ];
 

@@ -24,6 +24,8 @@ public sealed class FunctionBindingTests
         { "ModelsGet", "v1/models/{id}", ["get"] },
         { "Root", RootFunction.RootRoute, ["get", "head"] },
         { "TelemetryBatch", "api/event_logging/batch", ["post"] },
+        { "CheckLive", "healthz", ["get", "head"] },
+        { "CheckReady", "healthz/ready", ["get", "head"] },
         { "Fallback", "{*path}", ["get", "head", "post", "put", "patch", "delete", "options"] },
     };
 
@@ -47,7 +49,7 @@ public sealed class FunctionBindingTests
             .OfType<HttpTriggerAttribute>()
             .ToList();
 
-        Assert.Equal(7, routes.Count);
+        Assert.Equal(9, routes.Count);
         Assert.All(routes, r => Assert.False(string.IsNullOrEmpty(r.Route)));
     }
 

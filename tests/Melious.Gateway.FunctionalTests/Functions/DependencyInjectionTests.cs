@@ -32,7 +32,7 @@ public sealed class DependencyInjectionTests
     {
         string[] expected =
         [
-            "Melious.Functions.CountTokensFunction", "Melious.Functions.DashboardFunction", "Melious.Functions.FallbackFunction", "Melious.Functions.MessagesFunction",
+            "Melious.Functions.CountTokensFunction", "Melious.Functions.DashboardFunction", "Melious.Functions.FallbackFunction", "Melious.Functions.HealthFunction", "Melious.Functions.MessagesFunction",
             "Melious.Functions.ModelsFunction", "Melious.Functions.RootFunction", "Melious.Functions.UsageQueueFunction",
             "Melious.Functions.WhoAmIFunction",
         ];

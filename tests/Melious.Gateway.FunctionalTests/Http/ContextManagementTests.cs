@@ -86,6 +86,9 @@ public sealed class ContextManagementTests(AzuriteFixture azurite)
     [InlineData("{\"edits\":5}")]
     [InlineData("{\"edits\":[{\"type\":\"clear_tool_uses_20250919\",\"trigger\":{\"type\":\"input_tokens\",\"value\":30000}}]}")]
     [InlineData("{\"edits\":[{\"type\":\"clear_thinking_20251015\",\"keep\":{\"type\":\"future_kind\"}}]}")]
+    [InlineData("{\"edits\":[{\"type\":true,\"keep\":\"all\"}]}")]
+    [InlineData("{\"edits\":[{\"type\":\"clear_thinking_20251015\",\"keep\":{\"type\":7}}]}")]
+    [InlineData("{\"edits\":[{\"type\":\"clear_thinking_20251015\",\"keep\":{\"type\":\"thinking_turns\",\"value\":\"2\"}}]}")]
     public async Task UnknownShapes_AreNeverA400(string contextManagement)
     {
         await using var s = await Scenario.StartAsync(azurite, Sse.TextAnswer(["ok"]));

@@ -67,7 +67,7 @@ public static class ContextManagementRequest
 
         foreach (var edit in edits.EnumerateArray())
         {
-            if (edit.ValueKind != JsonValueKind.Object || !edit.TryGetProperty("type", out var type) || !type.ValueEquals(ClearThinking))
+            if (edit.ValueKind != JsonValueKind.Object || !edit.TryGetProperty("type", out var type) || type.ValueKind != JsonValueKind.String || !type.ValueEquals(ClearThinking))
             {
                 continue;
             }
@@ -82,14 +82,16 @@ public static class ContextManagementRequest
                 return keep.ValueEquals("all") ? int.MaxValue : keep.ValueEquals("none") ? 0 : null;
             }
 
-            if (keep.ValueKind == JsonValueKind.Object && keep.TryGetProperty("type", out var keepType))
+            // JsonElement's ValueEquals and TryGetInt32 throw on other kinds: every kind is checked first (any shape the
+            // client sends is read, never a 500).
+            if (keep.ValueKind == JsonValueKind.Object && keep.TryGetProperty("type", out var keepType) && keepType.ValueKind == JsonValueKind.String)
             {
                 if (keepType.ValueEquals("all"))
                 {
                     return int.MaxValue;
                 }
 
-                if (keepType.ValueEquals("thinking_turns") && keep.TryGetProperty("value", out var value) && value.TryGetInt32(out var turns) && turns >= 0)
+                if (keepType.ValueEquals("thinking_turns") && keep.TryGetProperty("value", out var value) && value.ValueKind == JsonValueKind.Number && value.TryGetInt32(out var turns) && turns >= 0)
                 {
                     return turns;
                 }

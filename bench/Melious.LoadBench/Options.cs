@@ -16,6 +16,15 @@ public sealed class Options
 
     public string? AzuriteExe { get; private set; }
 
+    /// <summary>
+    /// The Functions host folder (holding <c>run.sh</c>, see ../shared/functions-host): after the self-host pass, the
+    /// same settings run once more through src/Melious.Functions under that host, and the overhead is printed side by side.
+    /// </summary>
+    public string? FunctionsHost { get; private set; }
+
+    /// <summary>The Functions app's build output (default: src/Melious.Functions/bin/Release/net10.0).</summary>
+    public string? FunctionsApp { get; private set; }
+
     public string? OutDir { get; private set; }
 
     /// <summary>Measured seconds per path (gateway and direct each) per setting.</summary>
@@ -91,6 +100,8 @@ public sealed class Options
                 case "--gateway-dll": o.GatewayDll = Next(); break;
                 case "--verify-usage": o.VerifyUsage = true; break;
                 case "--azurite": o.AzuriteExe = Next(); break;
+                case "--functions-host": o.FunctionsHost = Next(); break;
+                case "--functions-app": o.FunctionsApp = Next(); break;
                 case "--out": o.OutDir = Next(); break;
                 case "--measure-seconds": o.MeasureSeconds = Num(); break;
                 case "--rounds": o.Rounds = Math.Max(1, (int)Num()); break;
@@ -141,7 +152,10 @@ public sealed class Options
                           [--only c1-d0-text,c32-d0-tool,...] [--slow-streams N] [--slow-tokens N]
                           [--count-tokens-seconds S] [--count-tokens-concurrency C] [--launches N]
                           [--skip-slow] [--skip-count-tokens] [--deadline-minutes M] [--gateway-env KEY=VALUE]... [--wait-quiet S] [--dump-gateway-log] [--verify-usage]
+                          [--functions-host DIR [--functions-app DIR]]
         Melious.LoadBench upstream --port P [--parent PID]     (the scripted upstream, started by the bench itself)
         --gateway-dll takes a self-host .dll (run with dotnet) or a native executable (a Native AOT publish).
+        --functions-host DIR adds a pass through the Functions app under the real Functions host (DIR/run.sh) after the
+        self-host pass: same upstream, same requests, same settings; added TTFT and CPU per stream printed side by side.
         """;
 }

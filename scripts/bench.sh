@@ -19,7 +19,7 @@
 #   --no-build    use the existing Release builds (and an existing artifacts/aot publish)
 #   --no-aot      skip the Native AOT pass
 #   --functions   add the Functions host pass to the load bench (the same settings as the self-host pass; a full run
-#                 takes ~5 minutes longer); not part of --quick (see docs/benchmarks.md)
+#                 takes ~10 minutes longer on 2 cores); not part of --quick (see docs/benchmarks.md)
 #   --functions-only  just that comparison, short: C=1 and C=32 text through the self-host, then the Functions host
 #   extra options after "--" go to the load bench, e.g. -- --only c32-d0-text --measure-seconds 20
 set -euo pipefail
@@ -47,7 +47,7 @@ while [[ $# -gt 0 ]]; do
     --writer-only) run_load=0; run_micro=0; run_aot=0 ;;
     --aot-only) run_load=0; run_micro=0; run_writer=0 ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "unknown option: $1 (see --help)" >&2; exit 64 ;;
   esac
   shift

@@ -78,6 +78,7 @@ public sealed class Options
     public static Options Parse(string[] args)
     {
         var o = new Options();
+        var deadlineSet = false;
         for (var i = 0; i < args.Length; i++)
         {
             string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
@@ -135,12 +136,18 @@ public sealed class Options
                 case "--dump-gateway-log": o.DumpGatewayLog = true; break;
                 case "--skip-slow": o.SkipSlow = true; break;
                 case "--skip-count-tokens": o.SkipCountTokens = true; break;
-                case "--deadline-minutes": o.Deadline = TimeSpan.FromMinutes(Num()); break;
+                case "--deadline-minutes": o.Deadline = TimeSpan.FromMinutes(Num()); deadlineSet = true; break;
                 case "-h" or "--help":
                     throw new ArgumentException(Usage);
                 default:
                     throw new ArgumentException($"unknown option {args[i]}\n{Usage}");
             }
+        }
+
+        if (o.FunctionsHost is not null && !deadlineSet)
+        {
+            // The Functions pass runs the settings again, after the host's own start and warm-up.
+            o.Deadline += TimeSpan.FromMinutes(o.Quick ? 6 : 20);
         }
 
         return o;

@@ -7,14 +7,20 @@
 #      settings, start time and slow streams against it, checking that every request was billed (--verify-usage);
 #   4. runs the BenchmarkDotNet micro-benchmarks (bench/Melious.Benchmarks);
 #   5. runs the usage writer bench (bench/Melious.WriterBench): events/s into Table Storage, direct and via the queue;
-#   6. prints every figure; JSON lines and logs go to artifacts/bench/.
+#   6. with --functions: runs the load bench's settings once more through the Functions app (src/Melious.Functions)
+#      under the real Azure Functions host (../shared/functions-host/run.sh; same upstream, same requests) and prints
+#      its added TTFT and CPU per stream (host + worker) next to the self-host's; one SKIPPED: line without a host;
+#   7. prints every figure; JSON lines and logs go to artifacts/bench/.
 # Figures are printed, never asserted: the exit status is non-zero only if a bench could not run or the AOT pass
 # found a measured request without its usage rows.
 #
-# Usage: scripts/bench.sh [--quick] [--no-build] [--no-aot] [--load-only | --micro-only | --writer-only | --aot-only] [-- <extra load-bench options>]
+# Usage: scripts/bench.sh [--quick] [--no-build] [--no-aot] [--functions] [--load-only | --micro-only | --writer-only | --aot-only | --functions-only] [-- <extra load-bench options>]
 #   --quick       smoke run (~1-2 minutes after the build) that proves the bench works; figures are indicative only
 #   --no-build    use the existing Release builds (and an existing artifacts/aot publish)
 #   --no-aot      skip the Native AOT pass
+#   --functions   add the Functions host pass to the load bench (the same settings as the self-host pass; a full run
+#                 takes ~10 minutes longer on 2 cores); not part of --quick (see docs/benchmarks.md)
+#   --functions-only  just that comparison, short: C=1 and C=32 text through the self-host, then the Functions host
 #   extra options after "--" go to the load bench, e.g. -- --only c32-d0-text --measure-seconds 20
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -26,18 +32,22 @@ run_load=1
 run_micro=1
 run_writer=1
 run_aot=1
+run_functions=0
+functions_only=0
 extra=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) quick=(--quick) ;;
     --no-build) build=0 ;;
     --no-aot) run_aot=0 ;;
+    --functions) run_functions=1 ;;
+    --functions-only) run_functions=1; functions_only=1; run_micro=0; run_writer=0; run_aot=0 ;;
     --load-only) run_micro=0; run_writer=0; run_aot=0 ;;
     --micro-only) run_load=0; run_writer=0; run_aot=0 ;;
     --writer-only) run_load=0; run_micro=0; run_aot=0 ;;
     --aot-only) run_load=0; run_micro=0; run_writer=0 ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "unknown option: $1 (see --help)" >&2; exit 64 ;;
   esac
   shift
@@ -45,7 +55,7 @@ done
 
 out="$MELIOUS_ROOT/artifacts/bench"
 mkdir -p "$out"
-rm -f "$out/bench.jsonl" "$out/loadbench.log" "$out/micro.log" "$out/writer.log" "$out/aot.log"
+rm -f "$out/bench.jsonl" "$out/loadbench.log" "$out/micro.log" "$out/writer.log" "$out/aot.log" "$out/functions.log"
 
 if [[ $build -eq 1 ]]; then
   ensure_node_tools
@@ -55,10 +65,29 @@ if [[ $build -eq 1 ]]; then
   done
 fi
 
+load_args=()
+if [[ $run_functions -eq 1 ]]; then
+  if ! fn_host="$(functions_host_dir)"; then
+    echo "SKIPPED: Functions host pass (no Azure Functions host: ${MELIOUS_FUNCTIONS_HOST:-$MELIOUS_ROOT/../shared/functions-host} has no run.sh/build.sh)" | tee "$out/functions.log"
+    run_functions=0
+    if [[ $functions_only -eq 1 ]]; then run_load=0; fi
+  else
+    if [[ $build -eq 1 ]]; then
+      log "Building Release: src/Melious.Functions; the Functions host (cached: $fn_host/build.sh)"
+      dotnet build src/Melious.Functions -c Release -nologo -v quiet -clp:ErrorsOnly
+      "$fn_host/build.sh" >/dev/null
+    fi
+    load_args+=(--functions-host "$fn_host")
+    if [[ $functions_only -eq 1 ]]; then
+      load_args+=(--only c1-d0-text,c32-d0-text --skip-slow --skip-count-tokens --launches 1)
+    fi
+  fi
+fi
+
 status=0
 if [[ $run_load -eq 1 ]]; then
   log "Load bench ${quick[*]:-(full: ~15-25 minutes on 2 cores)}"
-  if ! dotnet bench/Melious.LoadBench/bin/Release/net10.0/Melious.LoadBench.dll "${quick[@]}" --repo "$MELIOUS_ROOT" --out "$out" "${extra[@]}" 2>&1 | tee "$out/loadbench.log"; then
+  if ! dotnet bench/Melious.LoadBench/bin/Release/net10.0/Melious.LoadBench.dll "${quick[@]}" --repo "$MELIOUS_ROOT" --out "$out" "${load_args[@]}" "${extra[@]}" 2>&1 | tee "$out/loadbench.log"; then
     echo "load bench failed (see $out/loadbench.log)" >&2
     status=1
   fi
@@ -110,6 +139,11 @@ echo
 log "Summary (all figures: $out/bench.jsonl, logs: $out/loadbench.log, $out/aot.log, $out/micro.log, $out/writer.log)"
 if [[ -f "$out/loadbench.log" ]]; then
   grep -E '^Start |^  (PASS|MISS|n/a )' "$out/loadbench.log" || true
+  sed -n '/^Functions host vs self-host/,/^  (Functions pass took/p' "$out/loadbench.log" | grep -v '^BENCH_JSON' || true
+  grep -E '^SKIPPED: Functions' "$out/loadbench.log" || true
+fi
+if [[ -f "$out/functions.log" ]]; then
+  cat "$out/functions.log"
 fi
 if [[ -f "$out/aot.log" ]]; then
   echo "Native AOT self-host:"

@@ -50,6 +50,12 @@ public sealed class Bench : IDisposable
     private string _gatewayDll = "";
     private LoadClient.Worker[] _workers = [];
 
+    // The Functions pass (--functions-host): _gateway is then the Functions host process and _workerPid its
+    // isolated-worker child; gateway CPU is the sum of both. _pass prefixes the figures of that pass.
+    private bool _functions;
+    private int _workerPid;
+    private string _pass = "";
+
     public Bench(Options options)
     {
         _o = options;
@@ -63,6 +69,13 @@ public sealed class Bench : IDisposable
     private CpuSnapshot Cpu()
     {
         var (user, sys) = _gateway is null ? (0, 0) : ProcStats.CpuSplitMs(_gateway.Pid);
+        if (_workerPid > 0)
+        {
+            var (workerUser, workerSys) = ProcStats.CpuSplitMs(_workerPid);
+            user += workerUser;
+            sys += workerSys;
+        }
+
         return new(
             user + sys,
             sys,
@@ -171,6 +184,11 @@ public sealed class Bench : IDisposable
         ReportStarts(starts);
         var misses = ReportTargets();
         var usageOk = !_o.VerifyUsage || await VerifyUsageAsync();
+        if (_o.FunctionsHost is not null)
+        {
+            await FunctionsPassAsync(settings);
+        }
+
         var file = Path.Combine(_outDir, "loadbench.json");
         await File.WriteAllTextAsync(file, _results.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         Console.WriteLine($"\nAll figures as JSON: {file}");
@@ -180,6 +198,81 @@ public sealed class Bench : IDisposable
             Console.WriteLine("---- gateway output (last 400 lines) ----\n" + _gateway.Output);
         }
         return usageOk ? 0 : 1;
+    }
+
+    /// <summary>
+    /// The same settings once more, through the Functions app (src/Melious.Functions, Release) under the real Azure
+    /// Functions host: same Azurite, same scripted upstream, same request bodies, same direct baseline. The host
+    /// routes the request and proxies the SSE stream to the isolated worker over HTTP; the worker runs the same core.
+    /// Printed next to the self-host's figures: added TTFT (p50, p99: gateway − direct of the same setting) and CPU
+    /// per stream (host + worker processes, from /proc, usage queue trigger included). Never asserted.
+    /// </summary>
+    private async Task FunctionsPassAsync(List<Setting> settings)
+    {
+        var appDir = _o.FunctionsApp ?? Path.Combine(_repo, "src", "Melious.Functions", "bin", "Release", "net10.0");
+        var run = Path.Combine(_o.FunctionsHost!, "run.sh");
+        if (!File.Exists(run) || !File.Exists(Path.Combine(appDir, "functions.metadata")))
+        {
+            Console.WriteLine($"SKIPPED: Functions host pass ({(File.Exists(run) ? $"{appDir}/functions.metadata not found: run `dotnet build -c Release src/Melious.Functions`" : $"{run} not found")})");
+            return;
+        }
+
+        var clock = Stopwatch.StartNew();
+        Console.WriteLine();
+        Step($"Functions pass: stopping the self-host; starting {appDir} under {run} (the real Azure Functions host)");
+        StopGateway();
+        _functions = true;
+        _pass = "fn:";
+        _gatewayDll = Path.Combine(appDir, "Melious.Functions.dll");
+        await WaitQuietAsync();
+        var start = await LaunchGatewayAsync();
+        _workerPid = ProcStats.Children(_gateway!.Pid).Where(c => c.CommandLine.Contains("Melious.Functions", StringComparison.Ordinal)).Select(c => c.Pid).FirstOrDefault();
+        if (_workerPid == 0)
+        {
+            Console.WriteLine("  ⚠ the worker process (a child of the host running Melious.Functions) was not found: CPU is the host's only");
+        }
+        else
+        {
+            var worker = ProcStats.ReadStatus(_workerPid);
+            Console.WriteLine($"  worker pid {_workerPid} (child of the host): RSS {Fmt.N(worker.RssMb, 1)} MB, {worker.Threads} threads");
+        }
+
+        _gatewaySampler = new RssSampler(_gateway.Pid);
+        var direct = _client!.DirectBody;
+        var expected = _client.Expected;
+        _client.Dispose();
+        _client = new LoadClient(_gatewayBase, _upstreamBase, _apiKey)
+        {
+            MessagesBody = BenchRequests.Messages(),
+            CountTokensBody = BenchRequests.CountTokens(),
+            DirectBody = direct,
+            Expected = expected,
+        };
+        await GlobalWarmupAsync();
+        var idle = await IdleAsync();
+        foreach (var setting in settings)
+        {
+            await RunSettingAsync(setting, idle);
+        }
+
+        double F(string key) => _figures.TryGetValue(key, out var v) ? v : double.NaN;
+        Console.WriteLine($"\nFunctions host vs self-host (same upstream and requests; added = gateway − direct of the same setting, ms; CPU = ms per stream, self-host process vs Functions host + worker processes, incl. usage pipeline and drain less idle burn / inside the gateway slices only; RSS = peak MB of the host process only). Start → first served request: {Fmt.N(start.FirstServedMs, 0)} ms. Printed, not asserted:");
+        Console.WriteLine($"  {"setting",-13}{"self p50",10}{"fn p50",10}{"self p99",10}{"fn p99",10}{"self CPU",10}{"fn CPU",10}{"self sl.",10}{"fn sl.",10}{"fn RSS",8}{"fn err",8}");
+        foreach (var setting in settings)
+        {
+            var l = setting.Label;
+            Console.WriteLine($"  {l,-13}{Fmt.Signed(F(l + ".added_ttft_p50")),10}{Fmt.Signed(F("fn:" + l + ".added_ttft_p50")),10}{Fmt.Signed(F(l + ".added_ttft_p99")),10}{Fmt.Signed(F("fn:" + l + ".added_ttft_p99")),10}{Fmt.N(F(l + ".cpu"), 3),10}{Fmt.N(F("fn:" + l + ".cpu"), 3),10}{Fmt.N(F(l + ".cpu_slices"), 3),10}{Fmt.N(F("fn:" + l + ".cpu_slices"), 3),10}{Fmt.N(F("fn:" + l + ".rss"), 0),8}{F("fn:" + l + ".errors"),8}");
+            Emit(new JsonObject
+            {
+                ["kind"] = "functions_overhead",
+                ["setting"] = l,
+                ["self_host"] = new JsonObject { ["added_ttft_p50_ms"] = Distribution.Round(F(l + ".added_ttft_p50")), ["added_ttft_p99_ms"] = Distribution.Round(F(l + ".added_ttft_p99")), ["cpu_ms_per_stream"] = Distribution.Round(F(l + ".cpu")), ["cpu_ms_per_stream_in_slices"] = Distribution.Round(F(l + ".cpu_slices")) },
+                ["functions"] = new JsonObject { ["added_ttft_p50_ms"] = Distribution.Round(F("fn:" + l + ".added_ttft_p50")), ["added_ttft_p99_ms"] = Distribution.Round(F("fn:" + l + ".added_ttft_p99")), ["cpu_ms_per_stream_host_plus_worker"] = Distribution.Round(F("fn:" + l + ".cpu")), ["cpu_ms_per_stream_in_slices"] = Distribution.Round(F("fn:" + l + ".cpu_slices")), ["host_peak_rss_mb"] = Distribution.Round(F("fn:" + l + ".rss"), 1), ["errors"] = F("fn:" + l + ".errors") },
+                ["start_first_served_ms"] = Distribution.Round(start.FirstServedMs, 1),
+            });
+        }
+
+        Console.WriteLine($"  (Functions pass took {Fmt.N(clock.Elapsed.TotalSeconds, 0)} s; functions-host log lines with warn/fail: {_gateway.WarningLines})");
     }
 
     /// <summary>
@@ -290,6 +383,19 @@ public sealed class Bench : IDisposable
             ["Melious__Models__Lightweight"] = LightModel,
             ["Melious__Usage__SpoolDirectory"] = Path.Combine(_work, "usage-spool"),
         };
+        if (_functions)
+        {
+            // As FunctionsHostFixture and scripts/run-functions.sh start it: the host's own storage on the same
+            // Azurite, a free port, the queue trigger polling at most every second (host.json's default is a minute,
+            // which DrainAsync would wait out), a failed message visible again after 1 s.
+            env.Remove("ASPNETCORE_URLS");
+            env["AzureWebJobsStorage"] = _azurite.ConnectionString;
+            env["FUNCTIONS_HOST_URLS"] = _gatewayBase;
+            env["FUNCTIONS_LOG_PATH"] = Path.Combine(_work, "functions-logs");
+            env["AzureFunctionsJobHost__extensions__queues__maxPollingInterval"] = "00:00:01";
+            env["AzureFunctionsJobHost__extensions__queues__visibilityTimeout"] = "00:00:01";
+        }
+
         foreach (var (key, value) in _o.GatewayEnv)
         {
             env[key] = value;
@@ -303,12 +409,15 @@ public sealed class Bench : IDisposable
         var body = BenchRequests.Messages();
         var worker = new LoadClient.Worker();
         // A .dll runs under `dotnet`; anything else is a native executable (a Native AOT publish).
-        _gateway = _gatewayDll.EndsWith(".dll", StringComparison.OrdinalIgnoreCase)
-            ? ChildProcess.Start("gateway", "dotnet", [_gatewayDll], env, dir)
-            : ChildProcess.Start("gateway", _gatewayDll, [], env, dir);
+        // The Functions host: run.sh execs the host, so the child is the host itself; it starts the worker as its child.
+        _gateway = _functions
+            ? ChildProcess.Start("functions-host", Path.Combine(_o.FunctionsHost!, "run.sh"), [dir], env, dir)
+            : _gatewayDll.EndsWith(".dll", StringComparison.OrdinalIgnoreCase)
+                ? ChildProcess.Start("gateway", "dotnet", [_gatewayDll], env, dir)
+                : ChildProcess.Start("gateway", _gatewayDll, [], env, dir);
         var start = _gateway.StartTimestamp;
         double listening = double.NaN;
-        var deadline = Stopwatch.GetTimestamp() + 60 * Stopwatch.Frequency;
+        var deadline = Stopwatch.GetTimestamp() + (_functions ? 180 : 60) * Stopwatch.Frequency;
         string? last = null;
         while (Stopwatch.GetTimestamp() < deadline)
         {
@@ -342,7 +451,7 @@ public sealed class Bench : IDisposable
             await Task.Delay(5);
         }
 
-        throw new InvalidOperationException($"the gateway served no request within 60 s (last: {last}):\n{_gateway.Output}");
+        throw new InvalidOperationException($"the gateway served no request within {(_functions ? 180 : 60)} s (last: {last}):\n{_gateway.Output}");
     }
 
     private void StopGateway()
@@ -403,7 +512,7 @@ public sealed class Bench : IDisposable
     /// </summary>
     private async Task SettleJitAsync()
     {
-        int[] pids = [_gateway!.Pid, _upstream!.Pid, Environment.ProcessId];
+        int[] pids = _workerPid > 0 ? [_gateway!.Pid, _workerPid, _upstream!.Pid, Environment.ProcessId] : [_gateway!.Pid, _upstream!.Pid, Environment.ProcessId];
         var clock = Stopwatch.StartNew();
         var total = 0.0;
         var rounds = 0;
@@ -649,6 +758,7 @@ public sealed class Bench : IDisposable
         var json = new JsonObject
         {
             ["kind"] = "stream",
+            ["host"] = _functions ? "functions" : "self-host",
             ["setting"] = setting.Label,
             ["concurrency"] = setting.Concurrency,
             ["tokens"] = scenario.Tokens,
@@ -678,11 +788,13 @@ public sealed class Bench : IDisposable
         };
         Emit(json);
         _summary.Add($"  {setting.Label,-13}{Fmt.N(gateway.Ttft.P(0.5)),8}{Fmt.N(direct.Ttft.P(0.5)),8}{Fmt.Signed(addedTtft),8}{Fmt.N(gateway.Total.P(0.5), 1),9}{Fmt.N(direct.Total.P(0.5), 1),9}{Fmt.N(gateway.Rps, 0),8}{Fmt.N(direct.Rps, 0),8}{Fmt.N(ratio, 3),7}{Fmt.N(sustainedRps / direct.Rps, 3),7}{Fmt.N(gwCpuPerRequest, 3),8}{Fmt.N(peak.PeakRssMb, 0),6}{gateway.Errors + direct.Errors,5}{Fmt.N(foreignCores, 2),7}");
-        _figures[$"{setting.Label}.added_ttft_p50"] = addedTtft;
-        _figures[$"{setting.Label}.ratio"] = ratio;
-        _figures[$"{setting.Label}.cpu"] = gwCpuPerRequest;
-        _figures[$"{setting.Label}.rss"] = peak.PeakRssMb;
-        _figures[$"{setting.Label}.errors"] = gateway.Errors + direct.Errors;
+        _figures[$"{_pass}{setting.Label}.added_ttft_p50"] = addedTtft;
+        _figures[$"{_pass}{setting.Label}.added_ttft_p99"] = gateway.Ttft.P(0.99) - direct.Ttft.P(0.99);
+        _figures[$"{_pass}{setting.Label}.ratio"] = ratio;
+        _figures[$"{_pass}{setting.Label}.cpu"] = gwCpuPerRequest;
+        _figures[$"{_pass}{setting.Label}.cpu_slices"] = gwCpuInSlices;
+        _figures[$"{_pass}{setting.Label}.rss"] = peak.PeakRssMb;
+        _figures[$"{_pass}{setting.Label}.errors"] = gateway.Errors + direct.Errors;
     }
 
     private void Emit(JsonObject json)

@@ -16,6 +16,15 @@ public sealed class Options
 
     public string? AzuriteExe { get; private set; }
 
+    /// <summary>
+    /// The Functions host folder (holding <c>run.sh</c>, see ../shared/functions-host): after the self-host pass, the
+    /// same settings run once more through src/Melious.Functions under that host, and the overhead is printed side by side.
+    /// </summary>
+    public string? FunctionsHost { get; private set; }
+
+    /// <summary>The Functions app's build output (default: src/Melious.Functions/bin/Release/net10.0).</summary>
+    public string? FunctionsApp { get; private set; }
+
     public string? OutDir { get; private set; }
 
     /// <summary>Measured seconds per path (gateway and direct each) per setting.</summary>
@@ -69,6 +78,7 @@ public sealed class Options
     public static Options Parse(string[] args)
     {
         var o = new Options();
+        var deadlineSet = false;
         for (var i = 0; i < args.Length; i++)
         {
             string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
@@ -91,6 +101,8 @@ public sealed class Options
                 case "--gateway-dll": o.GatewayDll = Next(); break;
                 case "--verify-usage": o.VerifyUsage = true; break;
                 case "--azurite": o.AzuriteExe = Next(); break;
+                case "--functions-host": o.FunctionsHost = Next(); break;
+                case "--functions-app": o.FunctionsApp = Next(); break;
                 case "--out": o.OutDir = Next(); break;
                 case "--measure-seconds": o.MeasureSeconds = Num(); break;
                 case "--rounds": o.Rounds = Math.Max(1, (int)Num()); break;
@@ -124,12 +136,18 @@ public sealed class Options
                 case "--dump-gateway-log": o.DumpGatewayLog = true; break;
                 case "--skip-slow": o.SkipSlow = true; break;
                 case "--skip-count-tokens": o.SkipCountTokens = true; break;
-                case "--deadline-minutes": o.Deadline = TimeSpan.FromMinutes(Num()); break;
+                case "--deadline-minutes": o.Deadline = TimeSpan.FromMinutes(Num()); deadlineSet = true; break;
                 case "-h" or "--help":
                     throw new ArgumentException(Usage);
                 default:
                     throw new ArgumentException($"unknown option {args[i]}\n{Usage}");
             }
+        }
+
+        if (o.FunctionsHost is not null && !deadlineSet)
+        {
+            // The Functions pass runs the settings again, after the host's own start and warm-up.
+            o.Deadline += TimeSpan.FromMinutes(o.Quick ? 6 : 20);
         }
 
         return o;
@@ -141,7 +159,10 @@ public sealed class Options
                           [--only c1-d0-text,c32-d0-tool,...] [--slow-streams N] [--slow-tokens N]
                           [--count-tokens-seconds S] [--count-tokens-concurrency C] [--launches N]
                           [--skip-slow] [--skip-count-tokens] [--deadline-minutes M] [--gateway-env KEY=VALUE]... [--wait-quiet S] [--dump-gateway-log] [--verify-usage]
+                          [--functions-host DIR [--functions-app DIR]]
         Melious.LoadBench upstream --port P [--parent PID]     (the scripted upstream, started by the bench itself)
         --gateway-dll takes a self-host .dll (run with dotnet) or a native executable (a Native AOT publish).
+        --functions-host DIR adds a pass through the Functions app under the real Functions host (DIR/run.sh) after the
+        self-host pass: same upstream, same requests, same settings; added TTFT and CPU per stream printed side by side.
         """;
 }

@@ -17,6 +17,34 @@ public static class ProcStats
         return user + sys;
     }
 
+    /// <summary>The direct children of a process (pid and command line, NUL separators as spaces), from /proc/*/stat.</summary>
+    public static List<(int Pid, string CommandLine)> Children(int parent)
+    {
+        var children = new List<(int, string)>();
+        foreach (var dir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), NumberStyles.None, CultureInfo.InvariantCulture, out var pid))
+            {
+                continue;
+            }
+
+            try
+            {
+                var stat = File.ReadAllText(Path.Combine(dir, "stat"));
+                var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+                if (int.Parse(fields[1], CultureInfo.InvariantCulture) == parent)
+                {
+                    children.Add((pid, File.ReadAllText(Path.Combine(dir, "cmdline")).Replace('\0', ' ')));
+                }
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or FormatException or IndexOutOfRangeException)
+            {
+            }
+        }
+
+        return children;
+    }
+
     /// <summary>utime and stime of the process, in milliseconds.</summary>
     public static (double User, double Sys) CpuSplitMs(int pid)
     {

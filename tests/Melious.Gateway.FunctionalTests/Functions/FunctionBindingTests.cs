@@ -32,6 +32,9 @@ public sealed class FunctionBindingTests
         { "ApiCostReport", "v1/organizations/cost_report", ["get"] },
         { "ApiUsageSessions", "v1/usage/sessions", ["get"] },
         { "ApiUsageSession", "v1/usage/sessions/{id}", ["get"] },
+        { "AccountWhoAmI", "v1/me", ["get"] },
+        { "CheckLive", "healthz", ["get", "head"] },
+        { "CheckReady", "healthz/ready", ["get", "head"] },
     };
 
     [Theory]
@@ -54,7 +57,7 @@ public sealed class FunctionBindingTests
             .OfType<HttpTriggerAttribute>()
             .ToList();
 
-        Assert.Equal(13, routes.Count);
+        Assert.Equal(HttpFunctions().Count, routes.Count);
         Assert.All(routes, r => Assert.False(string.IsNullOrEmpty(r.Route)));
     }
 

@@ -5,7 +5,7 @@
 //                                                                        app/storage.bicep
 //   user-assigned managed identity and its data-plane roles              app/identity.bicep, app/rbac.bicep
 //   Log Analytics + Application Insights (local auth disabled)           app/monitoring.bicep
-//   Key Vault (RBAC) with the upstream API key, read via a Key Vault reference
+//   Key Vault (RBAC) with the upstream API key and the dashboard session secret, read via Key Vault references
 //                                                                        app/keyvault.bicep
 //
 // Every resource is declared in these local files; no registry modules are used.
@@ -34,6 +34,10 @@ param upstreamBaseUrl string
 @description('API key of the model server. Stored in Key Vault only; empty for a server without authentication.')
 @secure()
 param upstreamApiKey string = ''
+
+@description('Secret that signs usage-dashboard session cookies: at least 32 random characters, e.g. openssl rand -base64 48. Stored in Key Vault only. Empty: each instance makes its own, so dashboard sign-ins do not survive restarts or reach other instances.')
+@secure()
+param dashboardSessionSecret string = ''
 
 @description('Wire protocol of the model server.')
 @allowed([
@@ -102,6 +106,7 @@ var tags = {
 var functionAppName = '${abbrs.webSitesFunctions}${resourceToken}'
 var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(resourceToken, 7)}'
 var upstreamApiKeySecretName = 'melious-upstream-api-key'
+var dashboardSessionSecretName = 'melious-dashboard-session-secret'
 var usageQueueName = 'usage-events'
 var usagePoisonQueueName = '${usageQueueName}-poison'
 var tableNames = [
@@ -166,6 +171,8 @@ module keyVault 'app/keyvault.bicep' = {
     tags: tags
     upstreamApiKeySecretName: upstreamApiKeySecretName
     upstreamApiKey: upstreamApiKey
+    dashboardSessionSecretName: dashboardSessionSecretName
+    dashboardSessionSecret: dashboardSessionSecret
   }
 }
 
@@ -203,6 +210,11 @@ var gatewaySettings = union(
     ? {}
     : {
         Melious__Upstream__ApiKey: '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.upstreamApiKeySecretUri})'
+      },
+  empty(dashboardSessionSecret)
+    ? {}
+    : {
+        Melious__Dashboard__SessionSecret: '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.dashboardSessionSecretUri})'
       },
   empty(gridGco2ePerKwh)
     ? {}
@@ -250,6 +262,7 @@ output MELIOUS_STORAGE_TABLE_ENDPOINT string = storage.outputs.tableEndpoint
 output MELIOUS_STORAGE_QUEUE_ENDPOINT string = storage.outputs.queueEndpoint
 output MELIOUS_KEY_VAULT_NAME string = keyVault.outputs.name
 output MELIOUS_UPSTREAM_API_KEY_SECRET_NAME string = upstreamApiKeySecretName
+output MELIOUS_DASHBOARD_SESSION_SECRET_NAME string = dashboardSessionSecretName
 output MELIOUS_APPLICATION_INSIGHTS_NAME string = monitoring.outputs.applicationInsightsName
 output MELIOUS_UPSTREAM_BASE_URL string = upstreamBaseUrl
 output MELIOUS_UPSTREAM_PROTOCOL string = upstreamProtocol

@@ -10,15 +10,31 @@ namespace Melious.Gateway.FunctionalTests.Dashboard;
 /// Known usage written through the gateway's own <see cref="UsageWriter"/> into Azurite: two customer accounts
 /// (acme with two user keys, globex with one), an admin key of account <c>finance</c>, three upstream models,
 /// two requested models, Claude Code sessions, two currencies, errors, cancellations and unknown energy, on the
-/// last three UTC days and on a day of last month.
+/// last three UTC days and on a day of last month. With a <c>tag</c>, the account names (and so the session ids) end in
+/// it, so seeds in one shared storage (the Functions host's, shared by the run) do not see each other's accounts.
 /// </summary>
 public sealed class UsageSeed
 {
-    private UsageSeed(IServiceProvider services, DateOnly today)
+    private UsageSeed(IServiceProvider services, DateOnly today, string tag)
     {
         Services = services;
         Today = today;
+        Acme = "acme" + tag;
+        Globex = "globex" + tag;
+        Finance = "finance" + tag;
     }
+
+    public string Acme { get; }
+
+    public string Globex { get; }
+
+    public string Finance { get; }
+
+    public string AcmeSession1 => $"sess-{Acme}-1";
+
+    public string AcmeSession2 => $"sess-{Acme}-2";
+
+    public string GlobexSession => $"sess-{Globex}-1";
 
     public IServiceProvider Services { get; }
 
@@ -39,23 +55,23 @@ public sealed class UsageSeed
     public static string KeyId(string key) => ApiKeys.KeyIdFromHash(ApiKeys.Hash(key));
 
     /// <summary>Creates the keys and writes the events (with one redelivery, which must change nothing).</summary>
-    public static async Task<UsageSeed> WriteAsync(IServiceProvider services, CancellationToken cancellationToken)
+    public static async Task<UsageSeed> WriteAsync(IServiceProvider services, CancellationToken cancellationToken, string? tag = null)
     {
-        var seed = new UsageSeed(services, DateOnly.FromDateTime(DateTime.UtcNow));
+        var seed = new UsageSeed(services, DateOnly.FromDateTime(DateTime.UtcNow), tag ?? "");
         var keys = services.GetRequiredService<ApiKeyStore>();
-        seed.AcmeKey = (await keys.CreateAsync("acme", "alice laptop", null, cancellationToken)).Key;
-        seed.AcmeSecondKey = (await keys.CreateAsync("acme", "ci runner", null, cancellationToken)).Key;
-        seed.GlobexKey = (await keys.CreateAsync("globex", "bob", null, cancellationToken)).Key;
-        seed.AdminKey = (await keys.CreateAsync("finance", "cfo", null, cancellationToken, KeyRoles.Admin)).Key;
+        seed.AcmeKey = (await keys.CreateAsync(seed.Acme, "alice laptop", null, cancellationToken)).Key;
+        seed.AcmeSecondKey = (await keys.CreateAsync(seed.Acme, "ci runner", null, cancellationToken)).Key;
+        seed.GlobexKey = (await keys.CreateAsync(seed.Globex, "bob", null, cancellationToken)).Key;
+        seed.AdminKey = (await keys.CreateAsync(seed.Finance, "cfo", null, cancellationToken, KeyRoles.Admin)).Key;
 
         var random = new Random(20261205);
         string[] upstream = ["qwen3-coder-480b", "glm-4.6", "gpt-oss-120b"];
         string[] requested = ["claude-sonnet-4-5", "claude-haiku-4-5"];
-        string[] sessions = ["sess-acme-1", "sess-acme-2", "sess-globex-1"];
+        string[] sessions = [seed.AcmeSession1, seed.AcmeSession2, seed.GlobexSession];
         var acmeKeys = new[] { KeyId(seed.AcmeKey), KeyId(seed.AcmeSecondKey) };
         for (var i = 0; i < 36; i++)
         {
-            var account = i % 4 == 1 ? "globex" : "acme";
+            var account = i % 4 == 1 ? seed.Globex : seed.Acme;
             var day = i < 33 ? seed.Today.AddDays(-(i % 3)) : seed.LastMonthDay;
             var knownEnergy = i % 7 != 0;
             var energy = knownEnergy ? Math.Round(0.05 + random.NextDouble() * 2, 6) : (double?)null;
@@ -69,8 +85,8 @@ public sealed class UsageSeed
             {
                 RequestId = Ids.NewRequestId(),
                 Account = account,
-                KeyId = account == "acme" ? acmeKeys[i % 2] : KeyId(seed.GlobexKey),
-                SessionId = account == "globex" ? sessions[2] : i % 4 == 3 ? null : sessions[(i / 4) % 2],
+                KeyId = account == seed.Acme ? acmeKeys[i % 2] : KeyId(seed.GlobexKey),
+                SessionId = account == seed.Globex ? sessions[2] : i % 4 == 3 ? null : sessions[(i / 4) % 2],
                 RequestedModel = requested[i % 2],
                 UpstreamModel = upstream[(i / 2) % 3],
                 Upstream = "http://127.0.0.1:8000/v1",

@@ -68,6 +68,7 @@ public sealed class FunctionsHostFixture : IAsyncLifetime, IGatewayTarget
         ["Melious:Models:Lightweight"] = "light-model",
         ["Melious:Streaming:MaxRetryDelay"] = "00:00:01",
         ["Melious:Streaming:PingInterval"] = PingInterval.ToString(),
+        ["Melious:Dashboard:SessionSecret"] = Dashboard.DashboardBrowserTests.SessionSecret,
     };
 
     public async ValueTask InitializeAsync()

@@ -83,7 +83,10 @@ public sealed class CrossInstanceLimitTests(AzuriteFixture azurite)
         var outcomes = await LimitCluster.RoundRobinAsync(clients, 60, parallel: 3, _ => body);
         var accepted = outcomes.Count(o => o.Ok);
         Figure($"tpm {tpm} ({input} input + {Output} output tokens a request, so 20 requests), 3 instances, 60 requests 3 at a time: {accepted} accepted");
-        Assert.InRange(accepted, 20, 22);
+        // ±10 % of the limit, as issue 13 states it. Below the limit is possible by at most one request per other
+        // instance: a slice another instance holds but has not used comes back only on its next heartbeat (docs/limits.md,
+        // "Accuracy"); on a loaded machine a run saw 19 of 20.
+        Assert.InRange(accepted, 18, 22);
         Assert.All(outcomes, o => Assert.True(o.Ok || o.Status == HttpStatusCode.TooManyRequests, $"{o.Status}: {o.Body}"));
 
         var refused = outcomes.Last(o => !o.Ok);

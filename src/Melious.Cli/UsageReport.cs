@@ -94,7 +94,7 @@ public static class UsageReport
         }
         catch (GatewayException ex) when (ex.Status is HttpStatusCode.Forbidden)
         {
-            throw new CliException($"{ex.Message}; this key may not read usage: ask your gateway operator");
+            throw new CliException($"{ex.Message}; this key cannot read usage: ask your gateway operator for a working key, then run `melious login`");
         }
         catch (GatewayException ex) when (ex.Status is HttpStatusCode.NotFound)
         {

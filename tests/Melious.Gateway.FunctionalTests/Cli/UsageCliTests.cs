@@ -3,7 +3,7 @@ using System.Net;
 using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
-using Azure.Data.Tables;
+using Melious.Gateway.Auth;
 using Melious.Gateway.FunctionalTests.Infrastructure;
 using Melious.Gateway.FunctionalTests.Usage;
 using Melious.Gateway.Storage;
@@ -147,6 +147,14 @@ public sealed class UsageCliTests(AzuriteFixture azurite)
         Assert.Contains("--to (2026-12-01) is before --from (2026-12-05)", reversed.Stderr, StringComparison.Ordinal);
         var badBy = await box.RunAsync("usage", "--by", "week");
         Assert.Equal(2, badBy.ExitCode);
+
+        // A revoked key: the gateway's 403 reason and what to do.
+        await s.Gateway.Services.GetRequiredService<ApiKeyStore>().RevokeAsync(ApiKeys.KeyIdFromHash(ApiKeys.Hash(s.Key)), Ct);
+        s.Gateway.Services.GetRequiredService<ApiKeyAuthenticator>().Clear();
+        var revoked = await box.RunAsync("usage", "--by", "model");
+        Assert.Equal(1, revoked.ExitCode);
+        Assert.Contains("the gateway refused the key (403): this API key has been revoked", revoked.Stderr, StringComparison.Ordinal);
+        Assert.Contains("ask your gateway operator for a working key", revoked.Stderr, StringComparison.Ordinal);
 
         // A gateway without the usage API (an older version): a 404 explained, not a stack trace.
         await using var old = await ScriptedUpstream.StartAsync(async (_, context) =>

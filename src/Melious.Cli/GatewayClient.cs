@@ -41,6 +41,14 @@ public sealed class GatewayClient : IDisposable
 
     public Task<WhoAmI> WhoAmIAsync(CancellationToken cancellationToken) => GetAsync("v1/me", CliJson.Default.WhoAmI, cancellationToken);
 
+    /// <summary>One page of <c>GET /v1/organizations/usage_report/messages</c>; <paramref name="query"/> without the leading <c>?</c>.</summary>
+    public Task<UsageReportPage> UsageReportAsync(string query, CancellationToken cancellationToken) =>
+        GetAsync("v1/organizations/usage_report/messages?" + query, CliJson.Default.UsageReportPage, cancellationToken);
+
+    /// <summary><c>GET /v1/usage/sessions</c>.</summary>
+    public Task<UsageSessionList> UsageSessionsAsync(string query, CancellationToken cancellationToken) =>
+        GetAsync("v1/usage/sessions?" + query, CliJson.Default.UsageSessionList, cancellationToken);
+
     /// <summary>True when the gateway answers <c>GET /</c> at all (any status).</summary>
     public async Task<(bool Reachable, string Detail)> PingAsync(CancellationToken cancellationToken)
     {

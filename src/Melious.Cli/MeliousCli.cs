@@ -8,7 +8,7 @@ using System.Text.Json;
 namespace Melious.Cli;
 
 /// <summary>
-/// <c>melious</c>: login, logout, status, models, tools install claude-code, launch claude-code, config claude-code,
+/// <c>melious</c>: login, logout, status, models, usage, tools install claude-code, launch claude-code, config claude-code,
 /// doctor. Output on stdout, errors as one line on stderr, exit code 0 on success.
 /// </summary>
 public static class MeliousCli
@@ -22,7 +22,7 @@ public static class MeliousCli
         Console.OutputEncoding = Encoding.UTF8;
         var root = new RootCommand("melious: use a Melious gateway — sign in, launch Claude Code with every model slot pinned, write its settings, diagnose a broken setup.")
         {
-            Login(), Logout(), Status(), Models(), Tools(), Launch(), Config(), DoctorCommand(),
+            Login(), Logout(), Status(), Models(), UsageCommand(), Tools(), Launch(), Config(), DoctorCommand(),
         };
         var parsed = root.Parse(args);
         if (parsed.Action is ParseErrorAction)
@@ -237,6 +237,34 @@ public static class MeliousCli
                 Capabilities(m.Meta?.Capabilities),
             }).ToList();
             WriteTable(["MODEL", "RESOLVES TO", "CONTEXT", "MAX OUTPUT", "CAPABILITIES"], rows);
+            return 0;
+        }));
+        return command;
+    }
+
+    private static Command UsageCommand()
+    {
+        var from = new Option<string?>("--from") { Description = "First UTC day, YYYY-MM-DD (default: the first day of this month)." };
+        var to = new Option<string?>("--to") { Description = "Last UTC day, inclusive, YYYY-MM-DD (default: today)." };
+        var by = new Option<string>("--by") { Description = "One row per UTC day, model or session.", DefaultValueFactory = _ => "day" };
+        by.AcceptOnlyFromAmong("day", "model", "session");
+        var json = new Option<bool>("--json") { Description = "Print the rows and totals as JSON." };
+        var command = new Command("usage", "Your own usage: requests, tokens, cost (exact, per currency), energy and emissions, by UTC day, model or session.") { from, to, by, json };
+        command.SetAction(Guard(async (result, cancellationToken) =>
+        {
+            var (start, end) = UsageReport.Range(result.GetValue(from), result.GetValue(to), DateTimeOffset.UtcNow);
+            var (url, key) = UserConfig.Load().Require();
+            using var gateway = new GatewayClient(url, key);
+            var usage = await UsageReport.ReadAsync(gateway, start, end, result.GetValue(by) ?? "day", cancellationToken);
+            if (result.GetValue(json))
+            {
+                Out.WriteLine(JsonSerializer.Serialize(usage, CliJson.Default.UsageOutput));
+            }
+            else
+            {
+                UsageReport.Write(Out, usage);
+            }
+
             return 0;
         }));
         return command;

@@ -40,11 +40,12 @@ public sealed class TelemetryTests(AzuriteFixture azurite)
         });
 
         var metrics = new List<MetricSnapshot>();
-        var spans = new List<Activity>();
+        var exportedSpans = new List<Activity>();
+        var spans = exportedSpans;
         await using var gateway = await TestGateway.StartAsync(azurite.ConnectionString, upstream.OpenAIBaseUrl, configure: builder =>
             builder.Services.AddOpenTelemetry()
                 .WithMetrics(m => m.AddMeter(GatewayMetrics.MeterName).AddInMemoryExporter(metrics))
-                .WithTracing(t => t.AddSource(GatewayMetrics.ActivitySourceName).AddInMemoryExporter(spans)));
+                .WithTracing(t => t.AddSource(GatewayMetrics.ActivitySourceName).AddInMemoryExporter(exportedSpans)));
         var key = await gateway.CreateKeyAsync(account: "otel-acct");
         var store = gateway.Services.GetRequiredService<ModelCatalogStore>();
         await store.UpsertModelAsync(main, new Dictionary<string, object?> { ["Fallbacks"] = backup }, Ct);
@@ -121,7 +122,22 @@ public sealed class TelemetryTests(AzuriteFixture azurite)
         Assert.Equal("overloaded", Tag(fallback, "melious.fallback.reason"));
         Assert.All(Of("gen_ai.client.token.usage", main), p => Assert.Equal(backup, Tag(p, "gen_ai.response.model")));
 
-        // Spans: the request, with the upstream call as a "chat" child.
+        // Spans: the request, with the upstream call as a "chat" child. A request's span ends when its handler returns,
+        // which can be just after the client has read the response; the exporter appends from that thread, so the
+        // list is read as copies until both requests' spans (and the ok request's child) are there, bounded.
+        Activity[] exported = [];
+        for (var wait = Stopwatch.StartNew(); wait.Elapsed < TimeSpan.FromSeconds(10); await Task.Delay(50, Ct))
+        {
+            exported = CopyOf(spans);
+            if (exported.Any(s => s.DisplayName == "messages" && (string?)s.GetTagItem("gen_ai.request.model") == ok)
+                && exported.Any(s => s.DisplayName == "messages" && (string?)s.GetTagItem("gen_ai.request.model") == failing)
+                && exported.Any(s => s.DisplayName == "chat " + ok))
+            {
+                break;
+            }
+        }
+
+        spans = [.. exported];
         var request = spans.SingleOrDefault(s => s.DisplayName == "messages" && (string?)s.GetTagItem("gen_ai.request.model") == ok);
         Assert.True(request is not null, string.Join("; ", spans.Select(s => $"{s.DisplayName} {s.Source.Name} parent={s.ParentSpanId} {string.Join(",", s.TagObjects.Select(t => t.Key + "=" + t.Value))}")));
         var chat = spans.Single(s => s.ParentSpanId == request.SpanId);
@@ -161,6 +177,21 @@ public sealed class TelemetryTests(AzuriteFixture azurite)
         foreach (var tag in point.Tags)
         {
             yield return $"{tag.Key}={tag.Value}";
+        }
+    }
+
+    /// <summary>A copy of a list another thread appends to (List.ToArray copies under no lock; a concurrent growth is retried).</summary>
+    private static Activity[] CopyOf(List<Activity> list)
+    {
+        while (true)
+        {
+            try
+            {
+                return [.. list.ToArray().Where(a => a is not null)];
+            }
+            catch (ArgumentException)
+            {
+            }
         }
     }
 }

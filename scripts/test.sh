@@ -77,7 +77,8 @@ for path in glob.glob(sys.argv[1] + "/*.trx"):
         continue
     passed += int(counters.get("passed", 0))
     failed += int(counters.get("failed", 0)) + int(counters.get("error", 0)) + int(counters.get("timeout", 0)) + int(counters.get("aborted", 0))
-    skipped += int(counters.get("notExecuted", 0))
+    # xunit's trx leaves notExecuted at 0 and reports a skipped test as not executed (total - executed).
+    skipped += max(int(counters.get("notExecuted", 0)), int(counters.get("total", 0)) - int(counters.get("executed", counters.get("total", 0))))
     # Name every failed test again next to the summary, so a log cut to its tail still says what failed.
     for result in ET.parse(path).getroot().findall(".//{*}UnitTestResult"):
         if result.get("outcome") not in ("Passed", "NotExecuted"):

@@ -21,7 +21,9 @@ public sealed class FuzzTests(AzuriteFixture azurite)
     private const int Seed = 20_261_123;
     private const int Cases = 10_000;
     private const int Parallelism = 16;
-    private static readonly TimeSpan TimeBound = TimeSpan.FromSeconds(150);
+    // A hang bound, not a speed target (the rate is a printed figure): 10,000 cases take about 60 s on two quiet
+    // cores and about 300 s with both cores hogged and Azurite starved; the test fails only if they never finish.
+    private static readonly TimeSpan TimeBound = TimeSpan.FromSeconds(600);
 
     private static readonly HashSet<string> ErrorTypes =
     [
@@ -128,7 +130,7 @@ public sealed class FuzzTests(AzuriteFixture azurite)
         Interlocked.Increment(ref sent);
         Assert.Equal("200 json", health.Category);
         var rows = 0;
-        var complete = await WaitUntilAsync(async () => (rows = await CountAsync(storage)) >= sent, TimeSpan.FromSeconds(120), pollMs: 1000);
+        var complete = await WaitUntilAsync(async () => (rows = await CountAsync(storage)) >= sent, TimeSpan.FromSeconds(300), pollMs: 1000);
         var rssAfter = gateway.RssBytes;
         var after = await gateway.MeasureAsync();
         Figure($"fuzz health: RSS {Mb(rssBefore)} before, peak ≥{Mb(peakRss)}, {Mb(rssAfter)} after; live heap {Mb(before.HeapBytes)} before, {Mb(half.HeapBytes)} after half " +

@@ -80,3 +80,59 @@ ensure_debian_packages() {
     echo "missing Debian packages: ${missing[*]} (sudo apt-get install -y ${missing[*]}); the browser and terminal tests need them" >&2
   fi
 }
+
+# start_dev_azurite DATA: Azurite on its standard ports 10000-10002 (so UseDevelopmentStorage=true works for the
+# admin CLI too), data in DATA/azurite, log in DATA/azurite.log; unless one is already listening. Appends its pid to
+# the caller's `pids` array (the caller stops it on exit).
+start_dev_azurite() {
+  local data="$1"
+  if (exec 3<>/dev/tcp/127.0.0.1/10002) 2>/dev/null; then
+    log "Using the Azurite already listening on 127.0.0.1:10000-10002"
+    return 0
+  fi
+  log "Starting Azurite (data in .data/azurite)"
+  mkdir -p "$data/azurite"
+  "$MELIOUS_ROOT/tools/node_modules/.bin/azurite" --silent --skipApiVersionCheck --loose \
+    --location "$data/azurite" --blobHost 127.0.0.1 --queueHost 127.0.0.1 --tableHost 127.0.0.1 \
+    >"$data/azurite.log" 2>&1 &
+  pids+=($!)
+  wait_for_port 10002 30 || { echo "Azurite did not start; see .data/azurite.log" >&2; exit 1; }
+}
+
+# local_api_key DATA: prints the first local API key, kept in DATA/local-key (readable only by you) so that every
+# local run (self-host or Functions) prints the same one; creates it (account local) when there is none or it was
+# revoked. Needs the caller's `admin` function (melious-admin against the local storage).
+local_api_key() {
+  local key_file="$1/local-key" key="" key_id
+  if [[ -s "$key_file" ]]; then
+    key="$(cat "$key_file")"
+    key_id="$(printf '%s' "$key" | sha256sum | cut -c1-16)"
+    if ! admin keys list --format json | python3 -c 'import json,sys; k=sys.argv[1]; sys.exit(0 if any(x["key_id"]==k and x["enabled"] for x in json.load(sys.stdin)) else 1)' "$key_id"; then
+      key=""
+    fi
+  fi
+  if [[ -z "$key" ]]; then
+    log "Creating a first API key (account local)"
+    key="$(admin keys create --account local --name "local run" | tail -n 1)"
+    (umask 077 && printf '%s' "$key" >"$key_file")
+  fi
+  printf '%s' "$key"
+}
+
+# print_claude_code_env WHAT PORT KEY STOPS: the lines to paste into the shell that runs Claude Code.
+print_claude_code_env() {
+  cat <<EOT
+
+$1 ready. In the shell where you run Claude Code:
+
+  export ANTHROPIC_BASE_URL=http://127.0.0.1:$2
+  export ANTHROPIC_AUTH_TOKEN=$3
+  export ANTHROPIC_API_KEY=""
+  export ANTHROPIC_DEFAULT_OPUS_MODEL=claude-opus
+  export ANTHROPIC_DEFAULT_SONNET_MODEL=claude-sonnet
+  export ANTHROPIC_DEFAULT_HAIKU_MODEL=claude-haiku
+  export CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1
+
+Press Ctrl-C to stop $4 and Azurite.
+EOT
+}

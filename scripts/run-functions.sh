@@ -16,7 +16,7 @@ cd "$MELIOUS_ROOT"
 
 port="${MELIOUS_PORT:-7071}"
 data="$MELIOUS_ROOT/.data"
-mkdir -p "$data/azurite"
+mkdir -p "$data"
 app="$MELIOUS_ROOT/src/Melious.Functions/bin/Release/net10.0"
 
 # Which host: Core Tools first (the real thing), else the offline build of the same host runtime.
@@ -64,17 +64,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 143' INT TERM
 
-# Azurite on its standard ports (UseDevelopmentStorage=true, as the settings say), unless one is running.
-if (exec 3<>/dev/tcp/127.0.0.1/10002) 2>/dev/null; then
-  log "Using the Azurite already listening on 127.0.0.1:10000-10002"
-else
-  log "Starting Azurite (data in .data/azurite)"
-  "$MELIOUS_ROOT/tools/node_modules/.bin/azurite" --silent --skipApiVersionCheck --loose \
-    --location "$data/azurite" --blobHost 127.0.0.1 --queueHost 127.0.0.1 --tableHost 127.0.0.1 \
-    >"$data/azurite.log" 2>&1 &
-  pids+=($!)
-  wait_for_port 10002 30 || { echo "Azurite did not start; see .data/azurite.log" >&2; exit 1; }
-fi
+start_dev_azurite "$data"
 # The host needs a full connection string for its blobs and the queue trigger; the gateway uses the same account.
 dev_storage="$(azurite_connection_string 10000 10001 10002)"
 [[ "${AzureWebJobsStorage:-UseDevelopmentStorage=true}" == "UseDevelopmentStorage=true" ]] && export AzureWebJobsStorage="$dev_storage"
@@ -102,34 +92,7 @@ for _ in $(seq 1 600); do
 done
 curl -fsS -o /dev/null "http://127.0.0.1:$port/" || { echo "run-functions: the host did not answer GET / within 2 minutes" >&2; exit 1; }
 
-# A first key, kept in .data/local-key (readable only by you) so the next run prints it again (shared with run-local.sh).
-key_file="$data/local-key"
-key=""
-if [[ -s "$key_file" ]]; then
-  key="$(cat "$key_file")"
-  key_id="$(printf '%s' "$key" | sha256sum | cut -c1-16)"
-  if ! admin keys list --format json | python3 -c 'import json,sys; k=sys.argv[1]; sys.exit(0 if any(x["key_id"]==k and x["enabled"] for x in json.load(sys.stdin)) else 1)' "$key_id"; then
-    key=""
-  fi
-fi
-if [[ -z "$key" ]]; then
-  log "Creating a first API key (account local)"
-  key="$(admin keys create --account local --name "local run" | tail -n 1)"
-  (umask 077 && printf '%s' "$key" >"$key_file")
-fi
+key="$(local_api_key "$data")"
 
-cat <<EOT
-
-Functions app ready. In the shell where you run Claude Code:
-
-  export ANTHROPIC_BASE_URL=http://127.0.0.1:$port
-  export ANTHROPIC_AUTH_TOKEN=$key
-  export ANTHROPIC_API_KEY=""
-  export ANTHROPIC_DEFAULT_OPUS_MODEL=claude-opus
-  export ANTHROPIC_DEFAULT_SONNET_MODEL=claude-sonnet
-  export ANTHROPIC_DEFAULT_HAIKU_MODEL=claude-haiku
-  export CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1
-
-Press Ctrl-C to stop the host and Azurite.
-EOT
+print_claude_code_env "Functions app" "$port" "$key" "the host"
 wait "${pids[-1]}"

@@ -67,27 +67,32 @@ public sealed class ClaudeCodeLatestTests(AzuriteFixture azurite)
         Assert.Contains(models, m => m!["id"]!.GetValue<string>() == Alias && m["display_name"]!.GetValue<string>() == DisplayName);
         Assert.All(models, m => Assert.Matches("(?i)(claude|anthropic)", m!["id"]!.GetValue<string>()));
 
-        // /model: the picker lists the catalog model by its display name in the gateway's section.
+        // /model: the picker opens; it shows ten options at a time, so the gateway's models further down scroll into
+        // view as the cursor moves. Down, one key at a time (each move seen on the screen), until the cursor (❯) is on
+        // the catalog model's display name; every option line seen on the way is kept.
         await tmux.TypeAsync("/model");
         await tmux.WaitForAsync(screen => screen.Contains("/model", StringComparison.Ordinal) && screen.Contains("Switch model", StringComparison.Ordinal), "the /model suggestion", visibleOnly: true);
         await tmux.KeysAsync("Enter");
-        var picker = await tmux.WaitForAsync(screen => screen.Contains("Select model", StringComparison.Ordinal) && screen.Contains(DisplayName, StringComparison.Ordinal), "the model picker with " + DisplayName, visibleOnly: true);
-        var line = PickerLine(picker, DisplayName);
-        Assert.True(line.Contains("From gateway", StringComparison.Ordinal), "the gateway's model is described \"From gateway\":\n" + picker);
-        foreach (var model in new[] { "main-model", "secondary-model", "light-model" })
+        var picker = await tmux.WaitForAsync(screen => screen.Contains("Select model", StringComparison.Ordinal) && CursorLine(screen).Length > 0, "the model picker", visibleOnly: true);
+        var seen = new HashSet<string>(PickerOptions(picker).Select(Unmarked), StringComparer.Ordinal);
+        for (var moves = 0; !CursorLine(picker).Contains(DisplayName, StringComparison.Ordinal); moves++)
         {
-            Assert.Contains(PickerOptions(picker), option => option.Contains(model, StringComparison.Ordinal) && option.Contains("From gateway", StringComparison.Ordinal));
-        }
-
-        // Down until the cursor (❯) is on that line, one key at a time, each move seen on the screen; then Enter.
-        for (var moves = 0; !PickerLine(picker, DisplayName).TrimStart().StartsWith('❯'); moves++)
-        {
-            Assert.True(moves < 30, "the cursor never reached " + DisplayName + ":\n" + picker);
+            Assert.True(moves < 30, $"the cursor never reached {DisplayName}; options seen:\n{string.Join('\n', seen)}\n{picker}");
             var before = CursorLine(picker);
             await tmux.KeysAsync("Down");
-            picker = await tmux.WaitForAsync(screen => CursorLine(screen) != before, "the picker's cursor to move", TimeSpan.FromSeconds(60), visibleOnly: true);
+            picker = await tmux.WaitForAsync(screen => CursorLine(screen) != before && CursorLine(screen).Length > 0, "the picker's cursor to move", TimeSpan.FromSeconds(60), visibleOnly: true);
+            seen.UnionWith(PickerOptions(picker).Select(Unmarked));
         }
 
+        // The display name, in the gateway's section ("From gateway", the description Claude Code gives a discovered
+        // model without one); the other catalog models are listed there too.
+        Assert.True(CursorLine(picker).Contains("From gateway", StringComparison.Ordinal), "the gateway's model is described \"From gateway\":\n" + picker);
+        foreach (var model in new[] { "main-model", "secondary-model", "light-model" })
+        {
+            Assert.Contains(seen, option => option.Contains(model, StringComparison.Ordinal) && option.Contains("From gateway", StringComparison.Ordinal));
+        }
+
+        TestContext.Current.TestOutputHelper?.WriteLine("picker options seen:\n" + string.Join('\n', seen));
         await tmux.KeysAsync("Enter");
         await tmux.WaitForAsync(screen => screen.Contains("Set model to " + DisplayName, StringComparison.Ordinal), "the model to be set");
 
@@ -276,8 +281,8 @@ public sealed class ClaudeCodeLatestTests(AzuriteFixture azurite)
     private static List<string> PickerOptions(string screen) =>
         screen.Split('\n').Where(l => System.Text.RegularExpressions.Regex.IsMatch(l, @"^\s*(❯\s*)?\d+\.\s")).ToList();
 
-    private static string PickerLine(string screen, string label) =>
-        PickerOptions(screen).FirstOrDefault(l => l.Contains(label, StringComparison.Ordinal)) ?? "";
+    /// <summary>An option line without the cursor mark, so that the same option reads the same with or without it.</summary>
+    private static string Unmarked(string line) => line.Replace("❯", " ", StringComparison.Ordinal).Trim();
 
     private static string CursorLine(string screen) =>
         PickerOptions(screen).FirstOrDefault(l => l.TrimStart().StartsWith('❯')) ?? "";

@@ -113,6 +113,7 @@ public sealed class ClaudeCodeLatestTests(AzuriteFixture azurite)
         Assert.Equal(CatalogModel, upstream[0].Model());
         Assert.Equal(CatalogModel, upstream.Single(r => r.BodyText.Contains(prompt, StringComparison.Ordinal)).Model());
         Assert.Equal(Alias, ReadSettingsModel(workspace));
+        AssertKeyNotLeaked(s);
     }
 
     /// <summary>
@@ -182,6 +183,7 @@ public sealed class ClaudeCodeLatestTests(AzuriteFixture azurite)
         info.Environment["ENABLE_TOOL_SEARCH"] = "true";
         var run = await ClientProcess.RunAsync(info, TimeSpan.FromSeconds(180), Ct);
         var report = Report(run, s, proxy);
+        TestContext.Current.TestOutputHelper?.WriteLine(report);
         Assert.True(run.ExitCode == 0 && !run.TimedOut, report);
         var result = JsonDocument.Parse(ClaudeCodeTests.ResultLine(run)).RootElement;
         Assert.False(result.GetProperty("is_error").GetBoolean(), report);
@@ -214,6 +216,15 @@ public sealed class ClaudeCodeLatestTests(AzuriteFixture azurite)
         Assert.Contains(loaded, UpstreamToolNames(main[2]));
         Assert.Contains(main[1].ToolMessages(), m => ScenarioExtensions.ContentText(m).Contains(loaded, StringComparison.Ordinal));
         Assert.Contains(main[2].ToolMessages(), m => ScenarioExtensions.ContentText(m).Contains($"order {orderId} is shipped ({workspace.Marker})", StringComparison.Ordinal));
+        AssertKeyNotLeaked(s);
+    }
+
+    /// <summary>The key (sent as a bearer token, on discovery too) never reaches a gateway log line or the upstream.</summary>
+    private static void AssertKeyNotLeaked(Scenario s)
+    {
+        var secret = s.Key[^16..];
+        Assert.DoesNotContain(s.Gateway.Logs.Lines, l => l.Contains(secret, StringComparison.Ordinal));
+        Assert.DoesNotContain(s.Upstream.Requests, r => r.BodyText.Contains(secret, StringComparison.Ordinal) || r.Headers.Values.Any(v => v.Contains(secret, StringComparison.Ordinal)));
     }
 
     private static string RequireLatestClaude()

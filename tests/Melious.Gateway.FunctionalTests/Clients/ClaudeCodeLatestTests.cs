@@ -37,8 +37,10 @@ public sealed class ClaudeCodeLatestTests(AzuriteFixture azurite)
     /// them by display name, described "From gateway". Picking the catalog model's alias with the arrow keys makes the
     /// next prompt go to that model's upstream id.
     /// </summary>
-    [Fact]
-    public async Task ModelPicker_ListsTheGatewaysModels_AndThePickedOneServesTheNextPrompt()
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task ModelPicker_ListsTheGatewaysModels_AndThePickedOneServesTheNextPrompt(bool authToken)
     {
         var claude = RequireLatestClaudeUnderTmux();
         using var workspace = new ClaudeCodeTests.Workspace();
@@ -47,9 +49,15 @@ public sealed class ClaudeCodeLatestTests(AzuriteFixture azurite)
         await s.Gateway.Services.GetRequiredService<ModelCatalogStore>().UpsertModelAsync(CatalogModel, new Dictionary<string, object?> { ["DisplayName"] = DisplayName }, Ct);
         await s.Gateway.RefreshCatalogAsync();
         await using var proxy = await RecordingProxy.StartAsync(s.Gateway.BaseUrl);
-        TrustProjectAndSkipOnboarding(workspace);
+        TrustProjectAndSkipOnboarding(workspace, approvedApiKey: authToken ? null : s.Key);
 
         var environment = ClientEnvironment(workspace, proxy.BaseUrl, s.Key);
+        if (!authToken)
+        {
+            environment.Remove("ANTHROPIC_AUTH_TOKEN");
+            environment["ANTHROPIC_API_KEY"] = s.Key;
+        }
+
         environment["TERM"] = "xterm-256color";
         environment["CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY"] = "1";
         // The client's default is 3 s, which a first request to a freshly started gateway on a loaded machine can miss
@@ -60,7 +68,10 @@ public sealed class ClaudeCodeLatestTests(AzuriteFixture azurite)
         await tmux.WaitForAsync(IsPromptReady, "Claude Code's prompt");
         var cache = Path.Combine(workspace.Home, ".claude", "cache", "gateway-models.json");
         await WaitUntilAsync(() => File.Exists(cache) && File.ReadAllText(cache).Contains(Alias, StringComparison.Ordinal), $"{cache} to list {Alias}", tmux);
-        Assert.Contains(proxy.Requests, r => r.Method == "GET" && r.Path == "/v1/models?limit=1000");
+        // Discovery authenticates as the session does: the token as a bearer, or the key as x-api-key.
+        var discovery = proxy.Requests.First(r => r.Method == "GET" && r.Path == "/v1/models?limit=1000");
+        Assert.Equal(authToken ? "Bearer " + s.Key : null, discovery.Headers.TryGetValue("authorization", out var bearer) ? bearer : null);
+        Assert.Equal(authToken ? null : s.Key, discovery.Headers.TryGetValue("x-api-key", out var apiKey) ? apiKey : null);
         var cached = JsonNode.Parse(File.ReadAllText(cache))!;
         Assert.Equal(proxy.BaseUrl, cached["baseUrl"]!.GetValue<string>());
         var models = cached["models"]!.AsArray();
@@ -262,14 +273,26 @@ public sealed class ClaudeCodeLatestTests(AzuriteFixture azurite)
         ["CLAUDE_CODE_MAX_RETRIES"] = "0",
     };
 
-    /// <summary>A user who finished Claude Code's onboarding and trusts the project (no first-run dialogs).</summary>
-    private static void TrustProjectAndSkipOnboarding(ClaudeCodeTests.Workspace workspace) =>
-        File.WriteAllText(Path.Combine(workspace.Home, ".claude.json"), JsonSerializer.Serialize(new Dictionary<string, object>
+    /// <summary>
+    /// A user who finished Claude Code's onboarding and trusts the project (no first-run dialogs); with
+    /// <paramref name="approvedApiKey"/>, one who answered "use this key" to the custom ANTHROPIC_API_KEY dialog
+    /// (Claude Code remembers the key's last 20 characters).
+    /// </summary>
+    private static void TrustProjectAndSkipOnboarding(ClaudeCodeTests.Workspace workspace, string? approvedApiKey = null)
+    {
+        var config = new Dictionary<string, object>
         {
             ["hasCompletedOnboarding"] = true,
             ["theme"] = "dark",
             ["projects"] = new Dictionary<string, object> { [workspace.Project] = new Dictionary<string, object> { ["hasTrustDialogAccepted"] = true } },
-        }));
+        };
+        if (approvedApiKey is not null)
+        {
+            config["customApiKeyResponses"] = new Dictionary<string, string[]> { ["approved"] = [approvedApiKey.Trim()[^20..]], ["rejected"] = [] };
+        }
+
+        File.WriteAllText(Path.Combine(workspace.Home, ".claude.json"), JsonSerializer.Serialize(config));
+    }
 
     private static bool IsPromptReady(string screen) =>
         screen.Contains("Claude Code v", StringComparison.Ordinal) && screen.Split('\n').Any(l => l.TrimStart().StartsWith('❯'));

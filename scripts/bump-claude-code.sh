@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Moves the newer Claude Code pin (the `claude-code-latest` alias package in tools/package.json) to the newest
 # version the npm registry serves, reinstalls tools/, and reruns the Claude Code end-to-end tests (both the pinned
-# 2.1.197 and the newest). Usage: scripts/bump-claude-code.sh [VERSION]   (default: `npm view @anthropic-ai/claude-code version`)
+# 2.1.197 and the newest, plus the newest-only model-discovery and tool-search tests). Usage: scripts/bump-claude-code.sh [VERSION]   (default: `npm view @anthropic-ai/claude-code version`)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 version="${1:-$(npm view @anthropic-ai/claude-code version)}"
@@ -22,4 +22,4 @@ fs.writeFileSync(file,JSON.stringify(p,null,2)+"\n");' "$root/tools/package.json
 (cd "$root/tools" && npm install --no-audit --no-fund)
 "$root/tools/node_modules/claude-code-latest/bin/claude.exe" --version
 
-dotnet test "$root/tests/Melious.Gateway.FunctionalTests" -c Release --filter "FullyQualifiedName~ClaudeCodeTests"
+dotnet test "$root/tests/Melious.Gateway.FunctionalTests" -c Release --filter "FullyQualifiedName~ClaudeCodeTests|FullyQualifiedName~ClaudeCodeLatestTests"

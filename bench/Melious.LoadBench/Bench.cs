@@ -22,7 +22,7 @@ public sealed record Setting(int Concurrency, int DelayMs, bool Tool)
 /// The orchestrator: Azurite, the scripted upstream (child process), the self-host gateway (child process, Release
 /// build), the load client in this process. Prints one table and one <c>BENCH_JSON</c> line per figure.
 /// </summary>
-public sealed class Bench : IDisposable
+public sealed partial class Bench : IDisposable
 {
     private const string MainModel = "bench-opus";
     private const string SecondaryModel = "bench-sonnet";
@@ -161,6 +161,7 @@ public sealed class Bench : IDisposable
             await RunSettingAsync(setting, idle);
         }
 
+        await PacedPassAsync(idle, withAnchors: true);
         if (!_o.SkipCountTokens)
         {
             await CountTokensAsync();
@@ -255,6 +256,7 @@ public sealed class Bench : IDisposable
             await RunSettingAsync(setting, idle);
         }
 
+        await PacedPassAsync(idle, withAnchors: false);
         double F(string key) => _figures.TryGetValue(key, out var v) ? v : double.NaN;
         Console.WriteLine($"\nFunctions host vs self-host (same upstream and requests; added = gateway − direct of the same setting, ms; CPU = ms per stream, self-host process vs Functions host + worker processes, incl. usage pipeline and drain less idle burn / inside the gateway slices only; RSS = peak MB of the host process only). Start → first served request: {Fmt.N(start.FirstServedMs, 0)} ms. Printed, not asserted:");
         Console.WriteLine($"  {"setting",-13}{"self p50",10}{"fn p50",10}{"self p99",10}{"fn p99",10}{"self CPU",10}{"fn CPU",10}{"self sl.",10}{"fn sl.",10}{"fn RSS",8}{"fn err",8}");

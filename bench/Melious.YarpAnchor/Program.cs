@@ -49,10 +49,11 @@ await app.StartAsync();
 Console.Out.WriteLine($"yarp anchor listening on 127.0.0.1:{port} → {destination} (pid {Environment.ProcessId})");
 Console.Out.Flush();
 
-// Exit with the bench, whatever happens to it.
-while (parent <= 0 || File.Exists($"/proc/{parent}/stat"))
+// Exit with the bench, whatever happens to it (or on SIGTERM / Ctrl+C).
+var stopping = app.Lifetime.ApplicationStopping;
+while (!stopping.IsCancellationRequested && (parent <= 0 || File.Exists($"/proc/{parent}/stat")))
 {
-    await Task.Delay(500);
+    await Task.Delay(500, stopping).ContinueWith(_ => { }, TaskScheduler.Default);
 }
 
 using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(2));

@@ -39,6 +39,9 @@ public sealed partial class Bench
     private LoadClient.Worker[] _pacedWorkers = [];
 
     /// <summary>The gateway pass's label: the self-host as built (JIT), a native executable (AOT), or the Functions host.</summary>
+    /// <summary>Only paced settings were asked for (<c>--only paced…</c>): the classic warm-up and targets are skipped.</summary>
+    private bool PacedOnly => _o.Paced.Enabled && _o.Only.Count > 0 && _o.Only.All(l => l.StartsWith("paced", StringComparison.OrdinalIgnoreCase));
+
     private string PacedGatewayLabel =>
         _functions ? "Functions host" : _gatewayDll.EndsWith(".dll", StringComparison.OrdinalIgnoreCase) ? "self-host JIT" : "self-host AOT";
 
@@ -147,9 +150,10 @@ public sealed partial class Bench
         var samplers = paths.Where(p => p.RssPid > 0).ToDictionary(p => p.Name, p => new RssSampler(p.RssPid));
         try
         {
-            // Warm-up of every path (JIT of the anchor and of the small-request path), unpaced.
+            // Warm-up of every path (JIT of the anchor and of the small-request path), unpaced; twice outside --quick,
+            // so that most hot methods reached tier 1 before anything is measured.
             await SetScenarioAsync(new Scenario(settings[0].Tokens, 1, 0, 0, false));
-            foreach (var path in paths)
+            foreach (var path in _o.Quick ? paths : [.. paths, .. paths])
             {
                 path.Client.Expected = new ScenarioPayload(new Scenario(settings[0].Tokens, 1, 0, 0, false));
                 var warm = new PathResult();

@@ -170,7 +170,7 @@ fi
 if [[ -f "$out/functions.log" ]]; then
   cat "$out/functions.log"
 fi
-if [[ -f "$out/paced.json" ]]; then
+if [[ -f "$out/paced.json" || -f "$out/aot/paced.json" ]]; then
   # Direct, nginx, YARP and self-host JIT (+ Functions host) from the load bench, self-host AOT from the AOT pass.
   dotnet bench/Melious.LoadBench/bin/Release/net10.0/Melious.LoadBench.dll paced-summary "$out/paced.json" "$out/aot/paced.json" || true
 fi

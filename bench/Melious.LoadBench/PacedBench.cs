@@ -249,7 +249,9 @@ public sealed partial class Bench
         }
 
         var measures = paths.ToDictionary(p => p.Name, _ => new PacedMeasure());
-        var slice = TimeSpan.FromSeconds(_o.Quick ? 0.5 : _o.MeasureSeconds / _o.Rounds);
+        // --quick: a handful of streams per path (bounded by count and by 3 s), enough to prove each path works.
+        var slice = TimeSpan.FromSeconds(_o.Quick ? 3 : _o.MeasureSeconds / _o.Rounds);
+        var perSlice = _o.Quick ? 8 * setting.Concurrency : 1_000_000;
         var machine0 = MachineLoad.Read();
         var t0 = Stopwatch.GetTimestamp();
         double benchCpu = 0;
@@ -261,7 +263,7 @@ public sealed partial class Bench
                 var proxy0 = path.CpuMs();
                 var cpu0 = Cpu();
                 var s0 = Stopwatch.GetTimestamp();
-                await PacedSliceAsync(path.Client, path.Target, setting.Concurrency, slice, 1_000_000, m.Result);
+                await PacedSliceAsync(path.Client, path.Target, setting.Concurrency, slice, perSlice, m.Result);
                 if (path.Target == Target.Gateway)
                 {
                     await DrainAsync(TimeSpan.FromSeconds(_o.Quick ? 5 : 15));

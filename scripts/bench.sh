@@ -10,17 +10,24 @@
 #   6. with --functions: runs the load bench's settings once more through the Functions app (src/Melious.Functions)
 #      under the real Azure Functions host (../shared/functions-host/run.sh; same upstream, same requests) and prints
 #      its added TTFT and CPU per stream (host + worker) next to the self-host's; one SKIPPED: line without a host;
-#   7. prints every figure; JSON lines and logs go to artifacts/bench/.
+#   7. with --paced: the paced streaming pass (docs/benchmarks-paced.md): one upstream write+flush per token after a
+#      first-token delay, C=1 (5 ms/token), C=64 (10 ms and 0 ms), 1,000 streams at 50 ms/token, each on four paths:
+#      direct, nginx (one worker, proxy_buffering off), YARP (bench/Melious.YarpAnchor) and the gateway; the AOT and
+#      Functions passes add their gateway rows; --quick runs a tiny paced smoke (C=1, 20 tokens) on every path;
+#   8. prints every figure; JSON lines and logs go to artifacts/bench/.
 # Figures are printed, never asserted: the exit status is non-zero only if a bench could not run or the AOT pass
 # found a measured request without its usage rows.
 #
-# Usage: scripts/bench.sh [--quick] [--no-build] [--no-aot] [--functions] [--load-only | --micro-only | --writer-only | --aot-only | --functions-only] [-- <extra load-bench options>]
+# Usage: scripts/bench.sh [--quick] [--no-build] [--no-aot] [--functions] [--paced] [--paced-only | --load-only | --micro-only | --writer-only | --aot-only | --functions-only] [-- <extra load-bench options>]
 #   --quick       smoke run (~1-2 minutes after the build) that proves the bench works; figures are indicative only
 #   --no-build    use the existing Release builds (and an existing artifacts/aot publish)
 #   --no-aot      skip the Native AOT pass
 #   --functions   add the Functions host pass to the load bench (the same settings as the self-host pass; a full run
 #                 takes ~10 minutes longer on 2 cores); not part of --quick (see docs/benchmarks.md)
 #   --functions-only  just that comparison, short: C=1 and C=32 text through the self-host, then the Functions host
+#   --paced       add the paced pass (with nginx and YARP anchors) to the load bench and the AOT pass
+#   --paced-only  only the paced pass: self-host JIT (+ anchors), then the AOT self-host; with --functions also the
+#                 Functions host; e.g. scripts/bench.sh --no-build --paced-only -- --only paced-c64 --measure-seconds 8
 #   extra options after "--" go to the load bench, e.g. -- --only c32-d0-text --measure-seconds 20
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -34,6 +41,8 @@ run_writer=1
 run_aot=1
 run_functions=0
 functions_only=0
+paced=0
+paced_only=0
 extra=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -42,12 +51,14 @@ while [[ $# -gt 0 ]]; do
     --no-aot) run_aot=0 ;;
     --functions) run_functions=1 ;;
     --functions-only) run_functions=1; functions_only=1; run_micro=0; run_writer=0; run_aot=0 ;;
+    --paced) paced=1 ;;
+    --paced-only) paced=1; paced_only=1; run_micro=0; run_writer=0 ;;
     --load-only) run_micro=0; run_writer=0; run_aot=0 ;;
     --micro-only) run_load=0; run_writer=0; run_aot=0 ;;
     --writer-only) run_load=0; run_micro=0; run_aot=0 ;;
     --aot-only) run_load=0; run_micro=0; run_writer=0 ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
     *) echo "unknown option: $1 (see --help)" >&2; exit 64 ;;
   esac
   shift
@@ -55,12 +66,12 @@ done
 
 out="$MELIOUS_ROOT/artifacts/bench"
 mkdir -p "$out"
-rm -f "$out/bench.jsonl" "$out/loadbench.log" "$out/micro.log" "$out/writer.log" "$out/aot.log" "$out/functions.log"
+rm -f "$out/bench.jsonl" "$out/loadbench.log" "$out/micro.log" "$out/writer.log" "$out/aot.log" "$out/functions.log" "$out/paced.json" "$out/aot/paced.json"
 
 if [[ $build -eq 1 ]]; then
   ensure_node_tools
-  log "Building Release: src/Melious.SelfHost, bench/Melious.LoadBench, bench/Melious.Benchmarks, bench/Melious.WriterBench"
-  for project in src/Melious.SelfHost bench/Melious.LoadBench bench/Melious.Benchmarks bench/Melious.WriterBench; do
+  log "Building Release: src/Melious.SelfHost, bench/Melious.LoadBench, bench/Melious.Benchmarks, bench/Melious.WriterBench, bench/Melious.YarpAnchor"
+  for project in src/Melious.SelfHost bench/Melious.LoadBench bench/Melious.Benchmarks bench/Melious.WriterBench bench/Melious.YarpAnchor; do
     dotnet build "$project" -c Release -nologo -v quiet -clp:ErrorsOnly
   done
 fi
@@ -82,6 +93,18 @@ if [[ $run_functions -eq 1 ]]; then
       load_args+=(--only c1-d0-text,c32-d0-text --skip-slow --skip-count-tokens --launches 1)
     fi
   fi
+fi
+
+# The paced pass: a tiny smoke in --quick (every path once), the full pass with --paced / --paced-only.
+aot_paced=()
+if [[ ${#quick[@]} -gt 0 || $paced -eq 1 ]]; then
+  load_args+=(--paced)
+fi
+if [[ $paced -eq 1 ]]; then
+  aot_paced=(--paced --paced-anchors none)
+fi
+if [[ $paced_only -eq 1 ]]; then
+  load_args+=(--only paced --skip-slow --skip-count-tokens --launches 1)
 fi
 
 status=0
@@ -109,7 +132,9 @@ fi
 if [[ $run_aot -eq 1 ]]; then
   log "Load bench against the Native AOT self-host ${quick[*]:-}"
   aot_args=(--only c1-d0-text,c32-d0-text --skip-count-tokens --verify-usage)
-  if [[ ${#quick[@]} -eq 0 ]]; then aot_args+=(--launches 3); fi
+  if [[ $paced_only -eq 1 ]]; then aot_args=(--only paced --skip-count-tokens --skip-slow --verify-usage --launches 1); fi
+  aot_args+=("${aot_paced[@]}")
+  if [[ ${#quick[@]} -eq 0 && $paced_only -eq 0 ]]; then aot_args+=(--launches 3); fi
   if ! dotnet bench/Melious.LoadBench/bin/Release/net10.0/Melious.LoadBench.dll "${quick[@]}" --repo "$MELIOUS_ROOT" --out "$out/aot" \
       --gateway-dll "$aot_exe" "${aot_args[@]}" "${extra[@]}" 2>&1 | tee "$out/aot.log"; then
     echo "load bench against the Native AOT self-host failed (see $out/aot.log)" >&2
@@ -144,6 +169,10 @@ if [[ -f "$out/loadbench.log" ]]; then
 fi
 if [[ -f "$out/functions.log" ]]; then
   cat "$out/functions.log"
+fi
+if [[ -f "$out/paced.json" || -f "$out/aot/paced.json" ]]; then
+  # Direct, nginx, YARP and self-host JIT (+ Functions host) from the load bench, self-host AOT from the AOT pass.
+  dotnet bench/Melious.LoadBench/bin/Release/net10.0/Melious.LoadBench.dll paced-summary "$out/paced.json" "$out/aot/paced.json" || true
 fi
 if [[ -f "$out/aot.log" ]]; then
   echo "Native AOT self-host:"

@@ -75,6 +75,9 @@ public sealed class Options
     /// <summary>Hard limit for the whole run; the watchdog kills every child and exits 2 after it.</summary>
     public TimeSpan Deadline { get; private set; } = TimeSpan.FromMinutes(45);
 
+    /// <summary>The paced streaming pass with its nginx and YARP anchors (PacedOptions.cs, docs/benchmarks-paced.md).</summary>
+    public PacedOptions Paced { get; } = new();
+
     public static Options Parse(string[] args)
     {
         var o = new Options();
@@ -138,9 +141,14 @@ public sealed class Options
                 case "--skip-count-tokens": o.SkipCountTokens = true; break;
                 case "--deadline-minutes": o.Deadline = TimeSpan.FromMinutes(Num()); deadlineSet = true; break;
                 case "-h" or "--help":
-                    throw new ArgumentException(Usage);
+                    throw new ArgumentException(Usage + PacedOptions.Usage);
                 default:
-                    throw new ArgumentException($"unknown option {args[i]}\n{Usage}");
+                    if (o.Paced.TryParse(args, ref i))
+                    {
+                        break;
+                    }
+
+                    throw new ArgumentException($"unknown option {args[i]}\n{Usage}{PacedOptions.Usage}");
             }
         }
 
@@ -148,6 +156,17 @@ public sealed class Options
         {
             // The Functions pass runs the settings again, after the host's own start and warm-up.
             o.Deadline += TimeSpan.FromMinutes(o.Quick ? 6 : 20);
+        }
+
+        if (o.Only.Any(label => label.StartsWith("paced", StringComparison.OrdinalIgnoreCase)))
+        {
+            o.Paced.Enabled = true;
+        }
+
+        if (o.Paced.Enabled && !deadlineSet)
+        {
+            // The paced pass: four paths per setting, and the 1,000-stream run (~1 min per path).
+            o.Deadline += TimeSpan.FromMinutes(o.Quick ? 2 : 15);
         }
 
         return o;

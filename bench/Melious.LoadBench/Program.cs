@@ -21,6 +21,11 @@ if (args.Length > 0 && args[0] == "upstream")
     return await UpstreamServer.RunAsync(port, parent);
 }
 
+if (args.Length > 0 && args[0] == "paced-summary")
+{
+    return Bench.PacedSummary(args.Skip(1));
+}
+
 Options options;
 try
 {

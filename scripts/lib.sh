@@ -65,7 +65,8 @@ functions_host_dir() {
 
 # ensure_debian_packages CMD:PACKAGE ...: installs each Debian package whose command is missing (as root only;
 # otherwise says what to install). The dashboard's browser tests drive /usr/bin/chromium through Playwright's
-# ExecutablePath (never a bundled browser); the interactive CLI tests run Claude Code under tmux.
+# ExecutablePath (never a bundled browser); the interactive CLI tests run Claude Code under tmux; the paced bench
+# (bench.sh, also its --quick smoke) proxies through nginx as an anchor.
 ensure_debian_packages() {
   local pair cmd pkg missing=()
   for pair in "$@"; do
@@ -74,10 +75,10 @@ ensure_debian_packages() {
   done
   ((${#missing[@]})) || return 0
   if [[ "$(id -u)" == "0" ]] && command -v apt-get >/dev/null; then
-    log "Installing ${missing[*]} (apt-get install -y) for the browser and terminal tests"
+    log "Installing ${missing[*]} (apt-get install -y) for the browser, terminal and bench tests"
     apt-get install -y "${missing[@]}" >&2 || { apt-get update >&2 && apt-get install -y "${missing[@]}" >&2; }
   else
-    echo "missing Debian packages: ${missing[*]} (sudo apt-get install -y ${missing[*]}); the browser and terminal tests need them" >&2
+    echo "missing Debian packages: ${missing[*]} (sudo apt-get install -y ${missing[*]}); the browser, terminal and bench tests need them" >&2
   fi
 }
 

@@ -13,9 +13,9 @@ mkdir -p "$results"
 
 ensure_node_tools
 if [[ -z "${MELIOUS_CHROMIUM:-}" ]]; then
-  ensure_debian_packages /usr/bin/chromium:chromium tmux:tmux
+  ensure_debian_packages /usr/bin/chromium:chromium tmux:tmux /usr/sbin/nginx:nginx
 else
-  ensure_debian_packages tmux:tmux
+  ensure_debian_packages tmux:tmux /usr/sbin/nginx:nginx
 fi
 
 if [[ -x scripts/check-infra.sh ]]; then

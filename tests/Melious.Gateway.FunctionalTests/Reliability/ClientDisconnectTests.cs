@@ -127,8 +127,17 @@ public abstract class ClientDisconnectTests(IGatewayTarget target)
         await Task.Delay(500, Ct);
         var row = Assert.Single(await Usage.UsageTables.AllAsync(StorageFor(s.Gateway), TableNames.Billing, account));
         AssertOutcome(row, 499, null, cancelled: true);
-        // No error logged: the self-host's lines start with the level, the Functions host's with "fail:".
-        Assert.DoesNotContain(s.Gateway.Logs.Lines, l => l.StartsWith("Error", StringComparison.Ordinal) || l.StartsWith("fail:", StringComparison.Ordinal));
+        // No error logged: the self-host's lines start with the level, the Functions host's with "fail:". The Functions
+        // host records an invocation whose client left as failed (its own categories Function.Messages and Host.Results,
+        // the proxied request cancelled): the host's bookkeeping, which the app cannot change; the worker logs none.
+        var errors = s.Gateway.Logs.Lines.Where(l => l.StartsWith("Error", StringComparison.Ordinal) || l.StartsWith("fail:", StringComparison.Ordinal)).ToList();
+        if (target.Kind == HostKind.FunctionsHost)
+        {
+            Figure("FunctionsHost: RST during prefill: host error lines: " + string.Join(" | ", s.Gateway.Logs.Lines.Where(l => l.StartsWith("fail:", StringComparison.Ordinal) || l.Contains("Exception", StringComparison.Ordinal) && !l.TrimStart().StartsWith("at ", StringComparison.Ordinal)).Take(8).Select(l => l.Trim())));
+            errors.RemoveAll(l => l is "fail: Function.Messages[3]" or "fail: Host.Results[0]");
+        }
+
+        Assert.Empty(errors);
     }
 
     [Fact]

@@ -68,6 +68,9 @@ public sealed class FunctionsHostFixture : IAsyncLifetime, IGatewayTarget
         ["Melious:Models:Lightweight"] = "light-model",
         ["Melious:Streaming:MaxRetryDelay"] = "00:00:01",
         ["Melious:Streaming:PingInterval"] = PingInterval.ToString(),
+        // The worker reloads the models table every second (15 s by default), so a test's catalog edit (CatalogKit)
+        // reaches it in about a second; the self-host reloads on demand instead.
+        ["Melious:Catalog:RefreshInterval"] = "00:00:01",
         ["Melious:Dashboard:SessionSecret"] = Dashboard.DashboardBrowserTests.SessionSecret,
     };
 

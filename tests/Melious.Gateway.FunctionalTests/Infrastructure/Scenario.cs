@@ -31,11 +31,15 @@ public sealed class Scenario : IAsyncDisposable
     public static Task<Scenario> StartAsync(IGatewayTarget target, params string[] openAIData) =>
         StartAsync(target, (_, context) => Sse.WriteAsync(context, openAIData));
 
-    /// <summary>A scenario on the self-host (<see cref="AzuriteFixture"/>) or on the shared Functions host (<see cref="FunctionsHostFixture"/>).</summary>
-    public static async Task<Scenario> StartAsync(IGatewayTarget target, Func<UpstreamRequest, HttpContext, Task> handler, IDictionary<string, string?>? settings = null, bool anthropicUpstream = false)
+    /// <summary>
+    /// A scenario on the self-host (<see cref="AzuriteFixture"/>) or on the shared Functions host (<see cref="FunctionsHostFixture"/>).
+    /// Its key belongs to <paramref name="account"/>: a test that reads usage rows back on the shared Functions host
+    /// gives an account of its own (<see cref="CatalogKit.Unique"/>), as other tests' rows share its tables.
+    /// </summary>
+    public static async Task<Scenario> StartAsync(IGatewayTarget target, Func<UpstreamRequest, HttpContext, Task> handler, IDictionary<string, string?>? settings = null, bool anthropicUpstream = false, string account = "acme")
     {
         var (upstream, gateway, owned) = await target.StartAsync(handler, settings, anthropicUpstream);
-        var key = await gateway.CreateKeyAsync();
+        var key = await gateway.CreateKeyAsync(account);
         return new Scenario(upstream, gateway, key, owned);
     }
 

@@ -3,6 +3,7 @@ using System.Text.Json;
 using Azure.Data.Tables;
 using Azure.Storage.Queues;
 using Melious.Gateway.FunctionalTests.Infrastructure;
+using Melious.Gateway.Routing;
 using Melious.Gateway.Storage;
 using Melious.Gateway.Usage;
 using Microsoft.AspNetCore.Http;
@@ -12,37 +13,69 @@ using Microsoft.Extensions.Options;
 
 namespace Melious.Gateway.FunctionalTests.Usage;
 
-/// <summary>Requests → usage events → queue → billing/energy rows and rollups, against real Azurite queues and tables.</summary>
-public sealed class UsagePipelineTests(AzuriteFixture azurite)
+/// <summary>
+/// Requests → usage events → queue → billing/energy rows and rollups, against real Azurite queues and tables, on both
+/// hosts: the self-host's in-process consumer, and the Functions app's queue trigger under the real host. Each request
+/// test gives its key an account of its own and prices a model of its own in the catalog (both hosts read it), so
+/// it reads back only its own rows from the Functions host's shared tables.
+/// </summary>
+public abstract class UsagePipelineTests(IGatewayTarget target)
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
-    private static readonly Dictionary<string, string?> Priced = new()
+    /// <summary>Rows appear after the publisher's flush and the consumer's (or trigger's) poll: a hang bound, not a speed target.</summary>
+    private static readonly TimeSpan RowsWithin = TimeSpan.FromSeconds(60);
+
+    /// <summary>
+    /// A catalog model of the test's own priced per million tokens at 3 input, 15 output, 0.3 cache read, 3.75 cache
+    /// write (EUR), with qwen3-coder-30b-a3b's known energy parameters, reached through an alias of its own once the
+    /// gateway serves it. Returns the alias (the requested model) and the model id (the upstream model).
+    /// </summary>
+    private static async Task<(string Requested, string Model)> PricedModelAsync(Scenario s)
     {
-        // Seeded prices per million tokens, and a model with known energy parameters for sonnet.
-        ["Melious:Models:Secondary"] = "qwen3-coder-30b-a3b-instruct",
-        ["Melious:Models:InputPrice"] = "3",
-        ["Melious:Models:OutputPrice"] = "15",
-        ["Melious:Models:CacheReadPrice"] = "0.3",
-        ["Melious:Models:CacheWritePrice"] = "3.75",
-        ["Melious:Models:Currency"] = "EUR",
-    };
+        var model = CatalogKit.Unique("qwen3-coder-30b-a3b-instruct");
+        var alias = CatalogKit.Unique("claude-priced");
+        var energy = KnownModels.Guess("qwen3-coder-30b-a3b-instruct")!;
+        await s.Catalog().UpsertModelAsync(model, new Dictionary<string, object?>
+        {
+            ["InputPrice"] = 3m,
+            ["OutputPrice"] = 15m,
+            ["CacheReadPrice"] = 0.3m,
+            ["CacheWritePrice"] = 3.75m,
+            ["Currency"] = "EUR",
+            ["ActiveParamsB"] = energy.ActiveParamsB,
+            ["TotalParamsB"] = energy.TotalParamsB,
+            ["QuantBits"] = energy.QuantBits,
+            ["EnergySource"] = energy.Source,
+        }, Ct);
+        await s.Catalog().SetAliasAsync(alias, model, Ct);
+        await s.AwaitCatalogAsync(alias, m => CatalogKit.ResolvesTo(m) == model);
+        return (alias, model);
+    }
+
+    private static async Task RemoveAsync(Scenario s, string alias, string model)
+    {
+        await s.Catalog().DeleteAliasAsync(alias, CancellationToken.None);
+        await s.Catalog().DeleteModelAsync(model, CancellationToken.None);
+    }
 
     [Fact]
     public async Task NRequests_GiveExactlyNBillingAndNEnergyRows_WithTheRightTokensAndCosts()
     {
         const int n = 20;
-        await using var s = await Scenario.StartAsync(azurite, async (request, context) =>
+        var account = CatalogKit.Unique("acme");
+        await using var s = await Scenario.StartAsync(target, async (request, context) =>
         {
             var pieces = Enumerable.Range(0, 5).Select(i => $"w{i} ").ToArray();
             await Sse.WriteAsync(context, [Sse.Role(), .. pieces.Select(Sse.Content), Sse.Finish("stop"), Sse.Usage(2_000, 5, cached: 1_500)]);
-        }, Priced);
+        }, account: account);
+        var (requested, model) = await PricedModelAsync(s);
 
         var wireCosts = new List<string>();
         for (var i = 0; i < n; i++)
         {
             var stream = i % 2 == 0;
-            var response = await s.PostAsync(Scenario.Body(stream: stream));
+            var response = await s.PostAsync(Scenario.Body(model: requested, stream: stream));
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
             if (stream)
             {
@@ -55,12 +88,13 @@ public sealed class UsagePipelineTests(AzuriteFixture azurite)
             }
         }
 
+        await RemoveAsync(s, requested, model);
         var storage = s.Gateway.Services.GetRequiredService<StorageClients>();
         await s.Gateway.Publisher.FlushAsync(TimeSpan.FromSeconds(10), Ct);
-        var billing = await UsageTables.WaitForAsync(storage, TableNames.Billing, rows => rows.Count >= n, TimeSpan.FromSeconds(30));
-        var energy = await UsageTables.WaitForAsync(storage, TableNames.Energy, rows => rows.Count >= n, TimeSpan.FromSeconds(30));
+        var billing = await UsageTables.WaitForAsync(storage, TableNames.Billing, account, rows => rows.Count >= n, RowsWithin);
+        var energy = await UsageTables.WaitForAsync(storage, TableNames.Energy, account, rows => rows.Count >= n, RowsWithin);
         await Task.Delay(500, Ct);
-        billing = await UsageTables.AllAsync(storage, TableNames.Billing);
+        billing = await UsageTables.AllAsync(storage, TableNames.Billing, account);
 
         Assert.Equal(n, billing.Count);
         Assert.Equal(n, energy.Count);
@@ -68,7 +102,7 @@ public sealed class UsagePipelineTests(AzuriteFixture azurite)
         const long expectedNanos = 1_500_000 + 450_000 + 75_000;
         foreach (var row in billing)
         {
-            Assert.Equal("acme|" + row.GetDateTime("StartedAt")!.Value.ToString("yyyy-MM-dd"), row.PartitionKey);
+            Assert.Equal(UsageRows.RowPartition(account, row.GetDateTime("StartedAt")!.Value.ToString("yyyy-MM-dd")), row.PartitionKey);
             Assert.Equal(row.RowKey, row.GetString("RequestId"));
             Assert.Equal(500, UsageTables.Long(row, "InputTokens"));
             Assert.Equal(1_500, UsageTables.Long(row, "CacheReadTokens"));
@@ -76,8 +110,8 @@ public sealed class UsagePipelineTests(AzuriteFixture azurite)
             Assert.Equal("EUR", row.GetString("Currency"));
             Assert.Equal(expectedNanos, UsageTables.Long(row, "CostNanos"));
             Assert.Equal("0.002025000", row.GetString("Cost"));
-            Assert.Equal("claude-sonnet-4-5-20250929", row.GetString("RequestedModel"));
-            Assert.Equal("qwen3-coder-30b-a3b-instruct", row.GetString("UpstreamModel"));
+            Assert.Equal(requested, row.GetString("RequestedModel"));
+            Assert.Equal(model, row.GetString("UpstreamModel"));
             Assert.Equal(200, row.GetInt32("Status"));
             Assert.False(row.GetBoolean("Cancelled"));
             Assert.Equal(16, row.GetString("KeyId")!.Length);
@@ -93,7 +127,7 @@ public sealed class UsagePipelineTests(AzuriteFixture azurite)
         });
 
         // The daily rollup equals the sum of the rows.
-        var daily = await UsageTables.WaitForAsync(storage, TableNames.UsageDaily, rows => rows.Sum(r => UsageTables.Long(r, "Requests")) >= n, TimeSpan.FromSeconds(10));
+        var daily = await UsageTables.WaitForAsync(storage, TableNames.UsageDaily, account, rows => rows.Sum(r => UsageTables.Long(r, "Requests")) >= n, TimeSpan.FromSeconds(10));
         var rollup = Assert.Single(daily);
         Assert.Equal(n, UsageTables.Long(rollup, "Requests"));
         Assert.Equal(n * expectedNanos, UsageTables.Long(rollup, "CostNanos"));
@@ -104,7 +138,8 @@ public sealed class UsagePipelineTests(AzuriteFixture azurite)
     public async Task ClientCancel_IsBilledForTheTokensStreamed()
     {
         var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        await using var s = await Scenario.StartAsync(azurite, async (_, context) =>
+        var account = CatalogKit.Unique("acme");
+        await using var s = await Scenario.StartAsync(target, async (_, context) =>
         {
             context.Response.ContentType = "text/event-stream";
             await context.Response.WriteAsync($"data: {Sse.Role()}\n\n", context.RequestAborted);
@@ -119,11 +154,12 @@ public sealed class UsagePipelineTests(AzuriteFixture azurite)
 
                 await Task.Delay(20, context.RequestAborted);
             }
-        }, Priced);
+        }, account: account);
+        var (requested, model) = await PricedModelAsync(s);
 
         using var client = new HttpClient(new SocketsHttpHandler { MaxResponseDrainSize = 0 }) { BaseAddress = new Uri(s.Gateway.BaseUrl) };
         client.DefaultRequestHeaders.Add("x-api-key", s.Key);
-        var request = new HttpRequestMessage(HttpMethod.Post, "/v1/messages") { Content = new StringContent(Scenario.Body(stream: true).ToJsonString(), System.Text.Encoding.UTF8, "application/json") };
+        var request = new HttpRequestMessage(HttpMethod.Post, "/v1/messages") { Content = new StringContent(Scenario.Body(model: requested, stream: true).ToJsonString(), System.Text.Encoding.UTF8, "application/json") };
         var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, Ct);
         var body = await response.Content.ReadAsStreamAsync(Ct);
         await started.Task.WaitAsync(TimeSpan.FromSeconds(10), Ct);
@@ -131,11 +167,13 @@ public sealed class UsagePipelineTests(AzuriteFixture azurite)
         body.Dispose();
         response.Dispose();
         await s.Upstream.Last.Aborted.Task.WaitAsync(TimeSpan.FromSeconds(5), Ct);
+        await RemoveAsync(s, requested, model);
 
         var storage = s.Gateway.Services.GetRequiredService<StorageClients>();
         await s.Gateway.Publisher.FlushAsync(TimeSpan.FromSeconds(10), Ct);
-        var rows = await UsageTables.WaitForAsync(storage, TableNames.Billing, r => r.Count >= 1, TimeSpan.FromSeconds(30));
-        var row = Assert.Single(rows);
+        await UsageTables.WaitForAsync(storage, TableNames.Billing, account, r => r.Count >= 1, RowsWithin);
+        await Task.Delay(500, Ct);
+        var row = Assert.Single(await UsageTables.AllAsync(storage, TableNames.Billing, account));
         Assert.True(row.GetBoolean("Cancelled"));
         Assert.True(row.GetBoolean("UsageEstimated"));
         Assert.InRange(UsageTables.Long(row, "OutputTokens"), 10, 999);
@@ -145,14 +183,10 @@ public sealed class UsagePipelineTests(AzuriteFixture azurite)
     }
 
     [Fact]
-    public async Task RedeliveredThreeTimes_ShuffledAcrossTwoConsumers_CountsEachRequestOnce()
+    public async Task RedeliveredThreeTimes_Shuffled_AcrossConcurrentConsumers_CountsEachRequestOnce()
     {
-        await using var gateway = await TestGateway.StartAsync(azurite.ConnectionString, "http://127.0.0.1:9/v1", new Dictionary<string, string?> { ["Melious:Usage:RunConsumer"] = "false" });
-        var storage = gateway.Services.GetRequiredService<StorageClients>();
-        var options = gateway.Services.GetRequiredService<IOptions<GatewayOptions>>();
-        var queue = storage.Queue(gateway.QueueName);
-
-        var events = SyntheticEvents(90).ToList();
+        // Accounts and sessions of this test's own: on the Functions host the usage tables are shared by the run.
+        var events = SyntheticEvents(90, Guid.NewGuid().ToString("N")[..8]).ToList();
         var messages = new List<byte[]>();
         foreach (var chunk in events.Chunk(4))
         {
@@ -160,6 +194,37 @@ public sealed class UsagePipelineTests(AzuriteFixture azurite)
         }
 
         var deliveries = messages.Concat(messages).Concat(messages).OrderBy(_ => Random.Shared.Next()).ToList();
+
+        if (target is FunctionsHostFixture host)
+        {
+            // The Functions app's queue trigger is the consumer: the host hands it host.json's batch of messages at
+            // once, so several deliveries of one message are written concurrently, as by the two consumers below.
+            host.EnsureRunning();
+            var hostStorage = host.Services.GetRequiredService<StorageClients>();
+            var usageQueue = hostStorage.Queue(Melious.Functions.UsageQueue.Name);
+            var mark = host.Output.Count;
+            foreach (var message in deliveries)
+            {
+                await usageQueue.SendMessageAsync(BinaryData.FromBytes(message), cancellationToken: Ct);
+            }
+
+            int Executed() => host.OutputSince(mark).Count(l => l.Contains("Executed 'Functions.UsageQueue' (Succeeded", StringComparison.Ordinal));
+            var until = DateTime.UtcNow.AddSeconds(180);
+            while ((Executed() < deliveries.Count || (await usageQueue.GetPropertiesAsync(Ct)).Value.ApproximateMessagesCount > 0) && DateTime.UtcNow < until)
+            {
+                await Task.Delay(250, Ct);
+            }
+
+            await Task.Delay(1000, Ct);
+            Assert.Equal(deliveries.Count, Executed());
+            await AssertTotalsMatchAsync(hostStorage, events);
+            return;
+        }
+
+        await using var gateway = await TestGateway.StartAsync(target.ConnectionString, "http://127.0.0.1:9/v1", new Dictionary<string, string?> { ["Melious:Usage:RunConsumer"] = "false" });
+        var storage = gateway.Services.GetRequiredService<StorageClients>();
+        var options = gateway.Services.GetRequiredService<IOptions<GatewayOptions>>();
+        var queue = storage.Queue(gateway.QueueName);
         foreach (var message in deliveries)
         {
             await queue.SendMessageAsync(BinaryData.FromBytes(message), cancellationToken: Ct);
@@ -176,7 +241,8 @@ public sealed class UsagePipelineTests(AzuriteFixture azurite)
             await consumer.StartAsync(Ct);
         }
 
-        var deadline = DateTime.UtcNow.AddSeconds(60);
+        // A hang bound: on a loaded machine 69 deliveries can take over a minute.
+        var deadline = DateTime.UtcNow.AddSeconds(180);
         while ((await queue.GetPropertiesAsync(Ct)).Value.ApproximateMessagesCount > 0 && DateTime.UtcNow < deadline)
         {
             await Task.Delay(200, Ct);
@@ -200,7 +266,8 @@ public sealed class UsagePipelineTests(AzuriteFixture azurite)
     [Fact]
     public async Task MalformedMessages_GoToPoison_AfterTheRetryCount_NamingTheRequest()
     {
-        await using var gateway = await TestGateway.StartAsync(azurite.ConnectionString, "http://127.0.0.1:9/v1", new Dictionary<string, string?>
+        target.SelfHostOnly("sets the in-process consumer's own MaxDequeueCount and visibility timeout; under the Functions host the host moves a message to usage-events-poison after host.json's maxDequeueCount, which FunctionsHostUsageTests.MalformedMessage_ReachesThePoisonQueueAfterMaxDequeueCount_WithErrorLogsNamingTheRequestId checks");
+        await using var gateway = await TestGateway.StartAsync(target.ConnectionString, "http://127.0.0.1:9/v1", new Dictionary<string, string?>
         {
             ["Melious:Usage:MaxDequeueCount"] = "3",
             ["Melious:Usage:ConsumerVisibilityTimeout"] = "00:00:02",
@@ -234,7 +301,8 @@ public sealed class UsagePipelineTests(AzuriteFixture azurite)
     [Fact]
     public async Task SessionTotals_CanBeReadBack()
     {
-        await using var gateway = await TestGateway.StartAsync(azurite.ConnectionString, "http://127.0.0.1:9/v1", new Dictionary<string, string?> { ["Melious:Usage:RunConsumer"] = "false" });
+        target.SelfHostOnly("calls UsageWriter and UsageReader directly, storage-side; no request or message passes a host");
+        await using var gateway = await TestGateway.StartAsync(target.ConnectionString, "http://127.0.0.1:9/v1", new Dictionary<string, string?> { ["Melious:Usage:RunConsumer"] = "false" });
         var writer = gateway.Services.GetRequiredService<UsageWriter>();
         var events = SyntheticEvents(30).ToList();
         await writer.WriteAsync(events, Ct);
@@ -257,11 +325,14 @@ public sealed class UsagePipelineTests(AzuriteFixture azurite)
         }
     }
 
+    /// <summary>The billing, energy and daily rows of the events' accounts match the events exactly (other accounts' rows aside).</summary>
     internal static async Task AssertTotalsMatchAsync(StorageClients storage, IReadOnlyList<UsageEvent> events)
     {
-        var billing = await UsageTables.AllAsync(storage, TableNames.Billing);
-        var energy = await UsageTables.AllAsync(storage, TableNames.Energy);
-        var daily = await UsageTables.AllAsync(storage, TableNames.UsageDaily);
+        var accounts = events.Select(e => e.Account).ToHashSet(StringComparer.Ordinal);
+        bool Ours(TableEntity row) => row.GetString("Account") is { } account && accounts.Contains(account);
+        var billing = (await UsageTables.AllAsync(storage, TableNames.Billing)).Where(Ours).ToList();
+        var energy = (await UsageTables.AllAsync(storage, TableNames.Energy)).Where(Ours).ToList();
+        var daily = (await UsageTables.AllAsync(storage, TableNames.UsageDaily)).Where(Ours).ToList();
         Assert.Equal(events.Count, billing.Count);
         Assert.Equal(events.Count, energy.Count);
         Assert.Equal(events.Select(e => e.RequestId).Order(), billing.Select(b => b.RowKey).Order());
@@ -284,9 +355,13 @@ public sealed class UsagePipelineTests(AzuriteFixture azurite)
         Assert.Equal(events.GroupBy(e => (e.Account, e.Day, e.UpstreamModel)).Count(), daily.Count);
     }
 
-    /// <summary>Events across two accounts, three models, two days and a few sessions; some with unknown energy, some failed.</summary>
-    internal static IEnumerable<UsageEvent> SyntheticEvents(int count)
+    /// <summary>
+    /// Events across two accounts, three models, two days and a few sessions; some with unknown energy, some failed.
+    /// A <paramref name="tag"/> suffixes the account and session names, for tables other tests share.
+    /// </summary>
+    internal static IEnumerable<UsageEvent> SyntheticEvents(int count, string? tag = null)
     {
+        var suffix = tag is null ? "" : "-" + tag;
         var models = new[] { "qwen3-coder-30b", "Qwen/Qwen3-235B-A22B", "llama-3.1-8b" };
         var start = new DateTimeOffset(2026, 11, 23, 23, 58, 0, TimeSpan.Zero);
         for (var i = 0; i < count; i++)
@@ -295,9 +370,9 @@ public sealed class UsagePipelineTests(AzuriteFixture azurite)
             yield return new UsageEvent
             {
                 RequestId = Ids.NewRequestId(),
-                Account = i % 3 == 0 ? "globex" : "acme",
+                Account = (i % 3 == 0 ? "globex" : "acme") + suffix,
                 KeyId = i % 2 == 0 ? "0123456789abcdef" : "fedcba9876543210",
-                SessionId = i % 4 == 0 ? null : $"session-{i % 3}",
+                SessionId = i % 4 == 0 ? null : $"session-{i % 3}{suffix}",
                 RequestedModel = "claude-sonnet-4-5",
                 UpstreamModel = models[i % models.Length],
                 Upstream = "http://gpu/v1",
@@ -328,3 +403,10 @@ public sealed class UsagePipelineTests(AzuriteFixture azurite)
         }
     }
 }
+
+/// <summary>The tests of <see cref="UsagePipelineTests"/> against the self-host.</summary>
+public sealed class UsagePipelineTestsOnSelfHost(AzuriteFixture azurite) : UsagePipelineTests(azurite);
+
+/// <summary>The tests of <see cref="UsagePipelineTests"/> against the Functions app under the real Functions host.</summary>
+[Collection(FunctionsHostCollection.Name)]
+public sealed class UsagePipelineTestsOnFunctionsHost(FunctionsHostFixture host) : UsagePipelineTests(host);

@@ -1,5 +1,8 @@
 using System.Net;
 using System.Text.Json;
+using Anthropic;
+using Anthropic.Core;
+using Anthropic.Models.Messages;
 using Melious.Gateway.FunctionalTests.Infrastructure;
 using Melious.Gateway.FunctionalTests.Usage;
 using Melious.Gateway.Storage;
@@ -22,7 +25,7 @@ public sealed class AnthropicJsonAnswerTests(AzuriteFixture azurite)
           {"type":"thinking","thinking":"The user wants the file.","signature":"EqQBCkYIBxgCKkB"},
           {"type":"redacted_thinking","data":"EmwKAhgBEgy3va"},
           {"type":"text","text":"Reading it now."},
-          {"type":"tool_use","id":"toolu_01A09q90qw90lq917835lq9","name":"Read","input":{"file_path":"/tmp/a.txt","limit":20}}
+          {"type":"tool_use","id":"toolu_01A09q90qw90lq917835lq9","name":"Read","input":{"file_path":"/tmp/a.txt","limit":20},"caller":{"type":"direct"}}
         ],"stop_reason":"tool_use","stop_sequence":null,
         "usage":{"input_tokens":1200,"cache_creation_input_tokens":300,"cache_read_input_tokens":4000,"output_tokens":87,"service_tier":"standard"},
         "vendor_field":{"kept":true}}
@@ -92,38 +95,32 @@ public sealed class AnthropicJsonAnswerTests(AzuriteFixture azurite)
     }
 
     [Fact]
-    public async Task AnthropicSdkStream_OverAJsonAnswer_AccumulatesTheSameMessage()
+    public async Task AnthropicSdkStream_OverAJsonAnswer_AggregatesToTheUpstreamMessage()
     {
-        // The stream is what an SDK accumulates into the message the upstream sent: replay it the SDK way.
+        // The official .NET SDK validates every event and rebuilds the message from the stream.
         await using var s = await Scenario.StartAsync(azurite, (_, context) => Answer(context, Message), anthropicUpstream: true);
-        var events = await SseEvents.ReadAllAsync(await s.PostAsync(Scenario.Body(stream: true)), Ct);
-        var streamed = new List<(string Type, string Value)>();
-        foreach (var e in events.Where(e => e.Name is "content_block_start" or "content_block_delta"))
-        {
-            if (e.Name == "content_block_start")
-            {
-                streamed.Add((e.Data.GetProperty("content_block").GetProperty("type").GetString()!, ""));
-                continue;
-            }
+        using var client = new AnthropicClient(new ClientOptions { BaseUrl = s.Gateway.BaseUrl, ApiKey = s.Key, MaxRetries = 0, ResponseValidation = true });
+        var parameters = new MessageCreateParams { Model = "claude-sonnet-4-5-20250929", MaxTokens = 256, Messages = [new UserMessageParam("read a")] };
 
-            var delta = e.Data.GetProperty("delta");
-            var value = delta.GetProperty("type").GetString() switch
-            {
-                "text_delta" => delta.GetProperty("text").GetString(),
-                "thinking_delta" => delta.GetProperty("thinking").GetString(),
-                "input_json_delta" => delta.GetProperty("partial_json").GetString(),
-                _ => "",
-            };
-            streamed[^1] = (streamed[^1].Type, streamed[^1].Value + value);
-        }
+        var message = await client.Messages.CreateStreaming(parameters, Ct).Aggregate();
+        message.Validate();
 
-        using var original = JsonDocument.Parse(Message);
-        var blocks = original.RootElement.GetProperty("content").EnumerateArray().ToList();
-        Assert.Equal(blocks.Count, streamed.Count);
-        Assert.Equal(blocks[0].GetProperty("thinking").GetString(), streamed[0].Value);
-        Assert.Equal(blocks[2].GetProperty("text").GetString(), streamed[2].Value);
-        using var input = JsonDocument.Parse(streamed[3].Value);
-        Assert.True(JsonElement.DeepEquals(blocks[3].GetProperty("input"), input.RootElement));
+        Assert.Equal("claude-sonnet-4-5-20250929", message.Model.Raw());
+        Assert.Equal(4, message.Content.Count);
+        Assert.True(message.Content[0].TryPickThinking(out var thinking));
+        Assert.Equal("The user wants the file.", thinking.Thinking);
+        Assert.Equal("EqQBCkYIBxgCKkB", thinking.Signature);
+        Assert.True(message.Content[1].TryPickRedactedThinking(out var redacted));
+        Assert.Equal("EmwKAhgBEgy3va", redacted.Data);
+        Assert.True(message.Content[2].TryPickText(out var text));
+        Assert.Equal("Reading it now.", text.Text);
+        Assert.True(message.Content[3].TryPickToolUse(out var toolUse));
+        Assert.Equal("toolu_01A09q90qw90lq917835lq9", toolUse.ID);
+        Assert.Equal("/tmp/a.txt", toolUse.Input["file_path"].GetString());
+        Assert.Equal(20, toolUse.Input["limit"].GetInt32());
+        Assert.Equal(StopReason.ToolUse, message.StopReason!.Value());
+        Assert.Equal(87, message.Usage.OutputTokens);
+        Assert.Equal(4000, message.Usage.CacheReadInputTokens);
     }
 
     [Theory]

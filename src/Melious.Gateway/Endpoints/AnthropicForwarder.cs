@@ -9,6 +9,7 @@ using Melious.Gateway.Protocol.Anthropic;
 using Melious.Gateway.Routing;
 using Melious.Gateway.Streaming;
 using Melious.Gateway.Tokens;
+using Melious.Gateway.Translation;
 using Melious.Gateway.Upstream;
 using Melious.Gateway.Usage;
 using Microsoft.Extensions.Logging;
@@ -67,11 +68,18 @@ public sealed partial class AnthropicForwarder(UpstreamClient upstream, UsageCal
 
         if (stream)
         {
+            if (IsJson(response))
+            {
+                // Asked for a stream, got one JSON message (or an error): stream the message as its events.
+                await JsonAnswerAsync(context, response, recorder, model, upstreamContext, upstreamCts);
+                return;
+            }
+
             await StreamAsync(context, response, recorder, model, upstreamContext, upstreamCts);
             return;
         }
 
-        await NonStreamingAsync(context, upstreamContext.RequestedModel, response, recorder, model, upstreamCts);
+        await NonStreamingAsync(context, upstreamContext, response, recorder, model, upstreamCts);
     }
 
     private async Task StreamAsync(RequestContext context, HttpResponseMessage response, UsageRecorder recorder, ModelEntry model, UpstreamContext upstreamContext, CancellationTokenSource upstreamCts)
@@ -119,6 +127,12 @@ public sealed partial class AnthropicForwarder(UpstreamClient upstream, UsageCal
             Log.UpstreamBroke(logger, ex.GetType().Name);
         }
 
+        Finish(state, session, recorder, failure);
+    }
+
+    /// <summary>Records what the stream carried; a stream that did not finish ends with an error event.</summary>
+    private static void Finish(PassThroughState state, StreamingSession session, UsageRecorder recorder, string? failure)
+    {
         recorder.Status = 200;
         recorder.Tokens = state.Usage();
         recorder.Estimated = !state.SawUsage;
@@ -230,7 +244,7 @@ public sealed partial class AnthropicForwarder(UpstreamClient upstream, UsageCal
         output.Write("\n\n"u8);
     }
 
-    private async Task NonStreamingAsync(RequestContext context, string requestedModel, HttpResponseMessage response, UsageRecorder recorder, ModelEntry model, CancellationTokenSource upstreamCts)
+    private async Task NonStreamingAsync(RequestContext context, UpstreamContext upstreamContext, HttpResponseMessage response, UsageRecorder recorder, ModelEntry model, CancellationTokenSource upstreamCts)
     {
         var http = context.Http;
         JsonObject message;
@@ -254,6 +268,14 @@ public sealed partial class AnthropicForwarder(UpstreamClient upstream, UsageCal
             return;
         }
 
+        if (MessageAsEvents.IsError(message))
+        {
+            // An error body that came with a 2xx status.
+            await WriteErrorAsync(http, UpstreamErrorBody(message, upstreamContext), recorder);
+            return;
+        }
+
+        var requestedModel = upstreamContext.RequestedModel;
         var state = new PassThroughState(requestedModel, 0, null);
         state.Read(message["usage"] as JsonObject);
         message["model"] = requestedModel;

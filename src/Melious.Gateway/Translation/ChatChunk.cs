@@ -71,6 +71,8 @@ internal ref struct ChatChunk
             throw new JsonException("chunk is not a JSON object");
         }
 
+        var groqUsage = default(UpstreamUsage);
+
         while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
         {
             if (reader.ValueTextEquals("choices"u8))
@@ -94,6 +96,19 @@ internal ref struct ChatChunk
                 if (reader.TokenType == JsonTokenType.StartObject)
                 {
                     ParseUsage(ref reader, ref chunk.Usage);
+                }
+                else
+                {
+                    reader.Skip();
+                }
+            }
+            else if (reader.ValueTextEquals("x_groq"u8))
+            {
+                // Groq: {"x_groq":{"id":…,"usage":{…}}} on the last chunk carries the usage (a top-level usage wins).
+                reader.Read();
+                if (reader.TokenType == JsonTokenType.StartObject)
+                {
+                    ParseGroq(ref reader, ref groqUsage);
                 }
                 else
                 {
@@ -175,7 +190,36 @@ internal ref struct ChatChunk
             }
         }
 
+        if (!chunk.Usage.Present && groqUsage.Present)
+        {
+            chunk.Usage = groqUsage;
+        }
+
         return chunk;
+    }
+
+    private static void ParseGroq(ref Utf8JsonReader reader, ref UpstreamUsage usage)
+    {
+        while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+        {
+            if (reader.ValueTextEquals("usage"u8))
+            {
+                reader.Read();
+                if (reader.TokenType == JsonTokenType.StartObject)
+                {
+                    ParseUsage(ref reader, ref usage);
+                }
+                else
+                {
+                    reader.Skip();
+                }
+            }
+            else
+            {
+                reader.Read();
+                reader.Skip();
+            }
+        }
     }
 
     private static void ParseChoice(ref Utf8JsonReader reader, ref ChatChunk chunk, List<ToolCallFragment> toolCalls)
@@ -399,9 +443,24 @@ internal ref struct ChatChunk
     private static void ParseUsage(ref Utf8JsonReader reader, ref UpstreamUsage usage)
     {
         usage.Present = true;
+        var cacheHit = 0L;
         while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
         {
-            if (reader.ValueTextEquals("prompt_tokens"u8))
+            if (reader.ValueTextEquals("reasoning_tokens"u8))
+            {
+                // SGLang puts reasoning tokens at the top of usage (OpenAI: completion_tokens_details).
+                var reasoning = ReadLong(ref reader);
+                if (reasoning > 0)
+                {
+                    usage.ReasoningTokens = reasoning;
+                }
+            }
+            else if (reader.ValueTextEquals("prompt_cache_hit_tokens"u8))
+            {
+                // DeepSeek's own cache counter (older responses have no prompt_tokens_details).
+                cacheHit = ReadLong(ref reader);
+            }
+            else if (reader.ValueTextEquals("prompt_tokens"u8))
             {
                 usage.PromptTokens = ReadLong(ref reader);
             }
@@ -444,6 +503,11 @@ internal ref struct ChatChunk
                 reader.Read();
                 reader.Skip();
             }
+        }
+
+        if (usage.CachedTokens == 0 && cacheHit > 0)
+        {
+            usage.CachedTokens = cacheHit;
         }
     }
 

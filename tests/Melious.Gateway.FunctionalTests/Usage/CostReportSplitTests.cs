@@ -86,6 +86,64 @@ public sealed class CostReportSplitTests(AzuriteFixture azurite)
     }
 
     [Fact]
+    public async Task EndToEnd_PricedRequests_BillingPartsSumToTheTotal_AndTheReportLinesEqualThem()
+    {
+        // Prices with seven decimals per million tokens: the parts of most requests are not whole nano-units.
+        const decimal input = 0.1234567m, output = 1.9876543m, cacheRead = 0.0123457m;
+        var settings = new Dictionary<string, string?>
+        {
+            ["Melious:Models:Secondary"] = "qwen3-coder-30b-a3b-instruct",
+            ["Melious:Models:InputPrice"] = input.ToString(CultureInfo.InvariantCulture),
+            ["Melious:Models:OutputPrice"] = output.ToString(CultureInfo.InvariantCulture),
+            ["Melious:Models:CacheReadPrice"] = cacheRead.ToString(CultureInfo.InvariantCulture),
+            ["Melious:Models:CacheWritePrice"] = "0.1543211",
+            ["Melious:Models:Currency"] = "USD",
+        };
+        var calls = 0;
+        await using var s = await Scenario.StartAsync(azurite, (request, context) =>
+        {
+            var i = Interlocked.Increment(ref calls);
+            return Sse.WriteAsync(context, [Sse.Role(), Sse.Content("ok"), Sse.Finish("stop"), Sse.Usage(1_000 + 137 * i, 3 + 11 * i, cached: 61 * i)]);
+        }, settings);
+
+        const int n = 8;
+        for (var i = 0; i < n; i++)
+        {
+            var response = await s.PostAsync(Scenario.Body(stream: i % 2 == 0));
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            await response.Content.ReadAsStringAsync(Ct);
+        }
+
+        var storage = s.Gateway.Services.GetRequiredService<StorageClients>();
+        await s.Gateway.Publisher.FlushAsync(TimeSpan.FromSeconds(10), Ct);
+        var billing = await UsageTables.WaitForAsync(storage, TableNames.Billing, rows => rows.Count >= n, TimeSpan.FromSeconds(30));
+        await UsageTables.WaitForAsync(storage, TableNames.UsageDaily, rows => rows.Sum(r => UsageTables.Long(r, "Requests")) >= n, TimeSpan.FromSeconds(30));
+        Assert.Equal(n, billing.Count);
+        var rounded = 0;
+        foreach (var row in billing)
+        {
+            long Part(string column) => UsageTables.Long(row, column);
+            Assert.Equal(Part("CostNanos"), Part("InputCostNanos") + Part("OutputCostNanos") + Part("CacheReadCostNanos") + Part("CacheWriteCostNanos") + Part("WebSearchCostNanos"));
+            var exactInput = Part("InputTokens") * input * 1_000m;   // nano-units
+            var exactOutput = Part("OutputTokens") * output * 1_000m;
+            var exactCacheRead = Part("CacheReadTokens") * cacheRead * 1_000m;
+            Assert.True(Math.Abs(exactInput - Part("InputCostNanos")) < 1 && Math.Abs(exactOutput - Part("OutputCostNanos")) < 1 && Math.Abs(exactCacheRead - Part("CacheReadCostNanos")) < 1, $"parts too far from exact in {row.RowKey}");
+            rounded += exactInput % 1 != 0 || exactOutput % 1 != 0 || exactCacheRead % 1 != 0 ? 1 : 0;
+        }
+
+        Assert.True(rounded > 0, "no request needed rounding: the test proves nothing");
+        var day = billing[0].GetDateTimeOffset("StartedAt")!.Value.UtcDateTime.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
+        using var report = await GetJsonAsync(s.Client, $"{Costs}?starting_at={day}T00:00:00Z&group_by[]=description");
+        var lines = Results(report);
+        Assert.Equal(["uncached_input_tokens", "cache_read_input_tokens", "output_tokens"], lines.Select(l => l.GetProperty("token_type").GetString()));
+        Assert.Equal(billing.Sum(r => UsageTables.Long(r, "InputCostNanos")), Nanos(lines[0]));
+        Assert.Equal(billing.Sum(r => UsageTables.Long(r, "CacheReadCostNanos")), Nanos(lines[1]));
+        Assert.Equal(billing.Sum(r => UsageTables.Long(r, "OutputCostNanos")), Nanos(lines[2]));
+        Assert.Equal(billing.Sum(r => UsageTables.Long(r, "CostNanos")), lines.Sum(Nanos));
+        Assert.All(lines, l => Assert.Equal("qwen3-coder-30b-a3b-instruct", l.GetProperty("model").GetString()));
+    }
+
+    [Fact]
     public async Task OlderRollupRows_WithoutTheSplitColumns_ReportAsOneUnsplitLine_AndNewUsageOnTopSplits()
     {
         await using var gateway = await StartAsync();

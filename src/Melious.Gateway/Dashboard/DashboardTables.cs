@@ -25,6 +25,7 @@ public static class DashboardTables
         {
             Lines("totals", "Totals per currency", "total", view.Totals),
             Lines("by-upstream-model", "By model (upstream, as served)", "upstream_model", view.ByUpstreamModel),
+            CostByType(view.ByUpstreamModel),
             Lines("by-requested-model", "By model (as requested)", "requested_model", view.ByRequestedModel),
             Lines("by-key", "By API key", "api_key_id", view.ByKey),
         };
@@ -45,6 +46,14 @@ public static class DashboardTables
             Int(r.OutputTokens), r.Currency, Money(r.CostNanos), r.TtftMs is { } t ? Int(t) : "", Int(r.DurationMs),
             r.Cancelled ? "cancelled" : r.ErrorType.Length > 0 ? $"{r.Status} {r.ErrorType}" : Int(r.Status),
         ])).ToList(),
+        4);
+
+    /// <summary>The cost report's split (docs/cost-report.md): per upstream model and currency, one row per cost type and token type.</summary>
+    private static ReportTable CostByType(IReadOnlyList<UsageLine> byModel) => new(
+        "cost-by-type",
+        "Cost by model and type",
+        ["upstream_model", "currency", "cost_type", "token_type", "cost"],
+        byModel.SelectMany(l => CostLines.Split(l.Key, l.Totals).Select(c => new ReportRow([l.Key, l.Currency, c.CostType, c.TokenType ?? "", Money(c.Nanos)]))).ToList(),
         4);
 
     private static ReportTable Lines(string id, string title, string keyHeader, IReadOnlyList<UsageLine> lines) =>

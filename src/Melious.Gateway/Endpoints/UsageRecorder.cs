@@ -80,6 +80,7 @@ internal sealed class UsageRecorder(RequestContext context, ApiKeyRecord key)
 
         var price = Cost ?? new CostBreakdown(0, 0, 0, 0, model?.Prices.Currency ?? "USD", null);
         var impact = Energy;
+        var parts = CostSplit.Allocate(price);   // parts sum exactly to price.TotalNanos
         return new UsageEvent
         {
             RequestId = context.RequestId,
@@ -107,12 +108,12 @@ internal sealed class UsageRecorder(RequestContext context, ApiKeyRecord key)
             Cancelled = Cancelled,
             Currency = price.Currency,
             CostNanos = price.TotalNanos,
-            InputCostNanos = Pricing.ToNanos(price.Input),
-            OutputCostNanos = Pricing.ToNanos(price.Output),
-            CacheReadCostNanos = Pricing.ToNanos(price.CacheRead),
-            CacheWriteCostNanos = Pricing.ToNanos(price.CacheWrite),
+            InputCostNanos = parts.Input,
+            OutputCostNanos = parts.Output,
+            CacheReadCostNanos = parts.CacheRead,
+            CacheWriteCostNanos = parts.CacheWrite,
             WebSearchRequests = WebSearchRequests,
-            WebSearchCostNanos = Pricing.ToNanos(price.WebSearch),
+            WebSearchCostNanos = parts.WebSearch,
             PriceVersion = price.PriceVersion,
             EnergyWh = impact?.EnergyWh,
             EnergyWhMin = impact?.EnergyWhMin,

@@ -31,6 +31,9 @@ public sealed partial class UsageApiEndpoint(ApiKeyAuthenticator authenticator, 
     {
         ["starting_at"] = null, ["ending_at"] = null, ["bucket_width"] = null, ["group_by"] = null, ["account_ids"] = null,
         ["workspace_ids"] = null, ["limit"] = null, ["page"] = null, ["beta"] = null,
+        ["models"] = "the cost report has no model filter (as at Anthropic); use group_by[]=description, or the usage report's models[]",
+        ["api_key_ids"] = "the cost report is not kept per API key; use the usage report's api_key_ids[]",
+        ["service_tiers"] = "Melious has no service tiers", ["context_window"] = "Melious does not split costs by context window",
     };
 
     private static readonly Dictionary<string, string?> SessionParams = new(StringComparer.Ordinal)
@@ -114,7 +117,13 @@ public sealed partial class UsageApiEndpoint(ApiKeyAuthenticator authenticator, 
         {
             if (g is not ("description" or "workspace_id" or "account_id"))
             {
-                throw new ReportQueryException($"group_by[] must be description, workspace_id or account_id (got '{g}')");
+                throw new ReportQueryException(g switch
+                {
+                    "model" or "token_type" or "cost_type" => $"group_by[]={g} is not supported on the cost report: group_by[]=description gives one line per model, cost type and token type",
+                    "api_key_id" => "group_by[]=api_key_id is not supported on the cost report: costs are kept per model and account; the usage report groups by api_key_id",
+                    "service_tier" or "context_window" or "inference_geo" or "speed" or "service_account_id" => $"group_by[]={g} is not supported: Melious records costs by model and account",
+                    _ => $"group_by[] must be description, workspace_id or account_id (got '{g}')",
+                });
             }
         }
 
@@ -136,20 +145,13 @@ public sealed partial class UsageApiEndpoint(ApiKeyAuthenticator authenticator, 
         {
             var dayText = UsageQueryService.Day(day);
             var results = UsageGrouping.Group(items.Where(r => r.Day == dayText).Select(r => (GroupKey(byDescription ? r.Model : "", byAccount ? r.Account : ""), r.Currency, r.Totals)))
-                .Select(line =>
+                .SelectMany(line =>
                 {
                     var (model, groupAccount) = SplitKey(line.Key);
-                    return new CostReportResult
-                    {
-                        Amount = LowestUnits(line.Totals.CostNanos, line.Currency),
-                        Currency = line.Currency,
-                        CostType = byDescription ? "tokens" : null,
-                        Description = byDescription ? $"{model} Usage" : null,
-                        Model = byDescription ? model : null,
-                        AccountId = byAccount ? groupAccount : null,
-                        Cost = Pricing.FormatNanos(line.Totals.CostNanos),
-                        CostNanos = line.Totals.CostNanos,
-                    };
+                    var account = byAccount ? groupAccount : null;
+                    return byDescription
+                        ? CostLines.Split(model, line.Totals).Select(l => CostResult(l.Nanos, line.Currency, account, l, model))
+                        : [CostResult(line.Totals.CostNanos, line.Currency, account, null, null)];
                 })
                 .ToList();
             buckets.Add(new CostReportBucket(ReportQuery.Timestamp(day), ReportQuery.Timestamp(day.AddDays(1)), results));
@@ -157,6 +159,19 @@ public sealed partial class UsageApiEndpoint(ApiKeyAuthenticator authenticator, 
 
         return (new CostReportPage(buckets, hasMore, hasMore ? ReportQuery.Page(pageEnd.AddDays(1)) : null), UsageApiJsonContext.Default.CostReportPage);
     });
+
+    private static CostReportResult CostResult(long nanos, string currency, string? account, CostLine? line, string? model) => new()
+    {
+        Amount = LowestUnits(nanos, currency),
+        Currency = currency,
+        CostType = line?.CostType,
+        Description = line?.Description,
+        Model = model,
+        TokenType = line?.TokenType,
+        AccountId = account,
+        Cost = Pricing.FormatNanos(nanos),
+        CostNanos = nanos,
+    };
 
     public Task SessionsAsync(HttpContext http) => RunAsync(http, async key =>
     {
@@ -242,6 +257,7 @@ public sealed partial class UsageApiEndpoint(ApiKeyAuthenticator authenticator, 
             CacheCreation = new CacheCreationTokens(0, t.CacheWriteTokens),
             CacheReadInputTokens = t.CacheReadTokens,
             OutputTokens = t.OutputTokens,
+            ServerToolUse = new ServerToolUse(t.WebSearchRequests),
             ApiKeyId = keyId,
             Model = model,
             AccountId = account,

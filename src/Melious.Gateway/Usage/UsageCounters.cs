@@ -30,28 +30,52 @@ public sealed record UsageCounters
     /// <summary>Requests whose model had no energy parameters (their energy is not in the sums).</summary>
     public long UnknownEnergyRequests { get; init; }
 
+    // The split of CostNanos by what was charged (CostSplit): the five parts plus the unsplit rest add up to CostNanos.
+    // Rows written before the split existed lack these columns: their whole cost reads as unsplit (UnsplitCostNanos).
+    public long InputCostNanos { get; init; }
+    public long OutputCostNanos { get; init; }
+    public long CacheReadCostNanos { get; init; }
+    public long CacheWriteCostNanos { get; init; }
+    public long WebSearchCostNanos { get; init; }
+    public long WebSearchRequests { get; init; }
+
+    /// <summary>The part of <see cref="CostNanos"/> not attributed to a token type or web search (usage counted before the split).</summary>
+    public long UnsplitCostNanos => CostNanos - InputCostNanos - OutputCostNanos - CacheReadCostNanos - CacheWriteCostNanos - WebSearchCostNanos;
+
+    public CostParts CostParts => new(InputCostNanos, OutputCostNanos, CacheReadCostNanos, CacheWriteCostNanos, WebSearchCostNanos, UnsplitCostNanos);
+
     public static readonly UsageCounters Zero = new();
 
-    public static UsageCounters From(UsageEvent e) => new()
+    public static UsageCounters From(UsageEvent e)
     {
-        Requests = 1,
-        ErrorRequests = e.IsError ? 1 : 0,
-        CancelledRequests = e.Cancelled ? 1 : 0,
-        InputTokens = e.InputTokens,
-        CacheReadTokens = e.CacheReadTokens,
-        CacheWriteTokens = e.CacheWriteTokens,
-        OutputTokens = e.OutputTokens,
-        ReasoningTokens = e.ReasoningTokens,
-        CostNanos = e.CostNanos,
-        EnergyMicroWh = Micro(e.EnergyWh),
-        EnergyMinMicroWh = Micro(e.EnergyWhMin),
-        EnergyMaxMicroWh = Micro(e.EnergyWhMax),
-        Gco2eMicrograms = Micro(e.Gco2e),
-        Gco2eMinMicrograms = Micro(e.Gco2eMin),
-        Gco2eMaxMicrograms = Micro(e.Gco2eMax),
-        WaterMicroliters = Milli(e.WaterMl),
-        UnknownEnergyRequests = e.EnergyWh is null ? 1 : 0,
-    };
+        var parts = CostSplit.FromEvent(e);
+        return new()
+        {
+            Requests = 1,
+            ErrorRequests = e.IsError ? 1 : 0,
+            CancelledRequests = e.Cancelled ? 1 : 0,
+            InputTokens = e.InputTokens,
+            CacheReadTokens = e.CacheReadTokens,
+            CacheWriteTokens = e.CacheWriteTokens,
+            OutputTokens = e.OutputTokens,
+            ReasoningTokens = e.ReasoningTokens,
+            CostNanos = e.CostNanos,
+            EnergyMicroWh = Micro(e.EnergyWh),
+            EnergyMinMicroWh = Micro(e.EnergyWhMin),
+            EnergyMaxMicroWh = Micro(e.EnergyWhMax),
+            Gco2eMicrograms = Micro(e.Gco2e),
+            Gco2eMinMicrograms = Micro(e.Gco2eMin),
+            Gco2eMaxMicrograms = Micro(e.Gco2eMax),
+            WaterMicroliters = Milli(e.WaterMl),
+            UnknownEnergyRequests = e.EnergyWh is null ? 1 : 0,
+            InputCostNanos = parts.Input,
+            OutputCostNanos = parts.Output,
+            CacheReadCostNanos = parts.CacheRead,
+            CacheWriteCostNanos = parts.CacheWrite,
+            WebSearchCostNanos = parts.WebSearch,
+            WebSearchRequests = Math.Max(0, e.WebSearchRequests),
+        };
+    }
 
     /// <summary>The integer micro-unit stored for a double figure (rows carry both, sums use this).</summary>
     public static long Micro(double? value) => Scaled(value, 1_000_000);
@@ -81,6 +105,12 @@ public sealed record UsageCounters
         Gco2eMaxMicrograms = a.Gco2eMaxMicrograms + b.Gco2eMaxMicrograms,
         WaterMicroliters = a.WaterMicroliters + b.WaterMicroliters,
         UnknownEnergyRequests = a.UnknownEnergyRequests + b.UnknownEnergyRequests,
+        InputCostNanos = a.InputCostNanos + b.InputCostNanos,
+        OutputCostNanos = a.OutputCostNanos + b.OutputCostNanos,
+        CacheReadCostNanos = a.CacheReadCostNanos + b.CacheReadCostNanos,
+        CacheWriteCostNanos = a.CacheWriteCostNanos + b.CacheWriteCostNanos,
+        WebSearchCostNanos = a.WebSearchCostNanos + b.WebSearchCostNanos,
+        WebSearchRequests = a.WebSearchRequests + b.WebSearchRequests,
     };
 
     public void WriteTo(TableEntity entity)
@@ -102,6 +132,12 @@ public sealed record UsageCounters
         entity[nameof(Gco2eMaxMicrograms)] = Gco2eMaxMicrograms;
         entity[nameof(WaterMicroliters)] = WaterMicroliters;
         entity[nameof(UnknownEnergyRequests)] = UnknownEnergyRequests;
+        entity[nameof(InputCostNanos)] = InputCostNanos;
+        entity[nameof(OutputCostNanos)] = OutputCostNanos;
+        entity[nameof(CacheReadCostNanos)] = CacheReadCostNanos;
+        entity[nameof(CacheWriteCostNanos)] = CacheWriteCostNanos;
+        entity[nameof(WebSearchCostNanos)] = WebSearchCostNanos;
+        entity[nameof(WebSearchRequests)] = WebSearchRequests;
 
         // Human-friendly companions (derived; the integer columns are authoritative).
         entity["Cost"] = Pricing.FormatNanos(CostNanos);
@@ -129,6 +165,12 @@ public sealed record UsageCounters
         Gco2eMaxMicrograms = L(e, nameof(Gco2eMaxMicrograms)),
         WaterMicroliters = L(e, nameof(WaterMicroliters)),
         UnknownEnergyRequests = L(e, nameof(UnknownEnergyRequests)),
+        InputCostNanos = L(e, nameof(InputCostNanos)),
+        OutputCostNanos = L(e, nameof(OutputCostNanos)),
+        CacheReadCostNanos = L(e, nameof(CacheReadCostNanos)),
+        CacheWriteCostNanos = L(e, nameof(CacheWriteCostNanos)),
+        WebSearchCostNanos = L(e, nameof(WebSearchCostNanos)),
+        WebSearchRequests = L(e, nameof(WebSearchRequests)),
     };
 
     private static long L(TableEntity e, string name) => EntityValues.Long(e, name) ?? 0;

@@ -161,6 +161,24 @@ public sealed class WebSearchTests(AzuriteFixture azurite)
         Assert.Equal(10_000_000, UsageTables.Long(row, "CostNanos"));
         Assert.Equal(2500, UsageTables.Long(row, "InputTokens"));
         Assert.Equal("end_turn", row.GetString("StopReason"));
+
+        // The rollup counts the search: the cost report has its web_search line (the tokens are free here), the
+        // usage report its search (docs/cost-report.md).
+        await UsageTables.WaitForAsync(storage, TableNames.UsageDaily, r => r.Sum(d => UsageTables.Long(d, "Requests")) >= 1, TimeSpan.FromSeconds(30));
+        var day = row.GetDateTimeOffset("StartedAt")!.Value.UtcDateTime.ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture);
+        using var costs = await s.Client.GetAsync($"/v1/organizations/cost_report?starting_at={day}T00:00:00Z&group_by[]=description", Ct);
+        var costText = await costs.Content.ReadAsStringAsync(Ct);
+        Assert.True(costs.StatusCode == HttpStatusCode.OK, costText);
+        var line = Assert.Single(JsonNode.Parse(costText)!["data"]!.AsArray().SelectMany(b => b!["results"]!.AsArray()))!;
+        Assert.Equal("web_search", (string?)line["cost_type"]);
+        Assert.Null(line["token_type"]);
+        Assert.Equal(row.GetString("UpstreamModel") + " Web Search", (string?)line["description"]);
+        Assert.Equal("1", (string?)line["amount"]);   // $0.01 in cents
+        using var usage = await s.Client.GetAsync($"/v1/organizations/usage_report/messages?starting_at={day}T00:00:00Z", Ct);
+        var usageText = await usage.Content.ReadAsStringAsync(Ct);
+        Assert.True(usage.StatusCode == HttpStatusCode.OK, usageText);
+        var result = Assert.Single(JsonNode.Parse(usageText)!["data"]!.AsArray().SelectMany(b => b!["results"]!.AsArray()))!;
+        Assert.Equal(1, (long)result["server_tool_use"]!["web_search_requests"]!);
     }
 
     [Fact]

@@ -64,7 +64,7 @@ public abstract class DashboardBrowserTests(IGatewayTarget target)
         await browser.ShowRangeAsync("7d");
         var download = await page.RunAndWaitForDownloadAsync(() => page.ClickAsync("#export"));
         var csv = Csv(await File.ReadAllTextAsync((await download.PathAsync())!, Ct));
-        foreach (var table in new[] { "totals", "by-upstream-model", "by-requested-model", "by-key", "by-session" })
+        foreach (var table in new[] { "totals", "by-upstream-model", "cost-by-type", "by-requested-model", "by-key", "by-session" })
         {
             var headers = await browser.HeadersAsync(table);
             var rows = await browser.TableAsync(table);
@@ -73,6 +73,12 @@ public abstract class DashboardBrowserTests(IGatewayTarget target)
             Assert.Equal(rows.Select(r => string.Join('\u001f', r)), csvRows.Select(r => string.Join('\u001f', r)));
             Assert.NotEmpty(rows);
         }
+
+        // The cost split adds up, per model and currency, to the model's cost (docs/cost-report.md).
+        var modelHeaders = await browser.HeadersAsync("by-upstream-model");
+        var modelCosts = (await browser.TableAsync("by-upstream-model")).ToDictionary(r => (r[0], r[1]), r => decimal.Parse(r[Array.IndexOf(modelHeaders, "cost")], CultureInfo.InvariantCulture));
+        var splitCosts = (await browser.TableAsync("cost-by-type")).GroupBy(r => (r[0], r[1])).ToDictionary(g => g.Key, g => g.Sum(r => decimal.Parse(r[4], CultureInfo.InvariantCulture)));
+        Assert.Equal(modelCosts.OrderBy(p => p.Key), splitCosts.OrderBy(p => p.Key));
 
         // Sorting a breakdown by a column reorders its rows.
         var byKeyRows = await browser.TableAsync("by-key");

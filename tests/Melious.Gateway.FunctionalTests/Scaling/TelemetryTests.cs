@@ -16,6 +16,7 @@ namespace Melious.Gateway.FunctionalTests.Scaling;
 /// units, attributes and values for a streamed request, an error and a fallback; spans; and no prompt or completion
 /// text anywhere. Other tests' gateways in this process use the same meter name, so points are picked by model.
 /// </summary>
+[Collection(TelemetryTestGroup.Name)]
 public sealed class TelemetryTests(AzuriteFixture azurite)
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
@@ -202,4 +203,17 @@ public sealed class TelemetryTests(AzuriteFixture azurite)
             }
         }
     }
+}
+
+/// <summary>
+/// Every gateway in this process creates a meter named <see cref="GatewayMetrics.MeterName"/> with the same
+/// instruments, and the OpenTelemetry SDK folds same-named instruments into one metric stream. When another test
+/// disposes its gateway, its meter's instruments complete, and the SDK drops that shared stream at its next collect:
+/// this test's measurements then go nowhere ("no gen_ai.client.token.usage metric was exported", seen in CI). One
+/// gateway per process, as deployed, never sees this; the test runs on its own, after the parallel ones.
+/// </summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class TelemetryTestGroup
+{
+    public const string Name = "Telemetry (process-wide meter name)";
 }

@@ -153,7 +153,7 @@ public sealed class CrossInstanceLimitTests(AzuriteFixture azurite)
 
     internal static string KeyIdOf(string key) => ApiKeys.KeyIdFromHash(ApiKeys.Hash(key));
 
-    private static async Task<long> CounterAsync(TestGateway gateway, string key, string kind)
+    internal static async Task<long> CounterAsync(TestGateway gateway, string key, string kind)
     {
         var table = StorageFor(gateway).Table(Storage.TableNames.RateLimits);
         var row = $"{kind}-{QuotaMath.WindowIndex(DateTimeOffset.UtcNow, LimitCluster.Window):D20}";

@@ -22,7 +22,7 @@ public sealed record Setting(int Concurrency, int DelayMs, bool Tool)
 /// The orchestrator: Azurite, the scripted upstream (child process), the self-host gateway (child process, Release
 /// build), the load client in this process. Prints one table and one <c>BENCH_JSON</c> line per figure.
 /// </summary>
-public sealed class Bench : IDisposable
+public sealed partial class Bench : IDisposable
 {
     private const string MainModel = "bench-opus";
     private const string SecondaryModel = "bench-sonnet";
@@ -139,6 +139,10 @@ public sealed class Bench : IDisposable
         await CaptureDirectBodyAsync();
         await GlobalWarmupAsync();
         var idle = await IdleAsync();
+        if (_o.Pool)
+        {
+            return await PoolPassAsync(idle);
+        }
 
         var settings = new List<Setting>();
         foreach (var c in new[] { 1, 32 })
@@ -356,6 +360,11 @@ public sealed class Bench : IDisposable
     {
         using var response = await _control.PostAsync($"{_upstreamBase}/control/scenario?{scenario.Query}", null);
         response.EnsureSuccessStatusCode();
+        foreach (var (_, baseUrl) in _poolUpstreams)
+        {
+            using var other = await _control.PostAsync($"{baseUrl}/control/scenario?{scenario.Query}", null);
+            other.EnsureSuccessStatusCode();
+        }
         if (_client is not null)
         {
             _client.Expected = new ScenarioPayload(scenario);
@@ -394,6 +403,12 @@ public sealed class Bench : IDisposable
             env["FUNCTIONS_LOG_PATH"] = Path.Combine(_work, "functions-logs");
             env["AzureFunctionsJobHost__extensions__queues__maxPollingInterval"] = "00:00:01";
             env["AzureFunctionsJobHost__extensions__queues__visibilityTimeout"] = "00:00:01";
+        }
+
+        if (_o.Pool)
+        {
+            // The pool model is added to the catalog after the start (an empty catalog is seeded first): read it soon.
+            env["Melious__Catalog__RefreshInterval"] = "00:00:01";
         }
 
         foreach (var (key, value) in _o.GatewayEnv)

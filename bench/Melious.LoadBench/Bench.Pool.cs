@@ -164,9 +164,9 @@ public sealed partial class Bench
             Console.WriteLine(row);
         }
 
-        var file = Path.Combine(_outDir, "loadbench-pool.json");
-        await File.WriteAllTextAsync(file, _results.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
-        Console.WriteLine($"\nAll figures as JSON: {file}");
+        var json = Path.Combine(_outDir, "loadbench-pool.json");
+        await File.WriteAllTextAsync(json, _results.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
+        Console.WriteLine($"\nAll figures as JSON: {json}");
         return 0;
     }
 

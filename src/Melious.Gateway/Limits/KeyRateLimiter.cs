@@ -502,7 +502,7 @@ public sealed partial class KeyRateLimiter(QuotaStore store, IOptions<GatewayOpt
         }
     }
 
-    private async Task SettleInBackgroundAsync(RateBucket bucket)
+    private async Task SettleInBackgroundAsync(RateBucket bucket, bool leaseSlice)
     {
         // One settle in flight per bucket: streams charging every few tokens must not queue a storage request each.
         if (Interlocked.CompareExchange(ref bucket.Settling, 1, 0) != 0)
@@ -516,7 +516,7 @@ public sealed partial class KeyRateLimiter(QuotaStore store, IOptions<GatewayOpt
             // leased with the first usually covers it).
             for (var round = 0; round < 3 && !_degraded && Volatile.Read(ref bucket.Available) < 0; round++)
             {
-                await SettleAsync(bucket, QuotaMath.WindowIndex(time.GetUtcNow(), _options.Window), CancellationToken.None, debtOnly: true);
+                await SettleAsync(bucket, QuotaMath.WindowIndex(time.GetUtcNow(), _options.Window), CancellationToken.None, debtOnly: true, leaseSlice);
             }
         }
         catch (Exception ex)
@@ -529,7 +529,7 @@ public sealed partial class KeyRateLimiter(QuotaStore store, IOptions<GatewayOpt
         }
     }
 
-    private async Task SettleAsync(RateBucket bucket, long window, CancellationToken cancellationToken, bool debtOnly = false)
+    private async Task SettleAsync(RateBucket bucket, long window, CancellationToken cancellationToken, bool debtOnly = false, bool leaseSlice = false)
     {
         await bucket.Gate.WaitAsync(cancellationToken);
         try
@@ -557,12 +557,12 @@ public sealed partial class KeyRateLimiter(QuotaStore store, IOptions<GatewayOpt
             if (debt > 0)
             {
                 // Already spent: charged even beyond the limit (limit 0 leaves exactly the debt to take). Settled for
-                // a running request (debtOnly), the write also leases a slice when the counter has room, so the
-                // request's next output tokens are spent locally again.
+                // a running stream, the write also leases a slice when the counter has room, so the stream's next
+                // output tokens are spent locally again.
                 long limit;
                 lock (bucket.Sync)
                 {
-                    limit = debtOnly ? bucket.Limit : 0;
+                    limit = leaseSlice ? bucket.Limit : 0;
                 }
 
                 var (took, granted) = await store.LeaseAsync(bucket.KeyId, row, limit, debt, _instances, debt, cancellationToken);
@@ -736,7 +736,7 @@ public sealed partial class KeyRateLimiter(QuotaStore store, IOptions<GatewayOpt
         if (tokens is { Ok: true } t)
         {
             // Only the remainder: what the stream already charged (estimate + output so far) is not charged again.
-            ChargeTo(ticket, t, CountedTokens(usage));
+            ChargeTo(ticket, t, CountedTokens(usage), running: false);
         }
 
         if (slot is not null)
@@ -749,9 +749,10 @@ public sealed partial class KeyRateLimiter(QuotaStore store, IOptions<GatewayOpt
     /// Brings what a request has charged to <paramref name="total"/> tokens (the estimate at first, then estimate +
     /// output so far while it streams, then its real usage at the end): the difference is spent from (or given back
     /// to) the instance's slice. Tokens beyond the slice are a debt the shared counter is told of at once, in the
-    /// background (one storage request, which also leases a fresh slice for the tokens still to come).
+    /// background (one storage request; for a <paramref name="running"/> stream it also leases a fresh slice for the
+    /// tokens still to come, while an ended request takes only its debt, so no quota is stranded here).
     /// </summary>
-    internal void ChargeTo(LimitTicket ticket, Take t, long total)
+    internal void ChargeTo(LimitTicket ticket, Take t, long total, bool running)
     {
         var bucket = t.Bucket;
         bool owed;
@@ -783,7 +784,7 @@ public sealed partial class KeyRateLimiter(QuotaStore store, IOptions<GatewayOpt
         {
             // Tokens used beyond the slice: tell the shared counter now rather than at the next heartbeat, so other
             // instances do not admit against quota that is already spent.
-            _ = SettleInBackgroundAsync(bucket);
+            _ = SettleInBackgroundAsync(bucket, running);
         }
     }
 
@@ -852,7 +853,7 @@ public sealed class LimitTicket
         }
 
         _streamed = outputTokens;
-        _owner.ChargeTo(this, t, t.Amount + outputTokens);
+        _owner.ChargeTo(this, t, t.Amount + outputTokens, running: true);
     }
 
     /// <summary>Charges the request's real token usage (less what its stream already charged) and releases its concurrency slot.</summary>

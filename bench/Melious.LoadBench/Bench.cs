@@ -332,7 +332,7 @@ public sealed partial class Bench : IDisposable
         {
             ["Melious:Storage:ConnectionString"] = _azurite!.ConnectionString,
         }).Build();
-        _services = new ServiceCollection().AddLogging().AddMeliousGateway(config).BuildServiceProvider();
+        _services = new ServiceCollection().AddLogging().AddSingleton<IConfiguration>(config).AddMeliousGateway(config).BuildServiceProvider();
         var storage = _services.GetRequiredService<StorageClients>();
         foreach (var table in TableNames.All)
         {

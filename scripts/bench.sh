@@ -14,13 +14,15 @@
 # Figures are printed, never asserted: the exit status is non-zero only if a bench could not run or the AOT pass
 # found a measured request without its usage rows.
 #
-# Usage: scripts/bench.sh [--quick] [--no-build] [--no-aot] [--functions] [--load-only | --micro-only | --writer-only | --aot-only | --functions-only] [-- <extra load-bench options>]
+# Usage: scripts/bench.sh [--quick] [--no-build] [--no-aot] [--functions] [--load-only | --micro-only | --writer-only | --aot-only | --functions-only | --pool-only] [-- <extra load-bench options>]
 #   --quick       smoke run (~1-2 minutes after the build) that proves the bench works; figures are indicative only
 #   --no-build    use the existing Release builds (and an existing artifacts/aot publish)
 #   --no-aot      skip the Native AOT pass
 #   --functions   add the Functions host pass to the load bench (the same settings as the self-host pass; a full run
 #                 takes ~10 minutes longer on 2 cores); not part of --quick (see docs/benchmarks.md)
 #   --functions-only  just that comparison, short: C=1 and C=32 text through the self-host, then the Functions host
+#   --pool-only   just the pool comparison: the self-host in front of a 3-endpoint pool of scripted upstreams against
+#                 one endpoint and against the upstream directly (added TTFT p50/p99, CPU per request; load bench --pool)
 #   extra options after "--" go to the load bench, e.g. -- --only c32-d0-text --measure-seconds 20
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -34,6 +36,7 @@ run_writer=1
 run_aot=1
 run_functions=0
 functions_only=0
+pool_only=0
 extra=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -43,11 +46,12 @@ while [[ $# -gt 0 ]]; do
     --functions) run_functions=1 ;;
     --functions-only) run_functions=1; functions_only=1; run_micro=0; run_writer=0; run_aot=0 ;;
     --load-only) run_micro=0; run_writer=0; run_aot=0 ;;
+    --pool-only) run_micro=0; run_writer=0; run_aot=0; pool_only=1 ;;
     --micro-only) run_load=0; run_writer=0; run_aot=0 ;;
     --writer-only) run_load=0; run_micro=0; run_aot=0 ;;
     --aot-only) run_load=0; run_micro=0; run_writer=0 ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "unknown option: $1 (see --help)" >&2; exit 64 ;;
   esac
   shift
@@ -66,6 +70,9 @@ if [[ $build -eq 1 ]]; then
 fi
 
 load_args=()
+if [[ $pool_only -eq 1 ]]; then
+  load_args+=(--pool --launches 1)
+fi
 if [[ $run_functions -eq 1 ]]; then
   if ! fn_host="$(functions_host_dir)"; then
     echo "SKIPPED: Functions host pass (no Azure Functions host: ${MELIOUS_FUNCTIONS_HOST:-$MELIOUS_ROOT/../shared/functions-host} has no run.sh/build.sh)" | tee "$out/functions.log"

@@ -3,6 +3,7 @@ using System.Net;
 using Melious.Gateway.Auth;
 using Melious.Gateway.FunctionalTests.Infrastructure;
 using Melious.Gateway.Limits;
+using Microsoft.AspNetCore.Http;
 using static Melious.Gateway.FunctionalTests.Reliability.ReliabilityKit;
 
 namespace Melious.Gateway.FunctionalTests.Limits;
@@ -94,6 +95,91 @@ public sealed class StreamingTokensTests(AzuriteFixture azurite)
             return counted == used;
         }, TimeSpan.FromSeconds(15)), $"counter less unspent slices {counted}, used {used}");
         Assert.Single(cluster.Upstream.Requests);
+    }
+
+    [Fact]
+    public async Task AnthropicUpstream_LongStream_ChargesItsDeltasWhileRunning_AndTheEndOnlyTheRemainder()
+    {
+        // The same with an upstream that speaks Anthropic Messages (relayed event for event): output counted from its
+        // content_block_delta events while it runs, reconciled with message_delta's usage at the end.
+        var longBody = Scenario.Body(stream: true, prompt: "tell me a long story", maxTokens: 4000).ToJsonString();
+        var shortBody = Scenario.Body(stream: false).ToJsonString();
+        var longInput = LimitCluster.Estimate(longBody);
+        var shortInput = LimitCluster.Estimate(shortBody);
+        var tpm = longInput + (3 * shortInput) + 200;
+        var held = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var cluster = await LimitCluster.StartAsync(azurite.ConnectionString, async (request, context) =>
+        {
+            context.Response.StatusCode = 200;
+            context.Response.ContentType = "text/event-stream";
+            async Task Event(string name, string data)
+            {
+                await context.Response.WriteAsync($"event: {name}\ndata: {data}\n\n", context.RequestAborted);
+                await context.Response.Body.FlushAsync(context.RequestAborted);
+            }
+
+            var input = request.BodyText.Contains("long story", StringComparison.Ordinal) ? longInput : shortInput;
+            await Event("message_start", """{"type":"message_start","message":{"id":"msg_01abc","type":"message","role":"assistant","model":"m","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":@INPUT@,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":1}}}""".Replace("@INPUT@", input.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal));
+            await Event("content_block_start", """{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}""");
+            var output = 1;
+            if (input == longInput)
+            {
+                for (var i = 0; i < Before; i++)
+                {
+                    await Event("content_block_delta", """{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"w@I@ "}}""".Replace("@I@", i.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal));
+                }
+
+                held.TrySetResult();
+                await release.Task.WaitAsync(TimeSpan.FromSeconds(90), context.RequestAborted);
+                for (var i = Before; i < Before + After; i++)
+                {
+                    await Event("content_block_delta", """{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"w@I@ "}}""".Replace("@I@", i.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal));
+                }
+
+                output = Before + After;
+            }
+            else
+            {
+                await Event("content_block_delta", """{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"ok"}}""");
+            }
+
+            await Event("content_block_stop", """{"type":"content_block_stop","index":0}""");
+            await Event("message_delta", """{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"input_tokens":@INPUT@,"output_tokens":@OUTPUT@}}""".Replace("@INPUT@", input.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal).Replace("@OUTPUT@", output.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal));
+            await Event("message_stop", """{"type":"message_stop"}""");
+        }, instances: 2, anthropicUpstream: true);
+        var key = await cluster.Gateways[0].CreateKeyAsync(name: "tpm-streaming-anthropic", limits: new KeyLimits(TokensPerMinute: tpm));
+        var keyId = CrossInstanceLimitTests.KeyIdOf(key);
+        var clients = cluster.Clients(key);
+        await LimitCluster.WaitForWindowRoomAsync();
+
+        using var longResponse = await clients[0].SendAsync(Post(longBody), HttpCompletionOption.ResponseHeadersRead, Ct);
+        Assert.Equal(HttpStatusCode.OK, longResponse.StatusCode);
+        var reading = SseEvents.ReadAllAsync(longResponse, Ct);
+        await held.Task.WaitAsync(TimeSpan.FromSeconds(60), Ct);
+        long counted = 0;
+        Assert.True(await WaitUntilAsync(async () =>
+        {
+            counted = await CrossInstanceLimitTests.CounterAsync(cluster.Gateways[0], key, KeyRateLimiter.TokensKind);
+            return counted >= longInput + Before - 50;
+        }, TimeSpan.FromSeconds(30)), $"shared counter {counted} after {Before} streamed deltas (input {longInput}, limit {tpm})");
+
+        using (var refused = await clients[1].SendAsync(Post(shortBody), Ct))
+        {
+            Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
+            Assert.Contains("tokens per minute", await refused.Content.ReadAsStringAsync(Ct), StringComparison.Ordinal);
+        }
+
+        release.TrySetResult();
+        var events = await reading;
+        Assert.Equal("message_stop", events[^1].Name);
+        var used = longInput + Before + After;
+        Assert.True(await WaitUntilAsync(async () =>
+        {
+            counted = await CrossInstanceLimitTests.CounterAsync(cluster.Gateways[0], key, KeyRateLimiter.TokensKind)
+                - cluster.Limiters.Sum(l => l.UnspentFor(keyId, KeyRateLimiter.TokensKind));
+            return counted == used;
+        }, TimeSpan.FromSeconds(15)), $"counter less unspent slices {counted}, used {used}");
     }
 
     [Fact]

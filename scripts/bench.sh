@@ -18,7 +18,7 @@
 # Figures are printed, never asserted: the exit status is non-zero only if a bench could not run or the AOT pass
 # found a measured request without its usage rows.
 #
-# Usage: scripts/bench.sh [--quick] [--no-build] [--no-aot] [--functions] [--paced] [--paced-only | --load-only | --micro-only | --writer-only | --aot-only | --functions-only] [-- <extra load-bench options>]
+# Usage: scripts/bench.sh [--quick] [--no-build] [--no-aot] [--functions] [--paced] [--paced-only | --load-only | --micro-only | --writer-only | --aot-only | --functions-only | --pool-only] [-- <extra load-bench options>]
 #   --quick       smoke run (~1-2 minutes after the build) that proves the bench works; figures are indicative only
 #   --no-build    use the existing Release builds (and an existing artifacts/aot publish)
 #   --no-aot      skip the Native AOT pass
@@ -28,6 +28,8 @@
 #   --paced       add the paced pass (with nginx and YARP anchors) to the load bench and the AOT pass
 #   --paced-only  only the paced pass: self-host JIT (+ anchors), then the AOT self-host; with --functions also the
 #                 Functions host; e.g. scripts/bench.sh --no-build --paced-only -- --only paced-c64 --measure-seconds 8
+#   --pool-only   just the pool comparison: the self-host in front of a 3-endpoint pool of scripted upstreams against
+#                 one endpoint and against the upstream directly (added TTFT p50/p99, CPU per request; load bench --pool)
 #   extra options after "--" go to the load bench, e.g. -- --only c32-d0-text --measure-seconds 20
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -43,6 +45,7 @@ run_functions=0
 functions_only=0
 paced=0
 paced_only=0
+pool_only=0
 extra=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -54,11 +57,12 @@ while [[ $# -gt 0 ]]; do
     --paced) paced=1 ;;
     --paced-only) paced=1; paced_only=1; run_micro=0; run_writer=0 ;;
     --load-only) run_micro=0; run_writer=0; run_aot=0 ;;
+    --pool-only) run_micro=0; run_writer=0; run_aot=0; pool_only=1 ;;
     --micro-only) run_load=0; run_writer=0; run_aot=0 ;;
     --writer-only) run_load=0; run_micro=0; run_aot=0 ;;
     --aot-only) run_load=0; run_micro=0; run_writer=0 ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
     *) echo "unknown option: $1 (see --help)" >&2; exit 64 ;;
   esac
   shift
@@ -77,6 +81,9 @@ if [[ $build -eq 1 ]]; then
 fi
 
 load_args=()
+if [[ $pool_only -eq 1 ]]; then
+  load_args+=(--pool --launches 1)
+fi
 if [[ $run_functions -eq 1 ]]; then
   if ! fn_host="$(functions_host_dir)"; then
     echo "SKIPPED: Functions host pass (no Azure Functions host: ${MELIOUS_FUNCTIONS_HOST:-$MELIOUS_ROOT/../shared/functions-host} has no run.sh/build.sh)" | tee "$out/functions.log"

@@ -144,6 +144,10 @@ public sealed partial class Bench : IDisposable
         }
 
         var idle = await IdleAsync();
+        if (_o.Pool)
+        {
+            return await PoolPassAsync(idle);
+        }
 
         var settings = new List<Setting>();
         foreach (var c in new[] { 1, 32 })
@@ -339,7 +343,7 @@ public sealed partial class Bench : IDisposable
         {
             ["Melious:Storage:ConnectionString"] = _azurite!.ConnectionString,
         }).Build();
-        _services = new ServiceCollection().AddLogging().AddMeliousGateway(config).BuildServiceProvider();
+        _services = new ServiceCollection().AddLogging().AddSingleton<IConfiguration>(config).AddMeliousGateway(config).BuildServiceProvider();
         var storage = _services.GetRequiredService<StorageClients>();
         foreach (var table in TableNames.All)
         {
@@ -367,6 +371,11 @@ public sealed partial class Bench : IDisposable
     {
         using var response = await _control.PostAsync($"{_upstreamBase}/control/scenario?{scenario.Query}", null);
         response.EnsureSuccessStatusCode();
+        foreach (var (_, baseUrl) in _poolUpstreams)
+        {
+            using var other = await _control.PostAsync($"{baseUrl}/control/scenario?{scenario.Query}", null);
+            other.EnsureSuccessStatusCode();
+        }
         if (_client is not null)
         {
             _client.Expected = new ScenarioPayload(scenario);
@@ -405,6 +414,12 @@ public sealed partial class Bench : IDisposable
             env["FUNCTIONS_LOG_PATH"] = Path.Combine(_work, "functions-logs");
             env["AzureFunctionsJobHost__extensions__queues__maxPollingInterval"] = "00:00:01";
             env["AzureFunctionsJobHost__extensions__queues__visibilityTimeout"] = "00:00:01";
+        }
+
+        if (_o.Pool)
+        {
+            // The pool model is added to the catalog after the start (an empty catalog is seeded first): read it soon.
+            env["Melious__Catalog__RefreshInterval"] = "00:00:01";
         }
 
         foreach (var (key, value) in _o.GatewayEnv)

@@ -68,6 +68,13 @@ public sealed class Options
     /// <summary>Print the gateway's console output (last 400 lines) at the end, e.g. with Debug logging for a start-up timeline.</summary>
     public bool DumpGatewayLog { get; private set; }
 
+    /// <summary>Instead of the settings: the self-host in front of a pool of <see cref="PoolEndpoints"/> scripted upstreams against one endpoint.</summary>
+    public bool Pool { get; private set; }
+
+    public int PoolEndpoints { get; private set; } = 3;
+
+    public List<int> PoolConcurrency { get; private set; } = [1, 32];
+
     public bool SkipSlow { get; private set; }
 
     public bool SkipCountTokens { get; private set; }
@@ -137,6 +144,11 @@ public sealed class Options
                     break;
                 case "--wait-quiet": o.WaitQuietSeconds = Num(); break;
                 case "--dump-gateway-log": o.DumpGatewayLog = true; break;
+                case "--pool": o.Pool = true; break;
+                case "--pool-endpoints": o.PoolEndpoints = Math.Max(2, (int)Num()); break;
+                case "--pool-concurrency":
+                    o.PoolConcurrency = [.. Next().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(c => Math.Max(1, int.Parse(c, CultureInfo.InvariantCulture)))];
+                    break;
                 case "--skip-slow": o.SkipSlow = true; break;
                 case "--skip-count-tokens": o.SkipCountTokens = true; break;
                 case "--deadline-minutes": o.Deadline = TimeSpan.FromMinutes(Num()); deadlineSet = true; break;
@@ -179,9 +191,13 @@ public sealed class Options
                           [--count-tokens-seconds S] [--count-tokens-concurrency C] [--launches N]
                           [--skip-slow] [--skip-count-tokens] [--deadline-minutes M] [--gateway-env KEY=VALUE]... [--wait-quiet S] [--dump-gateway-log] [--verify-usage]
                           [--functions-host DIR [--functions-app DIR]]
+                          [--pool [--pool-endpoints N] [--pool-concurrency 1,32]]
         Melious.LoadBench upstream --port P [--parent PID]     (the scripted upstream, started by the bench itself)
         --gateway-dll takes a self-host .dll (run with dotnet) or a native executable (a Native AOT publish).
         --functions-host DIR adds a pass through the Functions app under the real Functions host (DIR/run.sh) after the
         self-host pass: same upstream, same requests, same settings; added TTFT and CPU per stream printed side by side.
+        --pool runs, instead of the settings, the self-host in front of an N-endpoint pool (default 3) of scripted upstreams
+        (separate processes) against one endpoint and against the upstream directly: added TTFT p50/p99 and gateway CPU
+        per request, per concurrency, and the pool's spread of requests over its endpoints.
         """;
 }

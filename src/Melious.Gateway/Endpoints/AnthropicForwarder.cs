@@ -107,6 +107,8 @@ public sealed partial class AnthropicForwarder(UpstreamClient upstream, UsageCal
                     recorder.MarkFirstOutput();
                 }
 
+                recorder.StreamedOutput(state.RunningOutput);
+
                 if (state.Finished || session.ClientGone)
                 {
                     break;
@@ -397,6 +399,9 @@ public sealed partial class AnthropicForwarder(UpstreamClient upstream, UsageCal
             _output = Long(usage, "output_tokens") ?? _output;
             _thinking = (usage["output_tokens_details"] as JsonObject) is { } details ? Long(details, "thinking_tokens") ?? _thinking : _thinking;
         }
+
+        /// <summary>Output so far: the upstream's running count when it sends one, else one token per delta.</summary>
+        public long RunningOutput => Math.Max(_output ?? 0, Deltas);
 
         public TokenUsage Usage() => new(
             _input ?? estimate,

@@ -120,6 +120,7 @@ public sealed partial class MessagesEndpoint(
             }
 
             var ticket = decision.Ticket!;
+            recorder.Ticket = ticket;
             try
             {
                 // Fallbacks: a failure before the first byte that the model falls back on moves the request to the

@@ -221,6 +221,10 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
                         recorder.MarkFirstOutput();
                     }
 
+                    // Output counts against the key's tokens per minute as it streams (the upstream's running usage
+                    // when it sends one, else one token per fragment).
+                    recorder.StreamedOutput(Math.Max(translator.Fragments, translator.UpstreamUsage.CompletionTokens));
+
                     if (translator.IsFinished || clientGone())
                     {
                         break;

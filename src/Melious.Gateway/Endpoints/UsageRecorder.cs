@@ -60,6 +60,12 @@ internal sealed class UsageRecorder(RequestContext context, ApiKeyRecord key)
     /// <summary>The catalog model the request was first routed to, when a fallback model served it.</summary>
     public string? FallbackFrom { get; set; }
 
+    /// <summary>The request's hold on its key's limits; the stream reports its output to it as it goes.</summary>
+    public Limits.LimitTicket? Ticket { get; set; }
+
+    /// <summary>The output so far of a running response (a running count): charged against the key's tokens per minute.</summary>
+    public void StreamedOutput(long outputTokens) => Ticket?.Streamed(outputTokens);
+
     public void MarkFirstOutput()
     {
         TtftMs ??= context.ElapsedMs;

@@ -36,8 +36,10 @@ public sealed class LimitDecision
 /// and spends it locally; a request costs a storage round trip only when the local slice runs out. Idle slices are
 /// returned on the heartbeat; once the shared counter says "exhausted", the instance refuses locally for
 /// <see cref="RateLimitOptions.ExhaustedRecheck"/>.</item>
-/// <item>Tokens: the estimated input is taken before the call; when the request ends, the difference between the
-/// estimate and the upstream's usage (uncached input + cache writes + output) is charged or given back.</item>
+/// <item>Tokens: the estimated input is taken before the call; output is charged as it streams (every
+/// <see cref="RateLimitOptions.StreamChargeTokens"/> tokens, from the slice); when the request ends, the difference
+/// between what was charged and the upstream's usage (uncached input + cache writes + output) is charged or given
+/// back.</item>
 /// <item>Concurrency: slots held per instance in one row, under leases renewed by the heartbeat, so a crashed
 /// instance's slots come back after <see cref="RateLimitOptions.ConcurrencyLeaseTtl"/>. Spare slots are kept until a
 /// heartbeat sees them unused.</item>
@@ -130,7 +132,7 @@ public sealed partial class KeyRateLimiter(QuotaStore store, IOptions<GatewayOpt
 
         return new LimitDecision
         {
-            Ticket = new LimitTicket(this, tokens, slot),
+            Ticket = new LimitTicket(this, tokens, slot, _options.StreamChargeTokens),
             Requests = requests?.Status,
             Tokens = tokens?.Status,
         };
@@ -500,19 +502,34 @@ public sealed partial class KeyRateLimiter(QuotaStore store, IOptions<GatewayOpt
         }
     }
 
-    private async Task SettleInBackgroundAsync(RateBucket bucket)
+    private async Task SettleInBackgroundAsync(RateBucket bucket, bool leaseSlice)
     {
+        // One settle in flight per bucket: streams charging every few tokens must not queue a storage request each.
+        if (Interlocked.CompareExchange(ref bucket.Settling, 1, 0) != 0)
+        {
+            return;
+        }
+
         try
         {
-            await SettleAsync(bucket, QuotaMath.WindowIndex(time.GetUtcNow(), _options.Window), CancellationToken.None, debtOnly: true);
+            // A debt that grew while the first write was under way is settled by a second one (bounded: the slice
+            // leased with the first usually covers it).
+            for (var round = 0; round < 3 && !_degraded && Volatile.Read(ref bucket.Available) < 0; round++)
+            {
+                await SettleAsync(bucket, QuotaMath.WindowIndex(time.GetUtcNow(), _options.Window), CancellationToken.None, debtOnly: true, leaseSlice);
+            }
         }
         catch (Exception ex)
         {
             EnterDegraded(ex);
         }
+        finally
+        {
+            Volatile.Write(ref bucket.Settling, 0);
+        }
     }
 
-    private async Task SettleAsync(RateBucket bucket, long window, CancellationToken cancellationToken, bool debtOnly = false)
+    private async Task SettleAsync(RateBucket bucket, long window, CancellationToken cancellationToken, bool debtOnly = false, bool leaseSlice = false)
     {
         await bucket.Gate.WaitAsync(cancellationToken);
         try
@@ -539,8 +556,16 @@ public sealed partial class KeyRateLimiter(QuotaStore store, IOptions<GatewayOpt
             var row = Row(bucket.Kind, window);
             if (debt > 0)
             {
-                // Already spent: charged even beyond the limit (limit 0 leaves exactly the debt to take).
-                var (took, granted) = await store.LeaseAsync(bucket.KeyId, row, 0, debt, _instances, debt, cancellationToken);
+                // Already spent: charged even beyond the limit (limit 0 leaves exactly the debt to take). Settled for
+                // a running stream, the write also leases a slice when the counter has room, so the stream's next
+                // output tokens are spent locally again.
+                long limit;
+                lock (bucket.Sync)
+                {
+                    limit = leaseSlice ? bucket.Limit : 0;
+                }
+
+                var (took, granted) = await store.LeaseAsync(bucket.KeyId, row, limit, debt, _instances, debt, cancellationToken);
                 lock (bucket.Sync)
                 {
                     if (bucket.Window == window)
@@ -691,6 +716,9 @@ public sealed partial class KeyRateLimiter(QuotaStore store, IOptions<GatewayOpt
         public bool Used;
         /// <summary>Spent by this instance in the current window (its share while storage is unreachable).</summary>
         public long Spent;
+
+        /// <summary>1 while a background debt settle runs.</summary>
+        public int Settling;
     }
 
     internal sealed class SlotState
@@ -703,22 +731,60 @@ public sealed partial class KeyRateLimiter(QuotaStore store, IOptions<GatewayOpt
         public DateTimeOffset DeniedUntil;
     }
 
-    internal void CompleteTicket(Take? tokens, SlotState? slot, TokenUsage usage)
+    internal void CompleteTicket(LimitTicket ticket, Take? tokens, SlotState? slot, TokenUsage usage)
     {
         if (tokens is { Ok: true } t)
         {
-            Charge(tokens, CountedTokens(usage));
-            if (!t.Local && !_degraded && Volatile.Read(ref t.Bucket.Available) < 0)
-            {
-                // Tokens used beyond the estimate: tell the shared counter now rather than at the next heartbeat, so
-                // other instances do not admit against quota that is already spent.
-                _ = SettleInBackgroundAsync(t.Bucket);
-            }
+            // Only the remainder: what the stream already charged (estimate + output so far) is not charged again.
+            ChargeTo(ticket, t, CountedTokens(usage), running: false);
         }
 
         if (slot is not null)
         {
             Leave(slot);
+        }
+    }
+
+    /// <summary>
+    /// Brings what a request has charged to <paramref name="total"/> tokens (the estimate at first, then estimate +
+    /// output so far while it streams, then its real usage at the end): the difference is spent from (or given back
+    /// to) the instance's slice. Tokens beyond the slice are a debt the shared counter is told of at once, in the
+    /// background (one storage request; for a <paramref name="running"/> stream it also leases a fresh slice for the
+    /// tokens still to come, while an ended request takes only its debt, so no quota is stranded here).
+    /// </summary>
+    internal void ChargeTo(LimitTicket ticket, Take t, long total, bool running)
+    {
+        var bucket = t.Bucket;
+        bool owed;
+        lock (bucket.Sync)
+        {
+            if (bucket.Window > ticket.ChargedWindow)
+            {
+                // The request ran into the next window: its tokens count there, the old window's charge stays.
+                ticket.ChargedWindow = bucket.Window;
+                ticket.Charged = 0;
+            }
+
+            if (bucket.Window == ticket.ChargedWindow)
+            {
+                var delta = total - ticket.Charged;
+                bucket.Available -= delta;
+                bucket.Spent += delta;
+                ticket.Charged = total;
+                if (delta > 0)
+                {
+                    bucket.Used = true;
+                }
+            }
+
+            owed = bucket.Available < 0;
+        }
+
+        if (owed && !t.Local && !_degraded)
+        {
+            // Tokens used beyond the slice: tell the shared counter now rather than at the next heartbeat, so other
+            // instances do not admit against quota that is already spent.
+            _ = SettleInBackgroundAsync(bucket, running);
         }
     }
 
@@ -741,24 +807,56 @@ public sealed partial class KeyRateLimiter(QuotaStore store, IOptions<GatewayOpt
     }
 }
 
-/// <summary>What one admitted request holds (tokens taken, a concurrency slot); complete it once when the request ends.</summary>
+/// <summary>
+/// What one admitted request holds (tokens taken, a concurrency slot). While it streams, <see cref="Streamed"/> charges
+/// its output against the key's tokens per minute every few tokens; <see cref="Complete"/>, once when it ends, charges
+/// the remainder of its real usage and releases its slot.
+/// </summary>
 public sealed class LimitTicket
 {
-    internal static readonly LimitTicket None = new(null, null, null);
+    internal static readonly LimitTicket None = new(null, null, null, 0);
 
     private readonly KeyRateLimiter? _owner;
     private readonly KeyRateLimiter.Take? _tokens;
     private readonly KeyRateLimiter.SlotState? _slot;
+    private readonly long _every;
+    private long _streamed;
     private int _done;
 
-    internal LimitTicket(KeyRateLimiter? owner, KeyRateLimiter.Take? tokens, KeyRateLimiter.SlotState? slot)
+    internal LimitTicket(KeyRateLimiter? owner, KeyRateLimiter.Take? tokens, KeyRateLimiter.SlotState? slot, long every)
     {
         _owner = owner;
         _tokens = tokens;
         _slot = slot;
+        _every = Math.Max(1, every);
+        if (tokens is { Ok: true } t)
+        {
+            Charged = t.Amount;
+            ChargedWindow = t.Window;
+        }
     }
 
-    /// <summary>Charges the request's real token usage and releases its concurrency slot.</summary>
+    /// <summary>Tokens charged so far in <see cref="ChargedWindow"/> (under the bucket's lock).</summary>
+    internal long Charged;
+
+    internal long ChargedWindow;
+
+    /// <summary>
+    /// The request's output so far (a running count from the stream): charged against tokens per minute in steps of
+    /// <c>Melious:RateLimits:StreamChargeTokens</c>, from the instance's slice (no storage request per step).
+    /// </summary>
+    public void Streamed(long outputTokens)
+    {
+        if (_owner is null || _tokens is not { Ok: true } t || outputTokens - _streamed < _every || Volatile.Read(ref _done) != 0)
+        {
+            return;
+        }
+
+        _streamed = outputTokens;
+        _owner.ChargeTo(this, t, t.Amount + outputTokens, running: true);
+    }
+
+    /// <summary>Charges the request's real token usage (less what its stream already charged) and releases its concurrency slot.</summary>
     public void Complete(TokenUsage usage)
     {
         if (_owner is null || Interlocked.Exchange(ref _done, 1) != 0)
@@ -766,6 +864,6 @@ public sealed class LimitTicket
             return;
         }
 
-        _owner.CompleteTicket(_tokens, _slot, usage);
+        _owner.CompleteTicket(this, _tokens, _slot, usage);
     }
 }

@@ -28,4 +28,11 @@ public sealed class RateLimitOptions
 
     /// <summary>After the shared counter said "exhausted", how long this instance refuses without asking again.</summary>
     public TimeSpan ExhaustedRecheck { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>
+    /// While a response streams, its output is charged against the key's tokens per minute every this many tokens
+    /// (from the instance's leased slice: no storage request per step), so long concurrent streams use up the minute
+    /// as they run, not only when they end.
+    /// </summary>
+    public int StreamChargeTokens { get; set; } = 50;
 }

@@ -56,9 +56,11 @@ public sealed class CrossInstanceLimitTests(AzuriteFixture azurite)
         Assert.Equal("0", refused.Headers["anthropic-ratelimit-requests-remaining"]);
         Assert.DoesNotContain(refused.Headers.Keys, h => h.StartsWith("anthropic-ratelimit-tokens", StringComparison.Ordinal));
 
-        // Success responses carry them too; the first of them saw most of the quota left.
-        var first = outcomes.First(o => o.Ok);
-        Assert.Equal("60", first.Headers["anthropic-ratelimit-requests-limit"]);
+        // Success responses carry them too; the first one admitted saw most of the quota left. (Not necessarily request
+        // 0: on a loaded machine the six workers' requests reach the instances in any order, and a run saw request 0
+        // admitted after 21 others.)
+        var first = outcomes.Where(o => o.Ok).MaxBy(o => long.Parse(o.Headers["anthropic-ratelimit-requests-remaining"], CultureInfo.InvariantCulture))!;
+        Assert.All(outcomes.Where(o => o.Ok), o => Assert.Equal("60", o.Headers["anthropic-ratelimit-requests-limit"]));
         Assert.InRange(long.Parse(first.Headers["anthropic-ratelimit-requests-remaining"], CultureInfo.InvariantCulture), 40, 59);
         Assert.Equal(reset, DateTimeOffset.Parse(first.Headers["anthropic-ratelimit-requests-reset"], CultureInfo.InvariantCulture));
 
@@ -153,7 +155,7 @@ public sealed class CrossInstanceLimitTests(AzuriteFixture azurite)
 
     internal static string KeyIdOf(string key) => ApiKeys.KeyIdFromHash(ApiKeys.Hash(key));
 
-    private static async Task<long> CounterAsync(TestGateway gateway, string key, string kind)
+    internal static async Task<long> CounterAsync(TestGateway gateway, string key, string kind)
     {
         var table = StorageFor(gateway).Table(Storage.TableNames.RateLimits);
         var row = $"{kind}-{QuotaMath.WindowIndex(DateTimeOffset.UtcNow, LimitCluster.Window):D20}";

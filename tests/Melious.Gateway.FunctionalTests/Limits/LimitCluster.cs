@@ -47,14 +47,21 @@ internal sealed class LimitCluster : IAsyncDisposable
         ["Melious:RateLimits:ConcurrencyLeaseTtl"] = "00:00:05",
     };
 
-    public static async Task<LimitCluster> StartAsync(string storageConnectionString, Func<UpstreamRequest, HttpContext, Task> handler, int instances = 3)
+    /// <param name="anthropicUpstream">The upstream speaks Anthropic Messages (the gateway forwards event for event).</param>
+    public static async Task<LimitCluster> StartAsync(string storageConnectionString, Func<UpstreamRequest, HttpContext, Task> handler, int instances = 3, bool anthropicUpstream = false)
     {
         var upstream = await ScriptedUpstream.StartAsync(handler);
         var prefix = AzuriteFixture.NewPrefix();
         var gateways = new TestGateway[instances];
         for (var i = 0; i < instances; i++)
         {
-            gateways[i] = await TestGateway.StartAsync(storageConnectionString, upstream.OpenAIBaseUrl, Settings(), prefix);
+            var settings = Settings();
+            if (anthropicUpstream)
+            {
+                settings["Melious:Upstream:Protocol"] = "anthropic";
+            }
+
+            gateways[i] = await TestGateway.StartAsync(storageConnectionString, anthropicUpstream ? upstream.BaseUrl : upstream.OpenAIBaseUrl, settings, prefix);
         }
 
         var cluster = new LimitCluster(upstream, gateways);

@@ -79,7 +79,9 @@ except (OSError, ET.ParseError):
 c = root.find(".//{*}Counters")
 failed = sum(int(c.get(k, 0)) for k in ("failed", "error", "timeout", "aborted"))
 names = [r.get("testName") for r in root.findall(".//{*}UnitTestResult") if r.get("outcome") not in ("Passed", "NotExecuted")]
-print(f"{c.get('passed')} passed, {failed} failed, {c.get('notExecuted', 0)} skipped" + "".join(f"\n  FAILED {n}" for n in names))
+# xunit's trx leaves skipped tests out of "executed" (its notExecuted counter stays 0): skipped = total - executed.
+skipped = int(c.get("total", 0)) - int(c.get("executed", 0))
+print(f"{c.get('passed')} passed, {failed} failed, {skipped} skipped" + "".join(f"\n  FAILED {n}" for n in names))
 sys.exit(1 if failed or int(c.get("passed", 0)) == 0 else 0)
 PY
 )" || status=1

@@ -536,16 +536,11 @@ public sealed partial class Bench : IDisposable
     /// scenarios, until the tier-1 compiler threads of the gateway, the upstream and this client spent under 20 ms
     /// of CPU in a whole round (bounded: 60 s).
     /// </summary>
-    private async Task SettleJitAsync()
+    private Task SettleJitAsync()
     {
         int[] pids = _workerPid > 0 ? [_gateway!.Pid, _workerPid, _upstream!.Pid, Environment.ProcessId] : [_gateway!.Pid, _upstream!.Pid, Environment.ProcessId];
-        var clock = Stopwatch.StartNew();
-        var total = 0.0;
-        var rounds = 0;
-        var spent = double.NaN;
-        while (clock.Elapsed < TimeSpan.FromSeconds(60))
+        return SettleJitAsync("jit_settle_s", pids, async () =>
         {
-            var before = pids.Select(ProcStats.TieringCpuMs).ToArray();
             foreach (var tool in new[] { false, true })
             {
                 await SetScenarioAsync(new Scenario(_o.Tokens, _o.TokensPerChunk, 0, 0, tool));
@@ -554,6 +549,20 @@ public sealed partial class Bench : IDisposable
                     await RunSliceAsync(target, concurrency, TimeSpan.FromSeconds(0.5), int.MaxValue, new PathResult());
                 }
             }
+        });
+    }
+
+    /// <summary>Runs <paramref name="round"/> until the tier-1 compiler threads of <paramref name="pids"/> spent under 20 ms of CPU in one (bounded: 60 s).</summary>
+    private async Task SettleJitAsync(string figure, int[] pids, Func<Task> round)
+    {
+        var clock = Stopwatch.StartNew();
+        var total = 0.0;
+        var rounds = 0;
+        var spent = double.NaN;
+        while (clock.Elapsed < TimeSpan.FromSeconds(60))
+        {
+            var before = pids.Select(ProcStats.TieringCpuMs).ToArray();
+            await round();
 
             // Per thread: a compiler thread that started during the round counts whole.
             spent = pids.Select((pid, i) => ProcStats.TieringCpuMs(pid).Sum(t => t.Value - before[i].GetValueOrDefault(t.Key))).Sum();
@@ -567,7 +576,7 @@ public sealed partial class Bench : IDisposable
 
         Console.WriteLine($"  warm-up until tier-1 compilation settled: {rounds} round(s), {Fmt.N(clock.Elapsed.TotalSeconds, 1)} s, " +
                           $"compiler threads spent {Fmt.N(total, 0)} ms CPU (last round {Fmt.N(spent, 0)} ms){(spent < 20 ? "" : " ⚠ not settled within 60 s")}");
-        _figures["jit_settle_s"] = clock.Elapsed.TotalSeconds;
+        _figures[figure] = clock.Elapsed.TotalSeconds;
     }
 
     /// <summary>

@@ -15,32 +15,39 @@ public static class GatewayEndpointRouteBuilderExtensions
 
     public static IEndpointRouteBuilder MapMeliousGateway(this IEndpointRouteBuilder app)
     {
-        app.MapMethods("/", ["GET", "HEAD"], (HttpContext http, RootEndpoint root) => root.HandleAsync(http));
-        app.MapMethods(RootEndpoint.HelloPath, ["GET", "HEAD"], (HttpContext http, RootEndpoint root) => root.HandleAsync(http));
-        app.MapPost("/v1/messages", (HttpContext http, MessagesEndpoint endpoint) => endpoint.HandleAsync(http));
-        app.MapPost("/v1/messages/count_tokens", (HttpContext http, CountTokensEndpoint endpoint) => endpoint.HandleAsync(http));
-        app.MapGet("/v1/models", (HttpContext http, ModelsEndpoint endpoint) => endpoint.ListAsync(http));
-        app.MapGet("/v1/models/{id}", (HttpContext http, string id, ModelsEndpoint endpoint) => endpoint.GetAsync(http, id));
-        app.MapGet("/v1/me", (HttpContext http, WhoAmIEndpoint endpoint) => endpoint.HandleAsync(http));
-        app.MapMethods("/healthz", ["GET", "HEAD"], (HttpContext http, HealthEndpoint health) => health.LiveAsync(http));
-        app.MapMethods("/healthz/ready", ["GET", "HEAD"], (HttpContext http, HealthEndpoint health) => health.ReadyAsync(http));
-        app.MapPost("/api/event_logging/batch", (HttpContext http, RootEndpoint root) => root.TelemetryAsync(http));
-        app.MapGet("/v1/organizations/usage_report/messages", (HttpContext http, UsageApiEndpoint usage) => usage.UsageReportAsync(http));
-        app.MapGet("/v1/organizations/cost_report", (HttpContext http, UsageApiEndpoint usage) => usage.CostReportAsync(http));
-        app.MapGet("/v1/usage/sessions", (HttpContext http, UsageApiEndpoint usage) => usage.SessionsAsync(http));
-        app.MapMethods("/dashboard", ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"], (HttpContext http, Melious.Gateway.Dashboard.DashboardEndpoint dashboard) => dashboard.DispatchAsync(http));
-        app.MapMethods("/dashboard/{**rest}", ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"], (HttpContext http, Melious.Gateway.Dashboard.DashboardEndpoint dashboard) => dashboard.DispatchAsync(http));
-        app.MapGet("/v1/usage/sessions/{id}", (HttpContext http, string id, UsageApiEndpoint usage) => usage.SessionAsync(http, id));
+        app.MapMethods("/", ["GET", "HEAD"], http => Get<RootEndpoint>(http).HandleAsync(http));
+        app.MapMethods(RootEndpoint.HelloPath, ["GET", "HEAD"], http => Get<RootEndpoint>(http).HandleAsync(http));
+        app.MapPost("/v1/messages", http => Get<MessagesEndpoint>(http).HandleAsync(http));
+        app.MapPost("/v1/messages/count_tokens", http => Get<CountTokensEndpoint>(http).HandleAsync(http));
+        app.MapGet("/v1/models", http => Get<ModelsEndpoint>(http).ListAsync(http));
+        app.MapGet("/v1/models/{id}", http => Get<ModelsEndpoint>(http).GetAsync(http, RouteId(http)));
+        app.MapGet("/v1/me", http => Get<WhoAmIEndpoint>(http).HandleAsync(http));
+        app.MapMethods("/healthz", ["GET", "HEAD"], http => Get<HealthEndpoint>(http).LiveAsync(http));
+        app.MapMethods("/healthz/ready", ["GET", "HEAD"], http => Get<HealthEndpoint>(http).ReadyAsync(http));
+        app.MapPost("/api/event_logging/batch", http => Get<RootEndpoint>(http).TelemetryAsync(http));
+        app.MapGet("/v1/organizations/usage_report/messages", http => Get<UsageApiEndpoint>(http).UsageReportAsync(http));
+        app.MapGet("/v1/organizations/cost_report", http => Get<UsageApiEndpoint>(http).CostReportAsync(http));
+        app.MapGet("/v1/usage/sessions", http => Get<UsageApiEndpoint>(http).SessionsAsync(http));
+        app.MapMethods("/dashboard", ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"], http => Get<Melious.Gateway.Dashboard.DashboardEndpoint>(http).DispatchAsync(http));
+        app.MapMethods("/dashboard/{**rest}", ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"], http => Get<Melious.Gateway.Dashboard.DashboardEndpoint>(http).DispatchAsync(http));
+        app.MapGet("/v1/usage/sessions/{id}", http => Get<UsageApiEndpoint>(http).SessionAsync(http, RouteId(http)));
 
-        app.MapMethods("/v1/messages", OtherThanPost, (HttpContext http, RootEndpoint root) => root.MethodNotAllowedAsync(http, "POST"));
-        app.MapMethods("/v1/messages/count_tokens", OtherThanPost, (HttpContext http, RootEndpoint root) => root.MethodNotAllowedAsync(http, "POST"));
-        app.MapMethods("/v1/models", OtherThanGet, (HttpContext http, RootEndpoint root) => root.MethodNotAllowedAsync(http, "GET"));
-        app.MapMethods("/v1/models/{id}", OtherThanGet, (HttpContext http, RootEndpoint root) => root.MethodNotAllowedAsync(http, "GET"));
-        app.MapMethods("/v1/me", OtherThanGet, (HttpContext http, RootEndpoint root) => root.MethodNotAllowedAsync(http, "GET"));
-        app.MapMethods("/", ["POST", "PUT", "PATCH", "DELETE", "OPTIONS"], (HttpContext http, RootEndpoint root) => root.MethodNotAllowedAsync(http, "GET, HEAD"));
-        app.MapMethods(RootEndpoint.HelloPath, ["POST", "PUT", "PATCH", "DELETE", "OPTIONS"], (HttpContext http, RootEndpoint root) => root.MethodNotAllowedAsync(http, "GET, HEAD"));
+        app.MapMethods("/v1/messages", OtherThanPost, http => Get<RootEndpoint>(http).MethodNotAllowedAsync(http, "POST"));
+        app.MapMethods("/v1/messages/count_tokens", OtherThanPost, http => Get<RootEndpoint>(http).MethodNotAllowedAsync(http, "POST"));
+        app.MapMethods("/v1/models", OtherThanGet, http => Get<RootEndpoint>(http).MethodNotAllowedAsync(http, "GET"));
+        app.MapMethods("/v1/models/{id}", OtherThanGet, http => Get<RootEndpoint>(http).MethodNotAllowedAsync(http, "GET"));
+        app.MapMethods("/v1/me", OtherThanGet, http => Get<RootEndpoint>(http).MethodNotAllowedAsync(http, "GET"));
+        app.MapMethods("/", ["POST", "PUT", "PATCH", "DELETE", "OPTIONS"], http => Get<RootEndpoint>(http).MethodNotAllowedAsync(http, "GET, HEAD"));
+        app.MapMethods(RootEndpoint.HelloPath, ["POST", "PUT", "PATCH", "DELETE", "OPTIONS"], http => Get<RootEndpoint>(http).MethodNotAllowedAsync(http, "GET, HEAD"));
 
-        app.MapFallback((HttpContext http, RootEndpoint root) => root.NotFoundAsync(http));
+        app.MapFallback(http => Get<RootEndpoint>(http).NotFoundAsync(http));
         return app;
     }
+
+    // Plain RequestDelegates: no RequestDelegateFactory, so nothing is compiled from expression trees at start-up (that
+    // compiler and the code it emits cost the JIT self-host memory and start time; docs/benchmarks-paced.md).
+    private static T Get<T>(HttpContext http)
+        where T : notnull => http.RequestServices.GetRequiredService<T>();
+
+    private static string RouteId(HttpContext http) => http.Request.RouteValues["id"] as string ?? string.Empty;
 }

@@ -13,17 +13,10 @@ namespace Melious.SelfHost;
 /// </summary>
 public static class SelfHostApp
 {
-    /// <summary>Opt-in: socket continuations run on the socket event thread (see <see cref="UseInlineSocketContinuations"/>).</summary>
-    public const string InlineSocketContinuationsKey = "Melious:SelfHost:InlineSocketContinuations";
-
     public static WebApplication Create(string[] args, Action<WebApplicationBuilder>? configure = null)
     {
         var builder = WebApplication.CreateSlimBuilder(args);
         builder.WebHost.ConfigureKestrel(kestrel => kestrel.AddServerHeader = false);
-        if (builder.Configuration.GetValue<bool>(InlineSocketContinuationsKey))
-        {
-            UseInlineSocketContinuations(builder);
-        }
         builder.Services.AddMeliousGateway(builder.Configuration);
         builder.Services.AddMeliousUsageConsumer();
 
@@ -49,17 +42,4 @@ public static class SelfHostApp
         return app;
     }
 
-    /// <summary>
-    /// Runs socket continuations (the upstream's token read, the translation, the client write) on the socket event
-    /// thread instead of handing each to a thread-pool worker: one wake-up per token instead of two or three. Kestrel's
-    /// transport inlines its side; the runtime's own switch is an environment variable read once, when the first socket
-    /// operation starts, so it is set here, before the host exists. Unsafe for code that blocks a socket thread; the
-    /// gateway's request path does not block, but a large request's parsing then delays the other streams of that
-    /// thread. Measured in docs/benchmarks-paced.md ("Levers").
-    /// </summary>
-    private static void UseInlineSocketContinuations(WebApplicationBuilder builder)
-    {
-        Environment.SetEnvironmentVariable("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS", "1");
-        builder.WebHost.UseSockets(sockets => sockets.UnsafePreferInlineScheduling = true);
-    }
 }

@@ -28,6 +28,7 @@ public sealed class DoctorTests(AzuriteFixture azurite)
         { "model-settings-unknown", "✗ ANTHROPIC_MODEL (in {project}/.claude/settings.local.json): retired-model-x does not resolve", "fix: run `melious models` and set a listed model there, or `melious doctor --fix`" },
         { "revoked-key", "✗ key: the gateway refused the key (403): this API key has been revoked", "fix: the key was revoked" },
         { "gateway-down", "✗ gateway: http://127.0.0.1:", "fix: check the URL" },
+        { "claude-broken", "✗ claude: {bin}/claude does not answer --version", "fix: reinstall: `npm install -g @anthropic-ai/claude-code`" },
         { "no-claude", "✗ claude: Claude Code is not installed", "fix: run `melious tools install claude-code`" },
         { "not-logged-in", "✗ melious login: no gateway URL or key configured", "fix: run `melious login`" },
     };
@@ -38,7 +39,16 @@ public sealed class DoctorTests(AzuriteFixture azurite)
     {
         await using var s = await Scenario.StartAsync(azurite, Sse.TextAnswer(["ok"]));
         using var box = new CliSandbox();
-        if (kind != "no-claude")
+        if (kind == "claude-broken")
+        {
+            var broken = Path.Combine(box.Bin, "claude");
+            File.WriteAllText(broken, "#!/bin/sh\necho 'Error: Cannot find module' >&2\nexit 1\n");
+            if (!OperatingSystem.IsWindows())
+            {
+                File.SetUnixFileMode(broken, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            }
+        }
+        else if (kind != "no-claude")
         {
             box.UseClaude("pinned");
         }
@@ -73,7 +83,7 @@ public sealed class DoctorTests(AzuriteFixture azurite)
         }
 
         var run = await box.RunAsync("doctor");
-        var expectedProblem = problem.Replace("{project}", box.Project, StringComparison.Ordinal).Replace("{home}", box.Home, StringComparison.Ordinal);
+        var expectedProblem = problem.Replace("{project}", box.Project, StringComparison.Ordinal).Replace("{home}", box.Home, StringComparison.Ordinal).Replace("{bin}", box.Bin, StringComparison.Ordinal);
         Assert.Equal(1, run.ExitCode);
         var lines = run.Stdout.Split('\n');
         var index = Array.FindIndex(lines, l => l.StartsWith(expectedProblem, StringComparison.Ordinal));

@@ -94,6 +94,28 @@ public sealed class ConfigTests(AzuriteFixture azurite)
         Assert.Equal(["MY_TEAM_VAR"], after.GetProperty("env").EnumerateObject().Select(p => p.Name));
     }
 
+    [Theory]
+    [InlineData(null, "# Claude Code settings with a Melious key (melious config claude-code)\n.claude/settings.local.json\n")]
+    [InlineData("dist\n.claude/\n", null)]
+    [InlineData("**/settings.local.json", null)]
+    public async Task Config_GitIgnore_IsCreatedOrLeftAloneWhenAlreadyCovering(string? existing, string? expected)
+    {
+        await using var s = await Scenario.StartAsync(azurite, Sse.TextAnswer(["ok"]));
+        using var box = new CliSandbox();
+        await box.LoginAsync(s.Gateway.BaseUrl, s.Key);
+        var gitignore = Path.Combine(box.Project, ".gitignore");
+        if (existing is not null)
+        {
+            File.WriteAllText(gitignore, existing);
+        }
+
+        var run = await box.RunAsync("config", "claude-code", "--yes");
+        Assert.True(run.ExitCode == 0, run.Describe());
+        Assert.True(File.Exists(Path.Combine(box.Project, ".claude", "settings.local.json")));
+        Assert.Equal(expected ?? existing, File.ReadAllText(gitignore));
+        Assert.Equal(expected is not null, run.Stdout.Contains("Added .claude/settings.local.json to", StringComparison.Ordinal));
+    }
+
     [Fact]
     public async Task ConfigUser_WritesTheUserSettings_WithoutGitignore()
     {

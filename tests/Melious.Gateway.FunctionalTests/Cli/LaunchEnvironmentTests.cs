@@ -107,6 +107,32 @@ public sealed class LaunchEnvironmentTests(AzuriteFixture azurite)
         Assert.Equal(128 + 9, killed.ExitCode);
     }
 
+    [Fact]
+    public async Task Launch_WarnsAboutSettingsThatWouldUndoIt_AndSaysWhatToDoWithoutClaude()
+    {
+        await using var s = await Scenario.StartAsync(azurite, Sse.TextAnswer(["ok"]));
+        using var box = new CliSandbox();
+        await box.LoginAsync(s.Gateway.BaseUrl, s.Key);
+
+        // No claude anywhere (nor an npm prefix holding one).
+        box.Environment["npm_config_prefix"] = Path.Combine(box.Home, "empty-prefix");
+        var missing = await box.RunAsync(["launch", "claude-code"]);
+        Assert.Equal(1, missing.ExitCode);
+        Assert.Equal("error: Claude Code is not installed: run `melious tools install claude-code`", missing.Stderr.Trim());
+
+        // Settings that win over the environment: one entry that differs is named, one that agrees is not.
+        var dir = UseFakeClaude(box);
+        box.Environment["FAKE_MODE"] = "none";
+        var settings = Directory.CreateDirectory(Path.Combine(box.Project, ".claude")).FullName;
+        File.WriteAllText(Path.Combine(settings, "settings.local.json"), """{"env":{"ANTHROPIC_BASE_URL":"https://api.anthropic.com","ANTHROPIC_DEFAULT_SONNET_MODEL":"secondary-model"}}""");
+        var run = await box.RunAsync(["launch", "claude-code"]);
+        Assert.True(run.ExitCode == 0, run.Describe());
+        Assert.Equal(
+            [$"melious: warning: {Path.Combine(settings, "settings.local.json")} sets ANTHROPIC_BASE_URL and Claude Code lets settings win; run `melious doctor --fix`"],
+            run.Stderr.Split('\n').Where(l => l.Contains("warning", StringComparison.Ordinal)));
+        Assert.True(File.Exists(Path.Combine(dir, "env")), "claude was not started");
+    }
+
     [Theory]
     [InlineData("TERM", 77)]
     [InlineData("HUP", 78)]

@@ -18,6 +18,9 @@ public sealed class Doctor(TextWriter output)
     /// <summary>Settings files whose env block disagrees with what melious would set, with the changes that fix them.</summary>
     public List<(ClaudeSettings File, List<EnvChange> Changes)> Repairs { get; } = [];
 
+    /// <summary>(settings file, variable) pairs whose model does not resolve.</summary>
+    private readonly HashSet<(string Path, string Name)> _unresolved = [];
+
     public async Task RunAsync(string project, CancellationToken cancellationToken)
     {
         var config = UserConfig.Load();
@@ -209,8 +212,11 @@ public sealed class Doctor(TextWriter output)
             {
                 if (fileEnv.TryGetValue(name, out var value) && value.Length > 0)
                 {
-                    await CheckModelAsync(gateway, listed, $"{name} (in {path})", value,
-                        $"run `melious models` and set a listed model there, or `melious doctor --fix`", cancellationToken, path);
+                    if (!await CheckModelAsync(gateway, listed, $"{name} (in {path})", value,
+                        $"run `melious models` and set a listed model there, or `melious doctor --fix`", cancellationToken, path))
+                    {
+                        _unresolved.Add((path, name));
+                    }
                 }
             }
         }
@@ -223,7 +229,7 @@ public sealed class Doctor(TextWriter output)
     /// tier points to), or a name it routes to a tier (<c>GET /v1/models/{id}</c> answers 200). Any other name the
     /// gateway would pass unchanged to its default upstream, which serves only what that upstream happens to have.
     /// </summary>
-    private async Task CheckModelAsync(GatewayClient gateway, List<GatewayModel> listed, string name, string model, string fix, CancellationToken cancellationToken, string? settingsFile = null)
+    private async Task<bool> CheckModelAsync(GatewayClient gateway, List<GatewayModel> listed, string name, string model, string fix, CancellationToken cancellationToken, string? settingsFile = null)
     {
         var entry = listed.FirstOrDefault(m => m.Id == model) ?? listed.FirstOrDefault(m => m.Meta?.ResolvesTo == model);
         if (entry is null)
@@ -235,18 +241,19 @@ public sealed class Doctor(TextWriter output)
             catch (GatewayException ex) when (ex.Status == HttpStatusCode.NotFound)
             {
                 Add(new Check(name, false, $"{model} does not resolve: the gateway has no model, alias or tier by that name and would pass it unchanged to its default upstream", fix, settingsFile));
-                return;
+                return false;
             }
             catch (GatewayException ex)
             {
                 Add(new Check(name, false, $"{model}: {ex.Message}", fix, settingsFile));
-                return;
+                return false;
             }
         }
 
         var context = entry.Meta?.ContextWindow ?? entry.MaxInputTokens;
         var target = entry.Meta?.ResolvesTo is { } to && to != model ? $" to {to}" : "";
         Add(new Check(name, true, $"{model} resolves{target} ({(context is > 0 ? $"{context} tokens of context" : "context window unknown")})"));
+        return true;
     }
 
     private static IEnumerable<string> SettingsFiles(string project) =>
@@ -296,10 +303,20 @@ public sealed class Doctor(TextWriter output)
             }
 
             var env = settings.Env();
-            var wrong = env.Where(e => expected.TryGetValue(e.Key, out var want) && want != e.Value).Select(e => e.Key).ToList();
+
+            // A file `melious config claude-code` wrote (this gateway and key) may pin other models on purpose
+            // (--model, --small-model, --subagent-model, and the window that follows the main model): those are
+            // judged by whether they resolve (above), not by whether they equal the tiers.
+            var chosen = config.BaseUrl is not null && config.ApiKey is not null
+                && env.GetValueOrDefault(ClaudeEnvironment.BaseUrl) == config.BaseUrl && env.GetValueOrDefault(ClaudeEnvironment.AuthToken) == config.ApiKey;
+            bool Chosen(string name) => chosen && (name.EndsWith("_MODEL", StringComparison.Ordinal) || name == ClaudeEnvironment.AutoCompactWindow);
+            var mainReset = _unresolved.Contains((path, "ANTHROPIC_MODEL"));
+            var wrong = env.Where(e => expected.TryGetValue(e.Key, out var want) && want != e.Value)
+                .Where(e => !Chosen(e.Key) || _unresolved.Contains((path, e.Key)) || (mainReset && e.Key == ClaudeEnvironment.AutoCompactWindow))
+                .Select(e => e.Key).ToList();
             if (wrong.Count == 0)
             {
-                Add(new Check("settings", true, $"{path}: its env block agrees with the gateway"));
+                Add(new Check("settings", true, $"{path}: its env block agrees with the gateway{(chosen ? " (written by melious config claude-code)" : "")}"));
                 continue;
             }
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Smoke test of both `melious` distributions: publishes the Native AOT single file (scripts/publish-cli.sh; skipped
 # with a SKIPPED line when clang is missing), packs and installs the .NET tool (scripts/pack-cli.sh, then
-# `dotnet tool install Melious.Cli --add-source …` into a temporary tool path), and runs the functional CLI round
-# trip (login/status/models/logout against the self-host, Azurite and a scripted upstream) with each executable.
+# `dotnet tool install Melious.Cli --add-source …` into a temporary tool path), and runs, with each executable, the
+# functional CLI round trip (login/status/models/logout against the self-host, Azurite and a scripted upstream),
+# `tools install claude-code` on every path, and `launch claude-code`'s environment, exit codes and signal forwarding.
 # Needs the functional tests built (Release).
 #
 # Usage: scripts/smoke-cli.sh [RESULTS_DIR]   (trx files land there, named melious-cli-aot.trx / melious-cli-tool.trx)
@@ -20,7 +21,7 @@ round_trip() { # NAME EXECUTABLE
   log "CLI round trip with the $1 build: $2"
   "$2" --version >/dev/null || { echo "FAILED: $2 --version" >&2; status=1; return; }
   if ! MELIOUS_CLI_UNDER_TEST="$2" dotnet test tests/Melious.Gateway.FunctionalTests -c Release --no-build -nologo \
-      --filter "FullyQualifiedName~Cli.CliTests" \
+      --filter "FullyQualifiedName~Cli.CliTests|FullyQualifiedName~Cli.ToolsInstallTests|FullyQualifiedName~Cli.LaunchEnvironmentTests" \
       --logger "trx;LogFileName=melious-cli-$1.trx" --results-directory "$results" 2>&1 | tee "$results/melious-cli-$1.log" | grep -E '^(Passed!|Failed!)|error'; then
     status=1
   fi

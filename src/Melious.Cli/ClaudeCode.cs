@@ -28,6 +28,23 @@ public static partial class ClaudeCode
         return null;
     }
 
+    /// <summary>Why the Node.js on PATH cannot run Claude Code (missing, or older than 18), or null when it can.</summary>
+    public static string? NodeProblem()
+    {
+        if (FindOnPath("node") is not { } node)
+        {
+            return "node was not found on PATH (npm is there, but cannot run without it)";
+        }
+
+        var version = Capture(node, ["--version"]);
+        if (version is null || !int.TryParse(version.TrimStart('v', 'V').Split('.')[0], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var major))
+        {
+            return $"{node} --version did not answer with a version";
+        }
+
+        return major < 18 ? $"Node.js {version} is too old" : null;
+    }
+
     /// <summary>The first line <c>claude --version</c> prints (e.g. <c>2.1.197 (Claude Code)</c>), or null.</summary>
     public static string? Version(string claude) => Capture(claude, ["--version"]);
 

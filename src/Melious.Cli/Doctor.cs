@@ -3,7 +3,8 @@ using System.Net;
 namespace Melious.Cli;
 
 /// <summary>One line of <c>melious doctor</c>: what was checked, whether it passed, and how to fix it.</summary>
-public sealed record Check(string Name, bool Ok, string Detail, string? Fix = null);
+/// <param name="SettingsFile">The settings file whose repair by <c>--fix</c> also clears this problem.</param>
+public sealed record Check(string Name, bool Ok, string Detail, string? Fix = null, string? SettingsFile = null);
 
 /// <summary>
 /// <c>melious doctor</c>: the failures the docs list under "When it breaks" (a base URL with <c>/v1</c> or pointing
@@ -16,6 +17,9 @@ public sealed class Doctor(TextWriter output)
 
     /// <summary>Settings files whose env block disagrees with what melious would set, with the changes that fix them.</summary>
     public List<(ClaudeSettings File, List<EnvChange> Changes)> Repairs { get; } = [];
+
+    /// <summary>(settings file, variable) pairs whose model does not resolve.</summary>
+    private readonly HashSet<(string Path, string Name)> _unresolved = [];
 
     public async Task RunAsync(string project, CancellationToken cancellationToken)
     {
@@ -36,7 +40,7 @@ public sealed class Doctor(TextWriter output)
         Dictionary<string, string>? expected = null;
         if (config.BaseUrl is not null && config.ApiKey is not null)
         {
-            expected = await CheckGatewayAsync(config.BaseUrl, config.ApiKey, cancellationToken);
+            expected = await CheckGatewayAsync(config.BaseUrl, config.ApiKey, project, cancellationToken);
         }
 
         CheckSettingsFiles(project, config, expected);
@@ -130,7 +134,7 @@ public sealed class Doctor(TextWriter output)
         }
     }
 
-    private async Task<Dictionary<string, string>?> CheckGatewayAsync(string baseUrl, string key, CancellationToken cancellationToken)
+    private async Task<Dictionary<string, string>?> CheckGatewayAsync(string baseUrl, string key, string project, CancellationToken cancellationToken)
     {
         using var gateway = new GatewayClient(baseUrl, key);
         var (reachable, detail) = await gateway.PingAsync(cancellationToken);
@@ -162,8 +166,10 @@ public sealed class Doctor(TextWriter output)
         }
 
         PinnedModels pinned;
+        List<GatewayModel> listed;
         try
         {
+            listed = await gateway.ModelsAsync(cancellationToken);
             pinned = await ClaudeEnvironment.ResolveAsync(gateway, null, null, null, cancellationToken);
         }
         catch (Exception ex) when (ex is GatewayException or CliException)
@@ -172,22 +178,86 @@ public sealed class Doctor(TextWriter output)
             return null;
         }
 
+        // The slots melious pins, then any model pinned elsewhere that Claude Code would use instead: exported in
+        // this shell (plain `claude`), or in a settings file's env block (which wins over every variable).
         var env = ClaudeEnvironment.Build(baseUrl, key, pinned);
-        foreach (var (name, model) in env.Where(p => p.Key.EndsWith("_MODEL", StringComparison.Ordinal)))
+        var ours = env.Where(p => p.Key.EndsWith("_MODEL", StringComparison.Ordinal)).ToList();
+        foreach (var (name, model) in ours)
         {
+            await CheckModelAsync(gateway, listed, name, model, "run `melious models` and pick a listed model", cancellationToken);
+        }
+
+        foreach (var (name, _) in ours)
+        {
+            if (Environment.GetEnvironmentVariable(name) is { Length: > 0 } exported)
+            {
+                await CheckModelAsync(gateway, listed, $"{name} (exported in this shell)", exported,
+                    $"run `melious models` and export {name}=<a listed model>, or unset it and use `melious launch claude-code`", cancellationToken);
+            }
+        }
+
+        foreach (var path in SettingsFiles(project))
+        {
+            Dictionary<string, string> fileEnv;
             try
             {
-                var resolved = await gateway.ModelAsync(model, cancellationToken);
-                Add(new Check(name, true, $"{model} resolves ({resolved.Meta?.ContextWindow ?? resolved.MaxInputTokens} tokens of context)"));
+                fileEnv = ClaudeSettings.Load(path).Env();
             }
-            catch (GatewayException ex)
+            catch (CliException)
             {
-                Add(new Check(name, false, $"{model}: {ex.Message}", "run `melious models` and pick a listed model"));
+                continue; // reported by the settings check
+            }
+
+            foreach (var (name, _) in ours)
+            {
+                if (fileEnv.TryGetValue(name, out var value) && value.Length > 0)
+                {
+                    if (!await CheckModelAsync(gateway, listed, $"{name} (in {path})", value,
+                        $"run `melious models` and set a listed model there, or `melious doctor --fix`", cancellationToken, path))
+                    {
+                        _unresolved.Add((path, name));
+                    }
+                }
             }
         }
 
         return env.ToDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal);
     }
+
+    /// <summary>
+    /// A model "resolves" when the gateway knows the name: a tier, alias or catalog model it lists (or the model a
+    /// tier points to), or a name it routes to a tier (<c>GET /v1/models/{id}</c> answers 200). Any other name the
+    /// gateway would pass unchanged to its default upstream, which serves only what that upstream happens to have.
+    /// </summary>
+    private async Task<bool> CheckModelAsync(GatewayClient gateway, List<GatewayModel> listed, string name, string model, string fix, CancellationToken cancellationToken, string? settingsFile = null)
+    {
+        var entry = listed.FirstOrDefault(m => m.Id == model) ?? listed.FirstOrDefault(m => m.Meta?.ResolvesTo == model);
+        if (entry is null)
+        {
+            try
+            {
+                entry = await gateway.ModelAsync(model, cancellationToken);
+            }
+            catch (GatewayException ex) when (ex.Status == HttpStatusCode.NotFound)
+            {
+                Add(new Check(name, false, $"{model} does not resolve: the gateway has no model, alias or tier by that name and would pass it unchanged to its default upstream", fix, settingsFile));
+                return false;
+            }
+            catch (GatewayException ex)
+            {
+                Add(new Check(name, false, $"{model}: {ex.Message}", fix, settingsFile));
+                return false;
+            }
+        }
+
+        var context = entry.Meta?.ContextWindow ?? entry.MaxInputTokens;
+        var target = entry.Meta?.ResolvesTo is { } to && to != model ? $" to {to}" : "";
+        Add(new Check(name, true, $"{model} resolves{target} ({(context is > 0 ? $"{context} tokens of context" : "context window unknown")})"));
+        return true;
+    }
+
+    private static IEnumerable<string> SettingsFiles(string project) =>
+        new[] { ClaudeSettings.UserFile, ClaudeSettings.ProjectSharedFile(project), ClaudeSettings.ProjectLocalFile(project) }.Distinct().Where(File.Exists);
 
     private async Task<bool> KeyWorksAsync(GatewayClient gateway, CancellationToken cancellationToken)
     {
@@ -219,13 +289,8 @@ public sealed class Doctor(TextWriter output)
         }
 
         expected.TryAdd(ClaudeEnvironment.ApiKey, "");
-        foreach (var path in new[] { ClaudeSettings.UserFile, ClaudeSettings.ProjectSharedFile(project), ClaudeSettings.ProjectLocalFile(project) }.Distinct())
+        foreach (var path in SettingsFiles(project))
         {
-            if (!File.Exists(path))
-            {
-                continue;
-            }
-
             ClaudeSettings settings;
             try
             {
@@ -238,17 +303,27 @@ public sealed class Doctor(TextWriter output)
             }
 
             var env = settings.Env();
-            var wrong = env.Where(e => expected.TryGetValue(e.Key, out var want) && want != e.Value).Select(e => e.Key).ToList();
+
+            // A file `melious config claude-code` wrote (this gateway and key) may pin other models on purpose
+            // (--model, --small-model, --subagent-model, and the window that follows the main model): those are
+            // judged by whether they resolve (above), not by whether they equal the tiers.
+            var chosen = config.BaseUrl is not null && config.ApiKey is not null
+                && env.GetValueOrDefault(ClaudeEnvironment.BaseUrl) == config.BaseUrl && env.GetValueOrDefault(ClaudeEnvironment.AuthToken) == config.ApiKey;
+            bool Chosen(string name) => chosen && (name.EndsWith("_MODEL", StringComparison.Ordinal) || name == ClaudeEnvironment.AutoCompactWindow);
+            var mainReset = _unresolved.Contains((path, "ANTHROPIC_MODEL"));
+            var wrong = env.Where(e => expected.TryGetValue(e.Key, out var want) && want != e.Value)
+                .Where(e => !Chosen(e.Key) || _unresolved.Contains((path, e.Key)) || (mainReset && e.Key == ClaudeEnvironment.AutoCompactWindow))
+                .Select(e => e.Key).ToList();
             if (wrong.Count == 0)
             {
-                Add(new Check("settings", true, $"{path}: its env block agrees with the gateway"));
+                Add(new Check("settings", true, $"{path}: its env block agrees with the gateway{(chosen ? " (written by melious config claude-code)" : "")}"));
                 continue;
             }
 
             var changes = wrong.Select(name => new EnvChange(name, env[name], expected[name])).ToList();
             Repairs.Add((settings, changes));
             Add(new Check("settings", false, $"{path} overrides the environment: {string.Join(", ", wrong)} {(wrong.Count == 1 ? "has a different value" : "have different values")} (settings win over exported variables and over melious launch)",
-                $"`melious doctor --fix` rewrites them (with a backup), or `melious config claude-code{(path == ClaudeSettings.UserFile ? " --user" : "")}`"));
+                $"`melious doctor --fix` rewrites them (with a backup), or `melious config claude-code{(path == ClaudeSettings.UserFile ? " --user" : "")}`", path));
         }
     }
 

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Http.Headers;
 using System.Text.Json;
+using Melious.Gateway.Reporting;
 
 namespace Melious.Cli;
 
@@ -43,11 +44,11 @@ public sealed class GatewayClient : IDisposable
 
     /// <summary>One page of <c>GET /v1/organizations/usage_report/messages</c>; <paramref name="query"/> without the leading <c>?</c>.</summary>
     public Task<UsageReportPage> UsageReportAsync(string query, CancellationToken cancellationToken) =>
-        GetAsync("v1/organizations/usage_report/messages?" + query, CliJson.Default.UsageReportPage, cancellationToken);
+        GetAsync("v1/organizations/usage_report/messages?" + query, UsageApiJsonContext.Default.UsageReportPage, cancellationToken);
 
     /// <summary><c>GET /v1/usage/sessions</c>.</summary>
-    public Task<UsageSessionList> UsageSessionsAsync(string query, CancellationToken cancellationToken) =>
-        GetAsync("v1/usage/sessions?" + query, CliJson.Default.UsageSessionList, cancellationToken);
+    public Task<SessionList> UsageSessionsAsync(string query, CancellationToken cancellationToken) =>
+        GetAsync("v1/usage/sessions?" + query, UsageApiJsonContext.Default.SessionList, cancellationToken);
 
     /// <summary>True when the gateway answers <c>GET /</c> at all (any status).</summary>
     public async Task<(bool Reachable, string Detail)> PingAsync(CancellationToken cancellationToken)

@@ -69,92 +69,6 @@ public sealed record GatewayErrorDetail
     public string? Message { get; init; }
 }
 
-/// <summary>A page of <c>GET /v1/organizations/usage_report/messages</c> (the fields the CLI reads).</summary>
-public sealed record UsageReportPage
-{
-    public List<UsageReportBucket> Data { get; init; } = [];
-
-    public bool HasMore { get; init; }
-
-    public string? NextPage { get; init; }
-}
-
-public sealed record UsageReportBucket
-{
-    public string StartingAt { get; init; } = "";
-
-    public List<UsageReportResult> Results { get; init; } = [];
-}
-
-public sealed record UsageReportResult
-{
-    public long UncachedInputTokens { get; init; }
-
-    public UsageCacheCreation? CacheCreation { get; init; }
-
-    public long CacheReadInputTokens { get; init; }
-
-    public long OutputTokens { get; init; }
-
-    public string? Model { get; init; }
-
-    public long Requests { get; init; }
-
-    public long ErrorRequests { get; init; }
-
-    public string Currency { get; init; } = "";
-
-    public long CostNanos { get; init; }
-
-    public decimal EnergyWh { get; init; }
-
-    public decimal Gco2e { get; init; }
-}
-
-public sealed record UsageCacheCreation
-{
-    [JsonPropertyName("ephemeral_1h_input_tokens")]
-    public long Ephemeral1hInputTokens { get; init; }
-
-    [JsonPropertyName("ephemeral_5m_input_tokens")]
-    public long Ephemeral5mInputTokens { get; init; }
-}
-
-/// <summary><c>GET /v1/usage/sessions</c>.</summary>
-public sealed record UsageSessionList
-{
-    public List<UsageSession> Data { get; init; } = [];
-}
-
-public sealed record UsageSession
-{
-    public string SessionId { get; init; } = "";
-
-    public string? FirstRequestAt { get; init; }
-
-    public string? LastRequestAt { get; init; }
-
-    public long Requests { get; init; }
-
-    public long ErrorRequests { get; init; }
-
-    public long UncachedInputTokens { get; init; }
-
-    public long CacheReadInputTokens { get; init; }
-
-    public long CacheCreationInputTokens { get; init; }
-
-    public long OutputTokens { get; init; }
-
-    public string Currency { get; init; } = "";
-
-    public long CostNanos { get; init; }
-
-    public decimal EnergyWh { get; init; }
-
-    public decimal Gco2e { get; init; }
-}
-
 /// <summary><c>melious usage --json</c>: the rows shown and the totals per currency.</summary>
 public sealed record UsageOutput
 {
@@ -216,7 +130,5 @@ public sealed record UsageRow
 [JsonSerializable(typeof(List<GatewayModel>))]
 [JsonSerializable(typeof(WhoAmI))]
 [JsonSerializable(typeof(GatewayErrorBody))]
-[JsonSerializable(typeof(UsageReportPage))]
-[JsonSerializable(typeof(UsageSessionList))]
 [JsonSerializable(typeof(UsageOutput))]
 internal sealed partial class CliJson : JsonSerializerContext;

@@ -288,6 +288,11 @@ public static class MeliousCli
                 throw new CliException($"npm was not found. Install Node.js 18 or newer (https://nodejs.org), then run `melious tools install claude-code` again (it runs `npm install -g {ClaudeCode.NpmPackage}`).");
             }
 
+            if (ClaudeCode.NodeProblem() is { } node)
+            {
+                throw new CliException($"{node}. Claude Code needs Node.js 18 or newer: install it (https://nodejs.org), then run `melious tools install claude-code` again.");
+            }
+
             Out.WriteLine($"Installing Claude Code: {npm} install -g {ClaudeCode.NpmPackage}");
             var info = new ProcessStartInfo(npm);
             foreach (var arg in new[] { "install", "-g", ClaudeCode.NpmPackage })
@@ -453,7 +458,7 @@ public static class MeliousCli
             var doctor = new Doctor(Out);
             var directory = Path.GetFullPath(result.GetValue(project) ?? Directory.GetCurrentDirectory());
             await doctor.RunAsync(directory, cancellationToken);
-            var failed = doctor.Checks.Count(c => !c.Ok);
+            var repaired = new HashSet<string>(StringComparer.Ordinal);
             if (result.GetValue(fix) && doctor.Repairs.Count > 0)
             {
                 foreach (var (file, changes) in doctor.Repairs)
@@ -467,12 +472,13 @@ public static class MeliousCli
                     if (result.GetValue(yes) || Confirm($"Rewrite {file.Path} (backup to {Path.GetFileName(file.Path)}.bak)?"))
                     {
                         file.Apply(changes, backup: true);
-                        failed--;
+                        repaired.Add(file.Path);
                         Out.WriteLine($"Fixed {file.Path} (backup: {file.Path}.bak).");
                     }
                 }
             }
 
+            var failed = doctor.Checks.Count(c => !c.Ok && (c.SettingsFile is null || !repaired.Contains(c.SettingsFile)));
             Out.WriteLine(failed == 0 ? "All checks passed." : $"{failed} problem{(failed == 1 ? "" : "s")} found.");
             return failed == 0 ? 0 : 1;
         }));

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Net;
+using Melious.Gateway.Reporting;
 
 namespace Melious.Cli;
 
@@ -163,7 +164,7 @@ public static class UsageReport
             ErrorRequests = list.Sum(r => r.ErrorRequests),
             UncachedInputTokens = list.Sum(r => r.UncachedInputTokens),
             CacheReadInputTokens = list.Sum(r => r.CacheReadInputTokens),
-            CacheCreationInputTokens = list.Sum(r => (r.CacheCreation?.Ephemeral5mInputTokens ?? 0) + (r.CacheCreation?.Ephemeral1hInputTokens ?? 0)),
+            CacheCreationInputTokens = list.Sum(r => r.CacheCreation.Ephemeral5mInputTokens + r.CacheCreation.Ephemeral1hInputTokens),
             OutputTokens = list.Sum(r => r.OutputTokens),
             Currency = currency,
             Cost = Money(nanos),

@@ -28,20 +28,11 @@ public sealed class UserConfig
 
     public Source ApiKeySource { get; private init; }
 
-    public static string FilePath
-    {
-        get
-        {
-            if (OperatingSystem.IsWindows())
-            {
-                return Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.ApplicationData), "melious", "config.json");
-            }
-
-            var xdg = Environment.GetEnvironmentVariable("XDG_CONFIG_HOME");
-            var root = string.IsNullOrEmpty(xdg) ? Path.Combine(Home, ".config") : xdg;
-            return Path.Combine(root, "melious", "config.json");
-        }
-    }
+    public static string FilePath => ConfigPaths.ConfigFile(
+        OperatingSystem.IsWindows(),
+        OperatingSystem.IsWindows() ? Environment.GetFolderPath(Environment.SpecialFolder.ApplicationData) : null,
+        Environment.GetEnvironmentVariable("XDG_CONFIG_HOME"),
+        Home);
 
     /// <summary>The user's home directory (<c>HOME</c>, else the platform's profile folder).</summary>
     public static string Home => Environment.GetEnvironmentVariable("HOME") is { Length: > 0 } home

@@ -88,13 +88,18 @@ public sealed partial class ApiKeyAuthenticator(ApiKeyStore store, IOptions<Gate
     {
         static int Rank(AuthStatus s) => s switch { AuthStatus.Disabled => 3, AuthStatus.Unavailable => 2, AuthStatus.Unknown => 1, _ => 0 };
         var useApiKey = Rank(apiKey.Status) >= Rank(bearer.Status);
+        // The x-api-key header is named "the api-key header" on purpose: Claude Code replaces any error whose message
+        // contains "x-api-key" with its own "Invalid API key · Fix external API key", which would hide this one.
         var (used, usedName, ignored, ignoredName) = useApiKey
-            ? (apiKey, "x-api-key", bearer, "Authorization: Bearer")
-            : (bearer, "Authorization: Bearer", apiKey, "x-api-key");
-        var problem = $"x-api-key and Authorization: Bearer carry different keys and the gateway accepts either, but neither is valid. " +
-            $"Used {usedName}: {Describe(used)}; ignored {ignoredName}: {Describe(ignored)}";
+            ? (apiKey, ApiKeyHeader, bearer, BearerHeader)
+            : (bearer, BearerHeader, apiKey, ApiKeyHeader);
+        var problem = $"two different keys were sent, one in the api-key header (ANTHROPIC_API_KEY) and one as Authorization: Bearer (ANTHROPIC_AUTH_TOKEN); " +
+            $"the gateway accepts either, but neither is valid. Used {usedName}: {Describe(used)}; ignored {ignoredName}: {Describe(ignored)}";
         return used with { Problem = problem };
     }
+
+    private const string ApiKeyHeader = "the api-key header";
+    private const string BearerHeader = "Authorization: Bearer";
 
     private static string Describe(AuthResult result) => result.Status switch
     {

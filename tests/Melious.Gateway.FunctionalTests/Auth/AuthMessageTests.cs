@@ -79,8 +79,11 @@ public sealed class AuthMessageTests(AzuriteFixture azurite)
         var json = await ErrorAssert.IsErrorAsync(response, HttpStatusCode.Unauthorized, "authentication_error");
         var message = json.GetProperty("error").GetProperty("message").GetString()!;
         Assert.Contains("accepts either", message, StringComparison.Ordinal);
-        Assert.Contains("Used x-api-key: this is an Anthropic API key", message, StringComparison.Ordinal);
+        Assert.Contains("Used the api-key header: this is an Anthropic API key", message, StringComparison.Ordinal);
         Assert.Contains("ignored Authorization: Bearer: the key looks truncated", message, StringComparison.Ordinal);
+
+        // Claude Code replaces any error mentioning "x-api-key" with its own generic text: the header is named otherwise.
+        Assert.DoesNotContain("x-api-key", message, StringComparison.OrdinalIgnoreCase);
         AssertNoKeyIn(json.ToString(), AnthropicKey, s.Key);
 
         // A revoked key in one header and junk in the other: the revocation (403) is the answer, naming its header.
@@ -93,7 +96,8 @@ public sealed class AuthMessageTests(AzuriteFixture azurite)
         var forbidden = await ErrorAssert.IsErrorAsync(refused, HttpStatusCode.Forbidden, "permission_error");
         var text = forbidden.GetProperty("error").GetProperty("message").GetString()!;
         Assert.Contains("Used Authorization: Bearer: this API key has been revoked", text, StringComparison.Ordinal);
-        Assert.Contains("ignored x-api-key: this is not a Melious API key", text, StringComparison.Ordinal);
+        Assert.Contains("ignored the api-key header: this is not a Melious API key", text, StringComparison.Ordinal);
+        Assert.DoesNotContain("x-api-key", text, StringComparison.OrdinalIgnoreCase);
         Assert.Empty(s.Upstream.Requests);
     }
 
@@ -130,17 +134,38 @@ public sealed class AuthMessageTests(AzuriteFixture azurite)
         Assert.Empty(s.Upstream.Requests);
     }
 
-    /// <summary>Claude Code with a real Anthropic key in ANTHROPIC_API_KEY: its output carries the gateway's hint.</summary>
+    /// <summary>
+    /// Claude Code (pinned and newest) with each bad key in ANTHROPIC_API_KEY (and, for "both", a second one in
+    /// ANTHROPIC_AUTH_TOKEN): its output carries the gateway's message.
+    /// </summary>
     [Theory]
     [InlineData("anthropic", "Unset ANTHROPIC_API_KEY")]
     [InlineData("no-prefix", "missing its sk-mel- prefix")]
     [InlineData("truncated", "the key looks truncated")]
+    [InlineData("too-long", "the key is too long")]
+    [InlineData("unknown", "invalid API key: this key does not exist")]
+    [InlineData("both", "Used the api-key header: this is an Anthropic API key; the gateway needs a Melious key (sk-mel-…). Unset ANTHROPIC_API_KEY or set it to \"\"; ignored Authorization: Bearer: the key looks truncated")]
     public async Task ClaudeCode_ShowsTheHint(string kind, string expected)
     {
         await using var s = await Scenario.StartAsync(azurite, Sse.TextAnswer(["ok"]));
-        var key = KeyFor(kind, s.Key);
-        using var home = new TempDir();
-        var info = new ProcessStartInfo(RepoPaths.Tool("claude", "MELIOUS_CLAUDE")) { WorkingDirectory = home.Path };
+
+        // "both": a real Anthropic key left in ANTHROPIC_API_KEY next to a cut Melious key in ANTHROPIC_AUTH_TOKEN.
+        var key = KeyFor(kind == "both" ? "anthropic" : kind, s.Key);
+        var token = kind == "both" ? KeyFor("truncated", s.Key) : null;
+
+        // The Claude Code tools/ pins, and the newest one.
+        foreach (var claude in new[] { RepoPaths.Tool("claude", "MELIOUS_CLAUDE"), Cli.CliSandbox.ClaudePath("latest") })
+        {
+            using var home = new TempDir();
+            await RunClaudeAsync(claude, home.Path, s, key, token, expected);
+        }
+
+        Assert.Empty(s.Upstream.Requests);
+    }
+
+    private static async Task RunClaudeAsync(string claude, string home, Scenario s, string key, string? token, string expected)
+    {
+        var info = new ProcessStartInfo(claude) { WorkingDirectory = home };
         foreach (var arg in new[] { "-p", "say hi" })
         {
             info.ArgumentList.Add(arg);
@@ -148,20 +173,28 @@ public sealed class AuthMessageTests(AzuriteFixture azurite)
 
         info.Environment.Clear();
         info.Environment["PATH"] = Environment.GetEnvironmentVariable("PATH") ?? "/usr/bin:/bin";
-        info.Environment["HOME"] = home.Path;
+        info.Environment["HOME"] = home;
         info.Environment["TERM"] = "dumb";
         info.Environment["ANTHROPIC_BASE_URL"] = s.Gateway.BaseUrl;
         info.Environment["ANTHROPIC_API_KEY"] = key;
+        if (token is not null)
+        {
+            info.Environment["ANTHROPIC_AUTH_TOKEN"] = token;
+        }
+
         info.Environment["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] = "1";
         info.Environment["DISABLE_AUTOUPDATER"] = "1";
         info.Environment["CLAUDE_CODE_MAX_RETRIES"] = "0";
         var run = await ClientProcess.RunAsync(info, TimeSpan.FromSeconds(120), Ct);
 
         Assert.False(run.TimedOut, run.Describe());
-        Assert.NotEqual(0, run.ExitCode);
-        Assert.Contains(expected, run.Stdout + run.Stderr, StringComparison.Ordinal);
+        Assert.True(run.ExitCode != 0, $"{claude}: {run.Describe()}");
+        Assert.True((run.Stdout + run.Stderr).Contains(expected, StringComparison.Ordinal), $"{claude} does not show \"{expected}\": {run.Describe()}");
         AssertNoKeyIn(run.Stdout + run.Stderr, key, s.Key);
-        Assert.Empty(s.Upstream.Requests);
+        if (token is not null)
+        {
+            AssertNoKeyIn(run.Stdout + run.Stderr, token, s.Key);
+        }
     }
 
     [Fact]

@@ -116,6 +116,19 @@ internal sealed class CliSandbox : IDisposable
 
     public Task<ProcessResult> RunAsync(params string[] args) => RunAsync(args, null);
 
+    /// <summary>Starts the CLI with stdin, stdout and stderr redirected (stdin left open) and returns the running process.</summary>
+    public Process Start(IEnumerable<string> args)
+    {
+        var info = new ProcessStartInfo(Executable) { WorkingDirectory = Project, UseShellExecute = false, RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var arg in args)
+        {
+            info.ArgumentList.Add(arg);
+        }
+
+        Fill(info.Environment);
+        return Process.Start(info)!;
+    }
+
     /// <summary>Logs in (key on stdin) and asserts it worked.</summary>
     public async Task LoginAsync(string baseUrl, string key)
     {

@@ -54,6 +54,13 @@ public sealed class CliTests(AzuriteFixture azurite)
         Assert.Equal(131072, opus.GetProperty("_meta").GetProperty("context_window").GetInt64());
         Assert.Contains(list.EnumerateArray(), m => m.GetProperty("id").GetString() == "light-model");
 
+        // MELIOUS_API_KEY wins over the stored key (here: a well-formed key the gateway does not know).
+        box.Environment["MELIOUS_API_KEY"] = "sk-mel-" + new string('Q', 43);
+        var overridden = await box.RunAsync("status");
+        Assert.Equal(1, overridden.ExitCode);
+        Assert.Contains("the gateway refused the key (401): invalid API key: this key does not exist", overridden.Stderr, StringComparison.Ordinal);
+        box.Environment.Remove("MELIOUS_API_KEY");
+
         var logout = await box.RunAsync("logout");
         Assert.True(logout.ExitCode == 0, logout.Describe());
         Assert.False(File.Exists(box.ConfigFile));

@@ -94,6 +94,28 @@ public sealed class ConfigTests(AzuriteFixture azurite)
         Assert.Equal(["MY_TEAM_VAR"], after.GetProperty("env").EnumerateObject().Select(p => p.Name));
     }
 
+    [Theory]
+    [InlineData(null, "# Claude Code settings with a Melious key (melious config claude-code)\n.claude/settings.local.json\n")]
+    [InlineData("dist\n.claude/\n", null)]
+    [InlineData("**/settings.local.json", null)]
+    public async Task Config_GitIgnore_IsCreatedOrLeftAloneWhenAlreadyCovering(string? existing, string? expected)
+    {
+        await using var s = await Scenario.StartAsync(azurite, Sse.TextAnswer(["ok"]));
+        using var box = new CliSandbox();
+        await box.LoginAsync(s.Gateway.BaseUrl, s.Key);
+        var gitignore = Path.Combine(box.Project, ".gitignore");
+        if (existing is not null)
+        {
+            File.WriteAllText(gitignore, existing);
+        }
+
+        var run = await box.RunAsync("config", "claude-code", "--yes");
+        Assert.True(run.ExitCode == 0, run.Describe());
+        Assert.True(File.Exists(Path.Combine(box.Project, ".claude", "settings.local.json")));
+        Assert.Equal(expected ?? existing, File.ReadAllText(gitignore));
+        Assert.Equal(expected is not null, run.Stdout.Contains("Added .claude/settings.local.json to", StringComparison.Ordinal));
+    }
+
     [Fact]
     public async Task ConfigUser_WritesTheUserSettings_WithoutGitignore()
     {
@@ -107,6 +129,27 @@ public sealed class ConfigTests(AzuriteFixture azurite)
         Assert.Equal("light-model", env.GetProperty("ANTHROPIC_MODEL").GetString());
         Assert.Equal("main-model", env.GetProperty("ANTHROPIC_DEFAULT_OPUS_MODEL").GetString());
         Assert.False(File.Exists(Path.Combine(box.Project, ".gitignore")));
+
+        // doctor accepts the deliberate --model (it resolves) and does not offer to undo it.
+        box.UseClaude("pinned");
+        var doctor = await box.RunAsync("doctor");
+        Assert.True(doctor.ExitCode == 0, doctor.Describe());
+        Assert.Contains($"✓ settings: {file}: its env block agrees with the gateway (written by melious config claude-code)", doctor.Stdout, StringComparison.Ordinal);
+        Assert.Contains($"✓ ANTHROPIC_MODEL (in {file}): light-model resolves", doctor.Stdout, StringComparison.Ordinal);
+
+        // The chosen model is retired: doctor flags it, and --fix puts the tier's model (and its window) back.
+        var edited = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(file))!;
+        edited["env"]!["ANTHROPIC_MODEL"] = "retired-model-x";
+        File.WriteAllText(file, edited.ToJsonString());
+        var retired = await box.RunAsync("doctor");
+        Assert.Equal(1, retired.ExitCode);
+        Assert.Contains($"✗ ANTHROPIC_MODEL (in {file}): retired-model-x does not resolve", retired.Stdout, StringComparison.Ordinal);
+        var repaired = await box.RunAsync("doctor", "--fix", "--yes");
+        Assert.True(repaired.ExitCode == 0, repaired.Describe());
+        var fixedEnv = JsonDocument.Parse(File.ReadAllText(file)).RootElement.GetProperty("env");
+        Assert.Equal("main-model", fixedEnv.GetProperty("ANTHROPIC_MODEL").GetString());
+        Assert.Equal("131072", fixedEnv.GetProperty("CLAUDE_CODE_AUTO_COMPACT_WINDOW").GetString());
+        Assert.True(File.Exists(file + ".bak"));
 
         var unknown = await box.RunAsync("config", "claude-code", "--user", "--yes", "--model", "no-such-model-x");
         Assert.Equal(1, unknown.ExitCode);

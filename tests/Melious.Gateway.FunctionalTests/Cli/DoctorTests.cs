@@ -24,8 +24,11 @@ public sealed class DoctorTests(AzuriteFixture azurite)
         { "project-settings", "✗ settings: {project}/.claude/settings.json overrides the environment: ANTHROPIC_BASE_URL", "fix: `melious doctor --fix`" },
         { "local-settings", "✗ settings: {project}/.claude/settings.local.json overrides the environment: ANTHROPIC_API_KEY", "fix: `melious doctor --fix`" },
         { "user-settings", "✗ settings: {home}/.claude/settings.json overrides the environment: ANTHROPIC_DEFAULT_HAIKU_MODEL", "--user`" },
+        { "model-exported-unknown", "✗ ANTHROPIC_DEFAULT_HAIKU_MODEL (exported in this shell): retired-model-x does not resolve: the gateway has no model, alias or tier by that name", "fix: run `melious models` and export ANTHROPIC_DEFAULT_HAIKU_MODEL=" },
+        { "model-settings-unknown", "✗ ANTHROPIC_MODEL (in {project}/.claude/settings.local.json): retired-model-x does not resolve", "fix: run `melious models` and set a listed model there, or `melious doctor --fix`" },
         { "revoked-key", "✗ key: the gateway refused the key (403): this API key has been revoked", "fix: the key was revoked" },
         { "gateway-down", "✗ gateway: http://127.0.0.1:", "fix: check the URL" },
+        { "claude-broken", "✗ claude: {bin}/claude does not answer --version", "fix: reinstall: `npm install -g @anthropic-ai/claude-code`" },
         { "no-claude", "✗ claude: Claude Code is not installed", "fix: run `melious tools install claude-code`" },
         { "not-logged-in", "✗ melious login: no gateway URL or key configured", "fix: run `melious login`" },
     };
@@ -36,7 +39,16 @@ public sealed class DoctorTests(AzuriteFixture azurite)
     {
         await using var s = await Scenario.StartAsync(azurite, Sse.TextAnswer(["ok"]));
         using var box = new CliSandbox();
-        if (kind != "no-claude")
+        if (kind == "claude-broken")
+        {
+            var broken = Path.Combine(box.Bin, "claude");
+            File.WriteAllText(broken, "#!/bin/sh\necho 'Error: Cannot find module' >&2\nexit 1\n");
+            if (!OperatingSystem.IsWindows())
+            {
+                File.SetUnixFileMode(broken, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            }
+        }
+        else if (kind != "no-claude")
         {
             box.UseClaude("pinned");
         }
@@ -61,6 +73,8 @@ public sealed class DoctorTests(AzuriteFixture azurite)
             case "project-settings": File.WriteAllText(Path.Combine(projectClaude, "settings.json"), """{"env":{"ANTHROPIC_BASE_URL":"https://api.anthropic.com"}}"""); break;
             case "local-settings": File.WriteAllText(Path.Combine(projectClaude, "settings.local.json"), """{"env":{"ANTHROPIC_API_KEY":"sk-ant-api03-old"}}"""); break;
             case "user-settings": File.WriteAllText(Path.Combine(claudeDir, "settings.json"), """{"model":"opus","env":{"ANTHROPIC_DEFAULT_HAIKU_MODEL":"claude-haiku-4-5"}}"""); break;
+            case "model-exported-unknown": box.Environment["ANTHROPIC_DEFAULT_HAIKU_MODEL"] = "retired-model-x"; break;
+            case "model-settings-unknown": File.WriteAllText(Path.Combine(projectClaude, "settings.local.json"), """{"env":{"ANTHROPIC_MODEL":"retired-model-x"}}"""); break;
             case "revoked-key":
                 await s.Gateway.Services.GetRequiredService<ApiKeyStore>().RevokeAsync(ApiKeys.KeyIdFromHash(ApiKeys.Hash(s.Key)), TestContext.Current.CancellationToken);
                 s.Gateway.Services.GetRequiredService<ApiKeyAuthenticator>().Clear();
@@ -69,7 +83,7 @@ public sealed class DoctorTests(AzuriteFixture azurite)
         }
 
         var run = await box.RunAsync("doctor");
-        var expectedProblem = problem.Replace("{project}", box.Project, StringComparison.Ordinal).Replace("{home}", box.Home, StringComparison.Ordinal);
+        var expectedProblem = problem.Replace("{project}", box.Project, StringComparison.Ordinal).Replace("{home}", box.Home, StringComparison.Ordinal).Replace("{bin}", box.Bin, StringComparison.Ordinal);
         Assert.Equal(1, run.ExitCode);
         var lines = run.Stdout.Split('\n');
         var index = Array.FindIndex(lines, l => l.StartsWith(expectedProblem, StringComparison.Ordinal));
@@ -79,15 +93,15 @@ public sealed class DoctorTests(AzuriteFixture azurite)
 
         // Only this problem (and what it causes) is reported.
         var failures = lines.Count(l => l.StartsWith('✗'));
-        Assert.True(failures == 1 || kind is "not-logged-in" or "stored-key-wrong-length", $"{failures} problems for one misconfiguration:\n{run.Stdout}");
+        Assert.True(failures == 1 || kind is "not-logged-in" or "stored-key-wrong-length" || (kind == "model-settings-unknown" && failures == 2), $"{failures} problems for one misconfiguration:\n{run.Stdout}");
         Assert.DoesNotContain(s.Key[10..], run.Stdout + run.Stderr, StringComparison.Ordinal);
 
-        if (kind is "project-settings" or "local-settings" or "user-settings")
+        if (kind is "project-settings" or "local-settings" or "user-settings" or "model-settings-unknown")
         {
             var file = kind switch
             {
                 "project-settings" => Path.Combine(projectClaude, "settings.json"),
-                "local-settings" => Path.Combine(projectClaude, "settings.local.json"),
+                "local-settings" or "model-settings-unknown" => Path.Combine(projectClaude, "settings.local.json"),
                 _ => Path.Combine(claudeDir, "settings.json"),
             };
             var before = File.ReadAllText(file);
@@ -124,5 +138,11 @@ public sealed class DoctorTests(AzuriteFixture azurite)
         Assert.Contains("✓ CLAUDE_CODE_SUBAGENT_MODEL: secondary-model resolves", run.Stdout, StringComparison.Ordinal);
         Assert.Matches(@"✓ claude: 2\.1\.197 \(Claude Code\) at ", run.Stdout);
         Assert.EndsWith("All checks passed.", run.Stdout.TrimEnd(), StringComparison.Ordinal);
+
+        // A model pinned by hand that the gateway routes to a tier resolves too (to the tier's model).
+        box.Environment["ANTHROPIC_DEFAULT_HAIKU_MODEL"] = "claude-haiku-4-5-20251001";
+        var routed = await box.RunAsync("doctor");
+        Assert.True(routed.ExitCode == 0, routed.Describe());
+        Assert.Contains("✓ ANTHROPIC_DEFAULT_HAIKU_MODEL (exported in this shell): claude-haiku-4-5-20251001 resolves to light-model", routed.Stdout, StringComparison.Ordinal);
     }
 }

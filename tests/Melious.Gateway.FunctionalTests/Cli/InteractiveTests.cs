@@ -11,6 +11,32 @@ namespace Melious.Gateway.FunctionalTests.Cli;
 /// </summary>
 public sealed class InteractiveTests(AzuriteFixture azurite)
 {
+    /// <summary><c>melious login</c> in a terminal: the key is asked with hidden input (never echoed), Backspace edits it, and it is stored.</summary>
+    [Fact]
+    public async Task Login_InTmux_AsksForTheKeyWithHiddenInput()
+    {
+        await using var s = await Scenario.StartAsync(azurite, Sse.TextAnswer(["ok"]));
+        using var box = new CliSandbox();
+        var env = new Dictionary<string, string?>();
+        box.Fill(env);
+        env["TERM"] = "xterm-256color";
+        await using var tmux = await TmuxSession.StartAsync(CliSandbox.Executable, ["login", "--base-url", s.Gateway.BaseUrl], env.ToDictionary(e => e.Key, e => e.Value ?? ""), box.Project);
+        await tmux.WaitForAsync(screen => screen.Contains("API key (sk-mel-…, input hidden):", StringComparison.Ordinal), "the key prompt");
+
+        // Two stray characters, taken back with Backspace.
+        await tmux.TypeAsync(s.Key + "zz");
+        await tmux.KeysAsync("BSpace", "BSpace");
+        var typed = await tmux.CaptureAsync();
+        Assert.DoesNotContain(s.Key[7..20], typed, StringComparison.Ordinal);
+        await tmux.KeysAsync("Enter");
+
+        var end = await tmux.WaitForAsync(screen => screen.Contains("EXIT=", StringComparison.Ordinal), "login to finish");
+        Assert.Contains("EXIT=0", end, StringComparison.Ordinal);
+        Assert.Contains($"Logged in to {s.Gateway.BaseUrl} as account acme", end, StringComparison.Ordinal);
+        Assert.DoesNotContain(s.Key[7..20], end, StringComparison.Ordinal);
+        Assert.Equal(s.Key, JsonDocument.Parse(File.ReadAllText(box.ConfigFile)).RootElement.GetProperty("api_key").GetString());
+    }
+
     [Fact]
     public async Task Launch_InTmux_StatusPromptAndCtrlC()
     {

@@ -41,5 +41,4 @@ public static class SelfHostApp
         app.MapMeliousGateway();
         return app;
     }
-
 }

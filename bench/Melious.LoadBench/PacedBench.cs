@@ -234,7 +234,8 @@ public sealed partial class Bench
         PrintPacedTargets();
         var file = Path.Combine(_outDir, "paced.json");
         await File.WriteAllTextAsync(file, new JsonArray(_pacedRows.Select(r => (JsonNode)r.DeepClone()).ToArray()).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-        Console.WriteLine($"  (paced pass took {Fmt.N(clock.Elapsed.TotalSeconds, 0)} s; rows: {file}; loaded machine: figures are indicative)");
+        var loaded = _pacedRows.Any(r => (r["foreign_cores"]?.GetValue<double>() ?? 0) > 0.25);
+        Console.WriteLine($"  (paced pass took {Fmt.N(clock.Elapsed.TotalSeconds, 0)} s; rows: {file}{(loaded ? "; other load on the machine: figures are indicative" : "")})");
     }
 
     private sealed class PacedMeasure

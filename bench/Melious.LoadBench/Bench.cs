@@ -414,6 +414,10 @@ public sealed partial class Bench : IDisposable
             env["FUNCTIONS_LOG_PATH"] = Path.Combine(_work, "functions-logs");
             env["AzureFunctionsJobHost__extensions__queues__maxPollingInterval"] = "00:00:01";
             env["AzureFunctionsJobHost__extensions__queues__visibilityTimeout"] = "00:00:01";
+
+            // As the deployed Function App's settings (infra/app/api.bicep): the host's thread-pool workers do not spin
+            // either (the worker's own runtimeconfig already says so).
+            env["DOTNET_ThreadPool_UnfairSemaphoreSpinLimit"] = "0";
         }
 
         if (_o.Pool)

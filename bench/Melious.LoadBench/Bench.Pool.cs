@@ -197,34 +197,11 @@ public sealed partial class Bench
     }
 
     /// <summary>Closed-loop workers sending <paramref name="body"/> to the gateway (null: the direct request to upstream 1).</summary>
-    private async Task PoolSliceAsync(byte[]? body, int concurrency, TimeSpan duration, int maxRequests, PathResult into)
+    private Task PoolSliceAsync(byte[]? body, int concurrency, TimeSpan duration, int maxRequests, PathResult into)
     {
         var messages = new Uri(_gatewayBase + "/v1/messages?beta=true");
-        var start = Stopwatch.GetTimestamp();
-        var deadline = start + (long)(duration.TotalSeconds * Stopwatch.Frequency);
-        var issued = 0;
-        var cpuBefore = Cpu();
-        var tasks = new Task[concurrency];
-        for (var i = 0; i < concurrency; i++)
-        {
-            var worker = _workers[i];
-            tasks[i] = Task.Run(async () =>
-            {
-                while (Stopwatch.GetTimestamp() < deadline && Interlocked.Increment(ref issued) <= maxRequests)
-                {
-                    var sample = body is null
-                        ? await _client!.SendAsync(Target.Direct, worker, CancellationToken.None)
-                        : await _client!.GatewayAsync(worker, messages, body, CancellationToken.None);
-                    lock (into.Samples)
-                    {
-                        into.Samples.Add(sample);
-                    }
-                }
-            });
-        }
-
-        await Task.WhenAll(tasks);
-        into.WallSeconds += Distribution.TicksToMs(Stopwatch.GetTimestamp() - start) / 1000;
-        into.Cpu += Cpu() - cpuBefore;
+        return RunWorkersAsync(
+            worker => body is null ? _client!.SendAsync(Target.Direct, worker, CancellationToken.None) : _client!.GatewayAsync(worker, messages, body, CancellationToken.None),
+            concurrency, duration, maxRequests, into, TimeSpan.Zero);
     }
 }

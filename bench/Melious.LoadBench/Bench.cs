@@ -608,7 +608,15 @@ public sealed partial class Bench : IDisposable
     }
 
     /// <summary>Runs <paramref name="concurrency"/> closed-loop workers until the duration or request count is used up.</summary>
-    private async Task RunSliceAsync(Target target, int concurrency, TimeSpan duration, int maxRequests, PathResult into)
+    private Task RunSliceAsync(Target target, int concurrency, TimeSpan duration, int maxRequests, PathResult into) =>
+        RunWorkersAsync(worker => _client!.SendAsync(target, worker, CancellationToken.None), concurrency, duration, maxRequests, into, TimeSpan.FromMilliseconds(_o.ThinkMs));
+
+    /// <summary>
+    /// Closed-loop workers, each sending one request with <paramref name="send"/> after the other (then pausing for
+    /// <paramref name="think"/>), until the duration or request count is used up; samples, wall time and CPU go to
+    /// <paramref name="into"/>.
+    /// </summary>
+    private async Task RunWorkersAsync(Func<LoadClient.Worker, Task<Sample>> send, int concurrency, TimeSpan duration, int maxRequests, PathResult into, TimeSpan think)
     {
         var start = Stopwatch.GetTimestamp();
         var deadline = start + (long)(duration.TotalSeconds * Stopwatch.Frequency);
@@ -622,15 +630,15 @@ public sealed partial class Bench : IDisposable
             {
                 while (Stopwatch.GetTimestamp() < deadline && Interlocked.Increment(ref issued) <= maxRequests)
                 {
-                    var sample = await _client!.SendAsync(target, worker, CancellationToken.None);
+                    var sample = await send(worker);
                     lock (into.Samples)
                     {
                         into.Samples.Add(sample);
                     }
 
-                    if (_o.ThinkMs > 0)
+                    if (think > TimeSpan.Zero)
                     {
-                        await Task.Delay(TimeSpan.FromMilliseconds(_o.ThinkMs));
+                        await Task.Delay(think);
                     }
                 }
             });
@@ -641,7 +649,6 @@ public sealed partial class Bench : IDisposable
         into.Cpu += Cpu() - cpuBefore;
     }
 
-    /// <summary>Waits until the usage queue is empty and the gateway is quiet again (bounded).</summary>
     /// <summary>Waits (bounded by --wait-quiet) until processes outside the bench use under a quarter of a core.</summary>
     private async Task<bool> WaitQuietAsync()
     {

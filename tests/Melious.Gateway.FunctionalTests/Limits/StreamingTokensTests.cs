@@ -19,17 +19,27 @@ public sealed class StreamingTokensTests(AzuriteFixture azurite)
     private const int Before = 600;
     private const int After = 400;
 
+    /// <summary>
+    /// The long stream's and the short request's bodies and input estimates, and the key's limit: room for the long
+    /// request's input, two short requests and 200 output tokens. The short requests fit as long as only estimates
+    /// are counted; 600 streamed output tokens do not leave room for one more.
+    /// </summary>
+    private sealed record Plan(string LongBody, string ShortBody, long LongInput, long ShortInput, long Tpm)
+    {
+        public static Plan Create()
+        {
+            var longBody = Scenario.Body(stream: true, prompt: "tell me a long story", maxTokens: 4000).ToJsonString();
+            var shortBody = Scenario.Body(stream: false).ToJsonString();
+            var longInput = LimitCluster.Estimate(longBody);
+            var shortInput = LimitCluster.Estimate(shortBody);
+            return new Plan(longBody, shortBody, longInput, shortInput, longInput + (3 * shortInput) + 200);
+        }
+    }
+
     [Fact]
     public async Task LongStream_ChargesItsOutputWhileRunning_LaterRequestsRefusedMidStream_EndChargesOnlyTheRemainder()
     {
-        var longBody = Scenario.Body(stream: true, prompt: "tell me a long story", maxTokens: 4000).ToJsonString();
-        var shortBody = Scenario.Body(stream: false).ToJsonString();
-        var longInput = LimitCluster.Estimate(longBody);
-        var shortInput = LimitCluster.Estimate(shortBody);
-
-        // Room for the long request's input, two short requests and 200 output tokens: the short requests fit as long
-        // as only estimates are counted; 600 streamed output tokens do not leave room for one more.
-        var tpm = longInput + (3 * shortInput) + 200;
+        var (longBody, shortBody, longInput, shortInput, tpm) = Plan.Create();
         var held = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         await using var cluster = await LimitCluster.StartAsync(azurite.ConnectionString, async (request, context) =>
@@ -102,11 +112,7 @@ public sealed class StreamingTokensTests(AzuriteFixture azurite)
     {
         // The same with an upstream that speaks Anthropic Messages (relayed event for event): output counted from its
         // content_block_delta events while it runs, reconciled with message_delta's usage at the end.
-        var longBody = Scenario.Body(stream: true, prompt: "tell me a long story", maxTokens: 4000).ToJsonString();
-        var shortBody = Scenario.Body(stream: false).ToJsonString();
-        var longInput = LimitCluster.Estimate(longBody);
-        var shortInput = LimitCluster.Estimate(shortBody);
-        var tpm = longInput + (3 * shortInput) + 200;
+        var (longBody, shortBody, longInput, shortInput, tpm) = Plan.Create();
         var held = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         await using var cluster = await LimitCluster.StartAsync(azurite.ConnectionString, async (request, context) =>
@@ -187,11 +193,7 @@ public sealed class StreamingTokensTests(AzuriteFixture azurite)
     {
         // The control of the test above: the same key and limit with the long request's output not yet streamed
         // leaves room for the short request, on another instance.
-        var longBody = Scenario.Body(stream: true, prompt: "tell me a long story", maxTokens: 4000).ToJsonString();
-        var shortBody = Scenario.Body(stream: false).ToJsonString();
-        var longInput = LimitCluster.Estimate(longBody);
-        var shortInput = LimitCluster.Estimate(shortBody);
-        var tpm = longInput + (3 * shortInput) + 200;
+        var (longBody, shortBody, longInput, shortInput, tpm) = Plan.Create();
         var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         await using var cluster = await LimitCluster.StartAsync(azurite.ConnectionString, async (request, context) =>

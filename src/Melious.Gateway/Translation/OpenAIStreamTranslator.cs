@@ -183,8 +183,20 @@ internal sealed class OpenAIStreamTranslator(IMessageEventSink sink, ToolNameMap
         {
             if (_splitter is null)
             {
-                Ensure(BlockKind.Text);
-                Emit(chunk.Content.Of(trimmed));
+                var content = chunk.Content.Of(trimmed);
+                if (_open == BlockKind.Thinking)
+                {
+                    // The answer after a reasoning field starts with the whitespace that followed </think> in the
+                    // model's output ("\n\n" from vLLM's and SGLang's reasoning parsers); Anthropic text blocks, and the
+                    // think-tag path (ThinkTagSplitter), start at the answer. A chunk of only whitespace waits.
+                    content = content[LeadingEscapedWhitespace(content)..];
+                }
+
+                if (!content.IsEmpty)
+                {
+                    Ensure(BlockKind.Text);
+                    Emit(content);
+                }
             }
             else
             {
@@ -566,6 +578,29 @@ internal sealed class OpenAIStreamTranslator(IMessageEventSink sink, ToolNameMap
                 _openCall!.SentArguments = true;
                 break;
         }
+    }
+
+    /// <summary>The length of the whitespace (spaces, and the escapes <c>\n</c>, <c>\r</c>, <c>\t</c>) that starts a JSON-escaped string.</summary>
+    internal static int LeadingEscapedWhitespace(ReadOnlySpan<byte> escaped)
+    {
+        var i = 0;
+        while (i < escaped.Length)
+        {
+            if (escaped[i] == ' ')
+            {
+                i++;
+            }
+            else if (escaped[i] == '\\' && i + 1 < escaped.Length && escaped[i + 1] is (byte)'n' or (byte)'r' or (byte)'t')
+            {
+                i += 2;
+            }
+            else
+            {
+                break;
+            }
+        }
+
+        return i;
     }
 
     /// <summary>Bytes at the end of <paramref name="escaped"/> that start a character the next chunk completes.</summary>

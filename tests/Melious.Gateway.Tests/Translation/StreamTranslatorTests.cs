@@ -75,6 +75,54 @@ public sealed class StreamTranslatorTests
         Assert.Equal((10, 3, 4, 2, 1), (usage.PromptTokens, usage.CompletionTokens, usage.CachedTokens, usage.CacheWriteTokens, usage.ReasoningTokens));
     }
 
+    [Fact]
+    public void The_whitespace_between_a_reasoning_field_and_the_answer_is_dropped_even_when_split_across_chunks()
+    {
+        var sink = new MessageAggregator();
+        var translator = Create(sink);
+        Feed(translator, """{"choices":[{"index":0,"delta":{"reasoning":"think\n"}}]}""");
+        Feed(translator, """{"choices":[{"index":0,"delta":{"content":"\n"}}]}""");
+        Feed(translator, """{"choices":[{"index":0,"delta":{"content":" \r\n\tAnswer\n\n"}}]}""");
+        Feed(translator, """{"choices":[{"index":0,"delta":{"content":"  more"}}]}""");
+        Feed(translator, "[DONE]");
+        Assert.Equal(StreamOutcome.Completed, translator.Finish());
+        var content = sink.Build("m").Content;
+        Assert.Equal(2, content.Count);
+        Assert.Equal("think\n", Assert.IsType<Melious.Gateway.Protocol.Anthropic.ResponseThinkingBlock>(content[0]).Thinking);
+        // Only the start of the answer is trimmed; whitespace inside it stays.
+        Assert.Equal("Answer\n\n  more", Assert.IsType<Melious.Gateway.Protocol.Anthropic.ResponseTextBlock>(content[1]).Text);
+        Assert.Equal(4, translator.Fragments);
+    }
+
+    [Fact]
+    public void An_answer_without_reasoning_keeps_its_leading_whitespace_and_whitespace_alone_after_reasoning_opens_no_text_block()
+    {
+        var plain = new MessageAggregator();
+        var translator = Create(plain);
+        Feed(translator, """{"choices":[{"index":0,"delta":{"content":"\n  code"}}]}""");
+        translator.Finish();
+        Assert.Equal("\n  code", Assert.IsType<Melious.Gateway.Protocol.Anthropic.ResponseTextBlock>(Assert.Single(plain.Build("m").Content)).Text);
+
+        var thinkingOnly = new MessageAggregator();
+        translator = Create(thinkingOnly);
+        Feed(translator, """{"choices":[{"index":0,"delta":{"reasoning":"hmm"}}]}""");
+        Feed(translator, """{"choices":[{"index":0,"delta":{"content":"\n\n"},"finish_reason":"stop"}]}""");
+        translator.Finish();
+        Assert.IsType<Melious.Gateway.Protocol.Anthropic.ResponseThinkingBlock>(Assert.Single(thinkingOnly.Build("m").Content));
+    }
+
+    [Theory]
+    [InlineData("", 0)]
+    [InlineData("a", 0)]
+    [InlineData(" \\n", 3)]         // a space, then a newline escape
+    [InlineData(" \\\\n", 1)]       // a space, then an escaped backslash and the letter n: text
+    [InlineData("\\n\\r\\t x", 7)]
+    [InlineData("\\u000a", 0)]     // other escapes are left alone
+    public void Leading_escaped_whitespace_counts_spaces_and_the_newline_and_tab_escapes(string escaped, int expected)
+    {
+        Assert.Equal(expected, OpenAIStreamTranslator.LeadingEscapedWhitespace(Encoding.ASCII.GetBytes(escaped)));
+    }
+
     [Theory]
     [InlineData("abc", 0)]
     [InlineData("", 0)]

@@ -187,7 +187,7 @@ internal sealed class OpenAIStreamTranslator(IMessageEventSink sink, ToolNameMap
                 if (_open == BlockKind.Thinking)
                 {
                     // The answer after a reasoning field starts with the whitespace that followed </think> in the
-                    // model's output ("\n\n" from vLLM's and SGLang's reasoning parsers); Anthropic text blocks, and the
+                    // model's output ("\n\n" from vLLM's reasoning parsers); Anthropic text blocks, and the
                     // think-tag path (ThinkTagSplitter), start at the answer. A chunk of only whitespace waits.
                     content = content[LeadingEscapedWhitespace(content)..];
                 }

@@ -8,7 +8,16 @@ namespace Melious.Admin;
 /// <summary><c>usage report|reconcile</c>: totals from the rollups, and a check of the rollups against the billing rows.</summary>
 internal static class UsageCommands
 {
-    private static readonly string[] Columns = ["requests", "input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens", "cost_nanos"];
+    /// <summary>
+    /// What reconcile compares: every counter the rollups keep that the billing row also carries (the energy figures are
+    /// in the energy rows). The cost parts are compared as the writer counted them (CostSplit.FromEvent).
+    /// </summary>
+    private static readonly string[] Columns =
+    [
+        "requests", "error_requests", "cancelled_requests", "input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens",
+        "reasoning_tokens", "cost_nanos", "input_cost_nanos", "output_cost_nanos", "cache_read_cost_nanos", "cache_write_cost_nanos",
+        "web_search_cost_nanos", "unsplit_cost_nanos", "web_search_requests",
+    ];
 
     public static Command Create(CliContext cli) => new("usage", "Usage reports and reconciliation.")
     {
@@ -142,18 +151,44 @@ internal static class UsageCommands
     }
 
     private static long[] FromCounters(UsageCounters t) =>
-        [t.Requests, t.InputTokens, t.CacheReadTokens, t.CacheWriteTokens, t.OutputTokens, t.ReasoningTokens, t.CostNanos];
-
-    private static long[] FromBillingRow(TableEntity e) =>
     [
-        1,
-        Long(e, "InputTokens"),
-        Long(e, "CacheReadTokens"),
-        Long(e, "CacheWriteTokens"),
-        Long(e, "OutputTokens"),
-        Long(e, "ReasoningTokens"),
-        Long(e, "CostNanos"),
+        t.Requests, t.ErrorRequests, t.CancelledRequests, t.InputTokens, t.CacheReadTokens, t.CacheWriteTokens, t.OutputTokens,
+        t.ReasoningTokens, t.CostNanos, t.InputCostNanos, t.OutputCostNanos, t.CacheReadCostNanos, t.CacheWriteCostNanos,
+        t.WebSearchCostNanos, t.UnsplitCostNanos, t.WebSearchRequests,
     ];
+
+    /// <summary>
+    /// A billing row as the rollup counted its event: the row's fields back into a <see cref="UsageEvent"/>, through the
+    /// writer's own <see cref="UsageCounters.From"/> (error and cancel flags, the cost split), so both sides use one rule.
+    /// </summary>
+    private static long[] FromBillingRow(TableEntity e) => FromCounters(UsageCounters.From(new UsageEvent
+    {
+        RequestId = e.RowKey,
+        Account = Text(e, "Account"),
+        KeyId = Text(e, "KeyId"),
+        RequestedModel = Text(e, "RequestedModel"),
+        UpstreamModel = Text(e, "UpstreamModel"),
+        Upstream = Text(e, "Upstream"),
+        StartedAt = e.Timestamp ?? DateTimeOffset.MinValue,
+        Currency = Text(e, "Currency"),
+        InputTokens = Long(e, "InputTokens"),
+        CacheReadTokens = Long(e, "CacheReadTokens"),
+        CacheWriteTokens = Long(e, "CacheWriteTokens"),
+        OutputTokens = Long(e, "OutputTokens"),
+        ReasoningTokens = Long(e, "ReasoningTokens"),
+        CostNanos = Long(e, "CostNanos"),
+        InputCostNanos = Long(e, "InputCostNanos"),
+        OutputCostNanos = Long(e, "OutputCostNanos"),
+        CacheReadCostNanos = Long(e, "CacheReadCostNanos"),
+        CacheWriteCostNanos = Long(e, "CacheWriteCostNanos"),
+        WebSearchCostNanos = Long(e, "WebSearchCostNanos"),
+        WebSearchRequests = (int)Long(e, "WebSearchRequests"),
+        Status = (int)Long(e, "Status"),
+        ErrorType = Text(e, "ErrorType") is { Length: > 0 } error ? error : null,
+        Cancelled = e.TryGetValue("Cancelled", out var cancelled) && cancelled is true,
+        Region = "",          // energy is not compared (it is in the energy rows)
+        EnergyMethod = "",
+    }));
 
     /// <summary>The day is the partition's date (<c>{account}|{yyyy-MM-dd}</c>): the same day the rollup used.</summary>
     private static GroupKey BillingKey(TableEntity e)

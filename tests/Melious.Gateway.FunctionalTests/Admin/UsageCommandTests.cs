@@ -113,6 +113,23 @@ public sealed class UsageCommandTests(AzuriteFixture azurite)
 
         // Scoped to another account, the tampered row is out of range.
         Assert.Equal(0, (await admin.RunAsync("usage", "reconcile", "--from", Day(From), "--to", Day(To), "--account", "acme")).ExitCode);
+
+        // A rollup whose total cost is right but whose split, error count or web searches are not is a mismatch too.
+        var other = (await admin.RowsAsync(TableNames.UsageDaily)).First(r => (string)r["Account"] == "acme" && (long)r["InputCostNanos"] > 5);
+        other["InputCostNanos"] = (long)other["InputCostNanos"] - 5;
+        other["OutputCostNanos"] = (long)other["OutputCostNanos"] + 5;
+        other["ErrorRequests"] = (long)other["ErrorRequests"] + 1;
+        other["WebSearchRequests"] = (long)other.GetInt64("WebSearchRequests").GetValueOrDefault() + 2;
+        await daily.UpdateEntityAsync(other, other.ETag, TableUpdateMode.Replace, Ct);
+        var split = await admin.RunAsync("usage", "reconcile", "--from", Day(From), "--to", Day(To), "--account", "acme");
+        Assert.Equal(2, split.ExitCode);
+        foreach (var column in new[] { "input_cost_nanos", "output_cost_nanos", "error_requests", "web_search_requests" })
+        {
+            Assert.Contains(column, split.Stdout);
+        }
+
+        Assert.DoesNotContain("cost_nanos ", split.Stdout.Replace("_cost_nanos", "", StringComparison.Ordinal));   // the total still agrees
+        Assert.Contains("MISMATCH: 1 of", split.Stdout);
     }
 
     [Fact]
@@ -212,6 +229,26 @@ public sealed class UsageCommandTests(AzuriteFixture azurite)
                 Pue = 1.2,
                 EnergyMethod = knownEnergy ? "melious-energy-1" : "unknown",
             });
+        }
+
+        // Most events carry the split of their cost (some with web searches); every third is an older event without it
+        // (its whole cost counts as unsplit).
+        for (var i = 0; i < events.Count; i++)
+        {
+            if (i % 3 != 0)
+            {
+                var cost = events[i].CostNanos;
+                var web = i % 4 == 1 ? cost / 10 : 0;
+                events[i] = events[i] with
+                {
+                    InputCostNanos = cost / 2,
+                    CacheReadCostNanos = cost / 8,
+                    CacheWriteCostNanos = cost / 16,
+                    WebSearchCostNanos = web,
+                    WebSearchRequests = web > 0 ? 2 : 0,
+                    OutputCostNanos = cost - cost / 2 - cost / 8 - cost / 16 - web,
+                };
+            }
         }
 
         var writer = admin.Get<UsageWriter>();

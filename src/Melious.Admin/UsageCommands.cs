@@ -94,7 +94,9 @@ internal static class UsageCommands
             var billing = new Dictionary<GroupKey, long[]>();
             await foreach (var row in session.Usage.ReadBillingAsync(from, to, account, cancellationToken))
             {
-                Add(billing, BillingKey(row), FromBillingRow(row));
+                // Counted as the rollup counted its event: through the writer's own UsageCounters.From.
+                var e = UsageRows.BillingEvent(row);
+                Add(billing, BillingKey(row, e), FromCounters(UsageCounters.From(e)));
             }
 
             var keys = daily.Keys.Union(billing.Keys).Order().ToList();
@@ -157,59 +159,13 @@ internal static class UsageCommands
         t.WebSearchCostNanos, t.UnsplitCostNanos, t.WebSearchRequests,
     ];
 
-    /// <summary>
-    /// A billing row as the rollup counted its event: the row's fields back into a <see cref="UsageEvent"/>, through the
-    /// writer's own <see cref="UsageCounters.From"/> (error and cancel flags, the cost split), so both sides use one rule.
-    /// </summary>
-    private static long[] FromBillingRow(TableEntity e) => FromCounters(UsageCounters.From(new UsageEvent
-    {
-        RequestId = e.RowKey,
-        Account = Text(e, "Account"),
-        KeyId = Text(e, "KeyId"),
-        RequestedModel = Text(e, "RequestedModel"),
-        UpstreamModel = Text(e, "UpstreamModel"),
-        Upstream = Text(e, "Upstream"),
-        StartedAt = e.Timestamp ?? DateTimeOffset.MinValue,
-        Currency = Text(e, "Currency"),
-        InputTokens = Long(e, "InputTokens"),
-        CacheReadTokens = Long(e, "CacheReadTokens"),
-        CacheWriteTokens = Long(e, "CacheWriteTokens"),
-        OutputTokens = Long(e, "OutputTokens"),
-        ReasoningTokens = Long(e, "ReasoningTokens"),
-        CostNanos = Long(e, "CostNanos"),
-        InputCostNanos = Long(e, "InputCostNanos"),
-        OutputCostNanos = Long(e, "OutputCostNanos"),
-        CacheReadCostNanos = Long(e, "CacheReadCostNanos"),
-        CacheWriteCostNanos = Long(e, "CacheWriteCostNanos"),
-        WebSearchCostNanos = Long(e, "WebSearchCostNanos"),
-        WebSearchRequests = (int)Long(e, "WebSearchRequests"),
-        Status = (int)Long(e, "Status"),
-        ErrorType = Text(e, "ErrorType") is { Length: > 0 } error ? error : null,
-        Cancelled = e.TryGetValue("Cancelled", out var cancelled) && cancelled is true,
-        Region = "",          // energy is not compared (it is in the energy rows)
-        EnergyMethod = "",
-    }));
-
     /// <summary>The day is the partition's date (<c>{account}|{yyyy-MM-dd}</c>): the same day the rollup used.</summary>
-    private static GroupKey BillingKey(TableEntity e)
+    private static GroupKey BillingKey(TableEntity row, UsageEvent e)
     {
-        var separator = e.PartitionKey.LastIndexOf('|');
-        var day = separator >= 0 ? e.PartitionKey[(separator + 1)..] : "";
-        return new GroupKey(day, Text(e, "Account"), Text(e, "UpstreamModel"), Text(e, "Currency").ToUpperInvariant());
+        var separator = row.PartitionKey.LastIndexOf('|');
+        var day = separator >= 0 ? row.PartitionKey[(separator + 1)..] : "";
+        return new GroupKey(day, e.Account, e.UpstreamModel, e.Currency.ToUpperInvariant());
     }
-
-    private static string Text(TableEntity e, string name) => e.TryGetValue(name, out var value) && value is not null
-        ? Convert.ToString(value, CultureInfo.InvariantCulture) ?? ""
-        : "";
-
-    private static long Long(TableEntity e, string name) => e.TryGetValue(name, out var value) ? value switch
-    {
-        long l => l,
-        int i => i,
-        double d => (long)d,
-        string s when long.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out var parsed) => parsed,
-        _ => 0,
-    } : 0;
 
     private readonly record struct GroupKey(string Day, string Account, string Model, string Currency) : IComparable<GroupKey>
     {

@@ -83,6 +83,41 @@ public static class UsageRows
         return entity;
     }
 
+    /// <summary>
+    /// The inverse of <see cref="Billing"/> for what a billing row carries: the event as the writer counted it (tokens,
+    /// cost and its split, status, error, cancel, web searches). Energy figures are in the energy row and stay unset.
+    /// Reconciliation counts it with <see cref="UsageCounters.From"/>, the rollup's own rule.
+    /// </summary>
+    public static UsageEvent BillingEvent(TableEntity row) => new()
+    {
+        RequestId = EntityValues.String(row, "RequestId") ?? row.RowKey,
+        Account = EntityValues.String(row, "Account") ?? "",
+        KeyId = EntityValues.String(row, "KeyId") ?? "",
+        SessionId = EntityValues.String(row, "SessionId") is { Length: > 0 } session ? session : null,
+        RequestedModel = EntityValues.String(row, "RequestedModel") ?? "",
+        UpstreamModel = EntityValues.String(row, "UpstreamModel") ?? "",
+        Upstream = EntityValues.String(row, "Upstream") ?? "",
+        StartedAt = EntityValues.Date(row, "StartedAt") ?? row.Timestamp ?? DateTimeOffset.MinValue,
+        Currency = EntityValues.String(row, "Currency") ?? "",
+        InputTokens = EntityValues.Long(row, "InputTokens") ?? 0,
+        CacheReadTokens = EntityValues.Long(row, "CacheReadTokens") ?? 0,
+        CacheWriteTokens = EntityValues.Long(row, "CacheWriteTokens") ?? 0,
+        OutputTokens = EntityValues.Long(row, "OutputTokens") ?? 0,
+        ReasoningTokens = EntityValues.Long(row, "ReasoningTokens") ?? 0,
+        CostNanos = EntityValues.Long(row, "CostNanos") ?? 0,
+        InputCostNanos = EntityValues.Long(row, "InputCostNanos") ?? 0,
+        OutputCostNanos = EntityValues.Long(row, "OutputCostNanos") ?? 0,
+        CacheReadCostNanos = EntityValues.Long(row, "CacheReadCostNanos") ?? 0,
+        CacheWriteCostNanos = EntityValues.Long(row, "CacheWriteCostNanos") ?? 0,
+        WebSearchCostNanos = EntityValues.Long(row, "WebSearchCostNanos") ?? 0,
+        WebSearchRequests = (int)(EntityValues.Long(row, "WebSearchRequests") ?? 0),
+        Status = (int)(EntityValues.Long(row, "Status") ?? 0),
+        ErrorType = EntityValues.String(row, "ErrorType") is { Length: > 0 } error ? error : null,
+        Cancelled = EntityValues.Bool(row, "Cancelled") ?? false,
+        Region = "",
+        EnergyMethod = "",
+    };
+
     public static TableEntity Energy(UsageEvent e)
     {
         var entity = new TableEntity(RowPartition(e.Account, e.Day), e.RequestId)

@@ -188,6 +188,25 @@ public sealed class CostSplitTests
         }
     }
 
+    [Theory]
+    [InlineData(1_000, 500, 300, 100, 50, 50, 200, null, false, 2)]   // split, web search
+    [InlineData(1_000, 0, 0, 0, 0, 0, 502, null, false, 0)]           // an older row without the split, an error status
+    [InlineData(999, 600, -1, 0, 0, 0, 200, "overloaded_error", true, 0)] // a negative part: all unsplit; error type, cancel
+    public void A_billing_row_read_back_is_counted_as_its_event_was(long cost, long input, long output, long cacheRead, long cacheWrite, long webSearch, int status, string? errorType, bool cancelled, int searches)
+    {
+        var e = Event(cost, input, output, cacheRead, cacheWrite, webSearch) with
+        {
+            InputTokens = 11, CacheReadTokens = 12, CacheWriteTokens = 13, OutputTokens = 14, ReasoningTokens = 5,
+            Status = status, ErrorType = errorType, Cancelled = cancelled, WebSearchRequests = searches, EnergyWh = 1.5,
+        };
+
+        var back = UsageRows.BillingEvent(UsageRows.Billing(e));
+
+        // Everything the billing row carries is counted the same; energy is in the energy row.
+        Assert.Equal(UsageCounters.From(e) with { EnergyMicroWh = 0, EnergyMinMicroWh = 0, EnergyMaxMicroWh = 0, UnknownEnergyRequests = 1 }, UsageCounters.From(back));
+        Assert.Equal((e.RequestId, e.Account, e.UpstreamModel, e.Currency, e.StartedAt), (back.RequestId, back.Account, back.UpstreamModel, back.Currency, back.StartedAt));
+    }
+
     private static void AssertWithinOneNano(decimal exact, long nanos)
     {
         var difference = Math.Abs(exact * 1_000_000_000m - nanos);

@@ -83,8 +83,9 @@ for path in glob.glob(sys.argv[1] + "/*.trx"):
     for result in ET.parse(path).getroot().findall(".//{*}UnitTestResult"):
         if result.get("outcome") not in ("Passed", "NotExecuted"):
             message = result.find(".//{*}ErrorInfo/{*}Message")
-            first = next(iter((message.text or "").strip().splitlines()), "")[:300] if message is not None else ""
-            print(f"FAILED {result.get('testName')}: {first}")
+            # The message's first lines (a multi-line message names its details on the lines after the first).
+            lines = (message.text or "").strip().splitlines() if message is not None else []
+            print(f"FAILED {result.get('testName')}: " + "\n  ".join(line[:300] for line in lines[:8]))
 print(f"tests: {passed} passed, {failed} failed, {skipped} skipped")
 sys.exit(1 if failed or passed == 0 else 0)
 PY

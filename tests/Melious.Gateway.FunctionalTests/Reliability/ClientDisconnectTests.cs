@@ -29,77 +29,104 @@ public abstract class ClientDisconnectTests(IGatewayTarget target)
             (15, 25, 4, false, false), (10, 5, 4096, true, false), (20, 5, 4096, true, false), (20, 6, 4, false, true), (10, 6, 4, false, true),
         ];
         var big = Sse.Content(new string('y', 8 * 1024 * 1024));
-        var written = new int[trials.Length];
-        var trial = -1;
-        var trialRequests = new TaskCompletionSource<UpstreamRequest>[trials.Length];
-        for (var i = 0; i < trials.Length; i++)
-        {
-            trialRequests[i] = new(TaskCreationOptions.RunContinuationsAsynchronously);
-        }
+        ResetAttempt? current = null;
 
         await using var s = await Scenario.StartAsync(target, async (request, context) =>
         {
-            var t = Volatile.Read(ref trial);
-            trialRequests[t].TrySetResult(request);
+            // The attempt this request belongs to, and its own counter: a handler of an earlier attempt that is still
+            // ending cannot touch it.
+            var attempt = Volatile.Read(ref current)!;
+            attempt.Request.TrySetResult(request);
+            var trial = attempt.Trial;
             context.Response.ContentType = "text/event-stream";
             await context.Response.WriteAsync($"data: {Sse.Role()}\n\n", context.RequestAborted);
             for (var i = 0; i < 3_000; i++)
             {
-                var token = trials[t].BigEvent && i == 5 ? big : Sse.Content($"t{i} ".PadRight(trials[t].TokenBytes, '.'));
+                var token = trial.BigEvent && i == 5 ? big : Sse.Content($"t{i} ".PadRight(trial.TokenBytes, '.'));
                 await context.Response.WriteAsync($"data: {token}\n\n", context.RequestAborted);
                 await context.Response.Body.FlushAsync(context.RequestAborted);
-                Interlocked.Increment(ref written[t]);
-                await Task.Delay(trials[t].Pace, context.RequestAborted);
+                Interlocked.Increment(ref attempt.Written);
+                await Task.Delay(trial.Pace, context.RequestAborted);
             }
         });
 
         var port = new Uri(s.Gateway.BaseUrl).Port;
-        var results = new List<string>();
-        var slow = new List<string>();
-        for (var t = 0; t < trials.Length; t++)
+
+        // One attempt of a trial: reset the client mid-stream, time the upstream's abort, check the billing row.
+        async Task<TimeSpan> RunAsync((int Pace, int After, int TokenBytes, bool StallFirst, bool BigEvent) trial, string name, List<string> seen)
         {
-            Volatile.Write(ref trial, t);
-            var socket = await RawHttp.ConnectAsync(port, receiveBuffer: trials[t].StallFirst ? 2048 : null, cancellationToken: Ct);
+            var attempt = new ResetAttempt(trial);
+            Volatile.Write(ref current, attempt);
+            var socket = await RawHttp.ConnectAsync(port, receiveBuffer: trial.StallFirst ? 2048 : null, cancellationToken: Ct);
             await socket.SendAsync(RawHttp.Request(s.Key, Scenario.Body(stream: true).ToJsonString()), Ct);
-            var seen = await RawHttp.ReadUntilAsync(socket, "\"text_delta\"", trials[t].After, TimeSpan.FromSeconds(10), Ct);
-            var received = RawHttp.Occurrences(new System.Text.StringBuilder(seen), "\"text_delta\"");
-            var requestId = System.Text.RegularExpressions.Regex.Match(seen, @"request-id: (\S+)", System.Text.RegularExpressions.RegexOptions.IgnoreCase).Groups[1].Value;
-            // This trial's own upstream request (not Upstream.Last, which any other request to the upstream would move).
-            var upstreamRequest = await trialRequests[t].Task.WaitAsync(TimeSpan.FromSeconds(10), Ct);
-            if (trials[t].StallFirst)
+            var read = await RawHttp.ReadUntilAsync(socket, "\"text_delta\"", trial.After, TimeSpan.FromSeconds(10), Ct);
+            var received = RawHttp.Occurrences(new System.Text.StringBuilder(read), "\"text_delta\"");
+            var requestId = System.Text.RegularExpressions.Regex.Match(read, @"request-id: (\S+)", System.Text.RegularExpressions.RegexOptions.IgnoreCase).Groups[1].Value;
+            // This attempt's own upstream request (not Upstream.Last, which any other request to the upstream would move).
+            var upstreamRequest = await attempt.Request.Task.WaitAsync(TimeSpan.FromSeconds(10), Ct);
+            if (trial.StallFirst)
             {
                 await Task.Delay(1500, Ct);
             }
 
+            var logFrom = s.Gateway.Logs.Lines.Count;
             var resetAt = DateTime.UtcNow;
             RawHttp.Reset(socket);
             if (await Task.WhenAny(upstreamRequest.Aborted.Task, Task.Delay(TimeSpan.FromSeconds(10), Ct)) != upstreamRequest.Aborted.Task)
             {
-                var before = Volatile.Read(ref written[t]);
+                var before = Volatile.Read(ref attempt.Written);
                 await Task.Delay(1000, Ct);
-                Assert.Fail($"trial {t} ({trials[t]}): the upstream was not aborted 10 s after the client's reset; its handler " +
-                            $"{(upstreamRequest.Completed.Task.IsCompleted ? $"has ended ({upstreamRequest.HandlerEndedBy ?? "normally"})" : "is still running")}, tokens written {before} → {Volatile.Read(ref written[t])} in the next second");
+                Assert.Fail($"{name}: the upstream was not aborted 10 s after the client's reset; its handler " +
+                            $"{(upstreamRequest.Completed.Task.IsCompleted ? $"has ended ({upstreamRequest.HandlerEndedBy ?? "normally"})" : "is still running")}, tokens written {before} → {Volatile.Read(ref attempt.Written)} in the next second");
             }
 
             var abortedAt = await upstreamRequest.Aborted.Task;
             var delay = abortedAt - resetAt;
-            var writtenAtAbort = Volatile.Read(ref written[t]);
+            var writtenAtAbort = Volatile.Read(ref attempt.Written);
             // The time is when Kestrel fired the upstream request's RequestAborted (or, if it never did, when the
             // handler saw the lost connection), however the handler's own code noticed it.
-            results.Add($"{delay.TotalMilliseconds:0} ms{(upstreamRequest.AbortSeenAs == "RequestAborted" ? "" : $" ({upstreamRequest.AbortSeenAs})")}");
+            seen.Add($"{delay.TotalMilliseconds:0} ms{(upstreamRequest.AbortSeenAs == "RequestAborted" ? "" : $" ({upstreamRequest.AbortSeenAs})")}");
             if (delay >= TimeSpan.FromSeconds(1))
             {
-                slow.Add($"trial {t} (a {trials[t].TokenBytes}-byte token every {trials[t].Pace} ms, {(trials[t].StallFirst ? "client stalled 1.5 s, then " : "")}{(trials[t].BigEvent ? "during an 8 MB event, " : "")}reset after {received} deltas): upstream aborted after {delay.TotalMilliseconds:0} ms, having written {writtenAtAbort} tokens");
+                Figure($"{target.Kind}: {name}: upstream aborted {delay.TotalMilliseconds:0} ms after the reset (reset {resetAt:HH:mm:ss.fff}, " +
+                       $"aborted {abortedAt:HH:mm:ss.fff}, reset after {received} deltas, {writtenAtAbort} tokens written); gateway log since the reset:\n" +
+                       string.Join("\n", s.Gateway.Logs.Lines.Skip(logFrom).Take(60)));
             }
 
             var row = await BillingRowAsync(s.Gateway, requestId);
             AssertOutcome(row, 200, null, cancelled: true);
             Assert.InRange(Long(row, "OutputTokens"), received, writtenAtAbort);
             Assert.True(Long(row, "InputTokens") > 0);
+            return delay;
+        }
+
+        var results = new List<string>();
+        var slow = new List<string>();
+        for (var t = 0; t < trials.Length; t++)
+        {
+            var trial = trials[t];
+            var name = $"trial {t} (a {trial.TokenBytes}-byte token every {trial.Pace} ms, {(trial.StallFirst ? "client stalled 1.5 s, then " : "")}{(trial.BigEvent ? "during an 8 MB event, " : "")}reset after {trial.After} deltas)";
+            var seen = new List<string>();
+            var delays = new List<TimeSpan> { await RunAsync(trial, name, seen) };
+            // A trial over the bound runs twice more and is judged by the median of its three attempts, as
+            // FunctionsHostTests.ClientDisconnect_ThroughTheHost does: one stall of a process on a loaded 2-core machine
+            // (~2 s, seen twice in ~40 full runs, both under the Functions host) does not decide the outcome, while a
+            // gateway that does not pass the reset on fails every attempt.
+            if (delays[0] >= TimeSpan.FromSeconds(1))
+            {
+                delays.Add(await RunAsync(trial, name + ", again", seen));
+                delays.Add(await RunAsync(trial, name + ", third time", seen));
+            }
+
+            results.Add(string.Join(" / ", seen));
+            if (delays.Order().ElementAt(delays.Count / 2) >= TimeSpan.FromSeconds(1))
+            {
+                slow.Add($"{name}: upstream aborted after {string.Join(", ", seen)}");
+            }
         }
 
         Figure($"{target.Kind}: RST mid-stream, {trials.Length} trials: upstream aborted after {string.Join(", ", results)}");
-        Assert.True(slow.Count == 0, "the upstream kept generating after the client left:\n" + string.Join("\n", slow));
+        Assert.True(slow.Count == 0, "the upstream kept generating after the client left (median of three attempts over 1 s):\n" + string.Join("\n", slow));
     }
 
     [Fact]
@@ -195,6 +222,16 @@ public abstract class ClientDisconnectTests(IGatewayTarget target)
         Assert.DoesNotContain(s.Gateway.Logs.Lines, l => l.Contains("failed inside the gateway", StringComparison.Ordinal));
         Figure("FunctionsHost: RST mid-upload: the host failed binding the request (ConnectionResetException); the worker never ran it; no billing row, no upstream call");
     }
+}
+
+/// <summary>One attempt of a mid-stream reset trial: its upstream request and the tokens its handler wrote.</summary>
+internal sealed class ResetAttempt((int Pace, int After, int TokenBytes, bool StallFirst, bool BigEvent) trial)
+{
+    public (int Pace, int After, int TokenBytes, bool StallFirst, bool BigEvent) Trial { get; } = trial;
+
+    public TaskCompletionSource<UpstreamRequest> Request { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public int Written;
 }
 
 /// <summary>The tests of <see cref="ClientDisconnectTests"/> against the self-host.</summary>

@@ -32,6 +32,15 @@ have_clang() {
   return 1
 }
 
+# Prints this machine's .NET runtime identifier (linux-x64, linux-arm64) for a self-contained or Native AOT publish.
+machine_rid() {
+  case "$(uname -m)" in
+    x86_64) echo linux-x64 ;;
+    aarch64 | arm64) echo linux-arm64 ;;
+    *) echo "unsupported machine $(uname -m)" >&2; return 1 ;;
+  esac
+}
+
 # Prints a free TCP port on 127.0.0.1.
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()' 2>/dev/null \

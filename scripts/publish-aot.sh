@@ -11,11 +11,7 @@ set -euo pipefail
 cd "$MELIOUS_ROOT"
 
 out="${1:-$MELIOUS_ROOT/artifacts/aot}"
-case "$(uname -m)" in
-  x86_64) rid=linux-x64 ;;
-  aarch64 | arm64) rid=linux-arm64 ;;
-  *) echo "publish-aot: unsupported machine $(uname -m)" >&2; exit 1 ;;
-esac
+rid="$(machine_rid)"
 
 log "Publishing src/Melious.SelfHost as Native AOT ($rid) into $out"
 dotnet publish src/Melious.SelfHost -c Release -r "$rid" -p:PublishAot=true -o "$out" -nologo -v quiet -clp:ErrorsOnly

@@ -438,7 +438,7 @@ public sealed partial class Bench : IDisposable
         using var probe = new LoadClient(_gatewayBase, _upstreamBase, _apiKey) { Expected = _client?.Expected ?? new ScenarioPayload(new Scenario(_o.Tokens, _o.TokensPerChunk, 0, 0, false)) };
         var body = BenchRequests.Messages();
         var worker = new LoadClient.Worker();
-        // A .dll runs under `dotnet`; anything else is a native executable (a Native AOT publish).
+        // A .dll runs under `dotnet`; anything else is an executable (a Native AOT or a self-contained JIT publish).
         // The Functions host: run.sh execs the host, so the child is the host itself; it starts the worker as its child.
         _gateway = _functions
             ? ChildProcess.Start("functions-host", Path.Combine(_o.FunctionsHost!, "run.sh"), [dir], env, dir)

@@ -193,7 +193,8 @@ public sealed class Options
                           [--functions-host DIR [--functions-app DIR]]
                           [--pool [--pool-endpoints N] [--pool-concurrency 1,32]]
         Melious.LoadBench upstream --port P [--parent PID]     (the scripted upstream, started by the bench itself)
-        --gateway-dll takes a self-host .dll (run with dotnet) or a native executable (a Native AOT publish).
+        --gateway-dll takes a self-host .dll (run with dotnet) or an executable: a Native AOT publish
+        (scripts/publish-aot.sh) or the published JIT build (scripts/publish-selfhost.sh, labelled "self-host R2R").
         --functions-host DIR adds a pass through the Functions app under the real Functions host (DIR/run.sh) after the
         self-host pass: same upstream, same requests, same settings; added TTFT and CPU per stream printed side by side.
         --pool runs, instead of the settings, the self-host in front of an N-endpoint pool (default 3) of scripted upstreams

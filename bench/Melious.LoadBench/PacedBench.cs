@@ -38,12 +38,22 @@ public sealed partial class Bench
     private string _yarpBase = "";
     private LoadClient.Worker[] _pacedWorkers = [];
 
-    /// <summary>The gateway pass's label: the self-host as built (JIT), a native executable (AOT), or the Functions host.</summary>
     /// <summary>Only paced settings were asked for (<c>--only paced…</c>): the classic warm-up and targets are skipped.</summary>
     private bool PacedOnly => _o.Paced.Enabled && _o.Only.Count > 0 && _o.Only.All(l => l.StartsWith("paced", StringComparison.OrdinalIgnoreCase));
 
+    /// <summary>
+    /// The gateway pass's label: the self-host as built (a .dll run with dotnet: JIT), the published JIT build (an
+    /// executable with its runtimeconfig.json: scripts/publish-selfhost.sh, trimmed, ReadyToRun, self-contained), a
+    /// Native AOT executable (no runtimeconfig), or the Functions host.
+    /// </summary>
     private string PacedGatewayLabel =>
-        _functions ? "Functions host" : _gatewayDll.EndsWith(".dll", StringComparison.OrdinalIgnoreCase) ? "self-host JIT" : "self-host AOT";
+        _functions ? "Functions host"
+        : _gatewayDll.EndsWith(".dll", StringComparison.OrdinalIgnoreCase) ? "self-host JIT"
+        : File.Exists(_gatewayDll + ".runtimeconfig.json") ? PathPublished
+        : "self-host AOT";
+
+    /// <summary>The path label of the published JIT build (scripts/publish-selfhost.sh).</summary>
+    private const string PathPublished = "self-host R2R";
 
     private List<PacedSetting> PacedSettings()
     {
@@ -471,9 +481,9 @@ public sealed partial class Bench
         Console.WriteLine(sb.ToString());
     }
 
-    private static readonly string[] PacedPathOrder = [PathDirect, PathNginx, PathYarp, "self-host JIT", "self-host AOT", "Functions host"];
+    private static readonly string[] PacedPathOrder = [PathDirect, PathNginx, PathYarp, "self-host JIT", PathPublished, "self-host AOT", "Functions host"];
 
-    /// <summary>The side-by-side table: per setting, one line per path (direct, nginx, YARP, self-host JIT/AOT, Functions host).</summary>
+    /// <summary>The side-by-side table: per setting, one line per path (direct, nginx, YARP, self-host JIT/R2R/AOT, Functions host).</summary>
     public static void PrintPacedTable(IReadOnlyList<JsonObject> rows, TextWriter output)
     {
         if (rows.Count == 0)
@@ -496,7 +506,7 @@ public sealed partial class Bench
         }
     }
 
-    /// <summary><c>Melious.LoadBench paced-summary FILE...</c>: the paced rows of several runs (JIT, AOT, Functions) side by side.</summary>
+    /// <summary><c>Melious.LoadBench paced-summary FILE...</c>: the paced rows of several runs (JIT, R2R, AOT, Functions) side by side.</summary>
     public static int PacedSummary(IEnumerable<string> files)
     {
         var rows = new List<JsonObject>();

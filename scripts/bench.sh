@@ -17,7 +17,7 @@
 #      direct, nginx (one worker, proxy_buffering off), YARP (bench/Melious.YarpAnchor) and the gateway; the AOT and
 #      Functions passes add their gateway rows; --quick runs a tiny paced smoke (C=1, 20 tokens) on every path;
 #   8. prints every figure; JSON lines and logs go to artifacts/bench/.
-# Figures are printed, never asserted: the exit status is non-zero only if a bench could not run or the AOT pass
+# Figures are printed, never asserted: the exit status is non-zero only if a bench could not run or the AOT or R2R pass
 # found a measured request without its usage rows.
 #
 # Usage: scripts/bench.sh [--quick] [--no-build] [--no-aot] [--no-r2r] [--functions] [--paced] [--paced-only | --load-only | --micro-only | --writer-only | --aot-only | --r2r-only | --functions-only | --pool-only] [-- <extra load-bench options>]

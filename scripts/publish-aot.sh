@@ -5,15 +5,6 @@
 #
 # Usage: scripts/publish-aot.sh [OUT_DIR]     (default artifacts/aot; the executable is OUT_DIR/Melious.SelfHost)
 # Run it like the self-host dll: configuration from environment variables (Melious__…, ASPNETCORE_URLS) and
-# appsettings.json next to the executable.
+# appsettings.json next to the executable. Same as scripts/publish-selfhost.sh --aot.
 set -euo pipefail
-. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-cd "$MELIOUS_ROOT"
-
-out="${1:-$MELIOUS_ROOT/artifacts/aot}"
-rid="$(machine_rid)"
-
-log "Publishing src/Melious.SelfHost as Native AOT ($rid) into $out"
-dotnet publish src/Melious.SelfHost -c Release -r "$rid" -p:PublishAot=true -o "$out" -nologo -v quiet -clp:ErrorsOnly
-test -x "$out/Melious.SelfHost"
-echo "$out/Melious.SelfHost"
+exec "$(dirname "${BASH_SOURCE[0]}")/publish-selfhost.sh" --aot "$@"

@@ -195,6 +195,11 @@ public sealed class LaunchEnvironmentTests(AzuriteFixture azurite)
     /// <summary>The signals this process ignores (the SigIgn mask of /proc/self/status), as kill(1) names them.</summary>
     private static HashSet<string> InheritedIgnoredSignals()
     {
+        if (!File.Exists("/proc/self/status"))
+        {
+            return []; // not Linux: no such record, nothing known to be ignored
+        }
+
         var line = File.ReadLines("/proc/self/status").FirstOrDefault(l => l.StartsWith("SigIgn:", StringComparison.Ordinal));
         var mask = line is null ? 0UL : ulong.Parse(line["SigIgn:".Length..].Trim(), System.Globalization.NumberStyles.HexNumber, System.Globalization.CultureInfo.InvariantCulture);
         (string Name, int Number)[] known = [("HUP", 1), ("INT", 2), ("QUIT", 3), ("TERM", 15)];

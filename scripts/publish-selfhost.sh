@@ -2,7 +2,7 @@
 # Publishes the self-host for deployment (containers, VMs), in one of two forms:
 #   (default) the published JIT build: trimmed, ReadyToRun and self-contained. It still runs on the JIT with tiered
 #             PGO, so its CPU per token is the JIT build's, but the trimmed framework maps fewer pages and the
-#             precompiled code needs less JIT work: peak RSS at 64 paced streams ~120-127 MB instead of ~145 MB, and a
+#             precompiled code needs less JIT work: peak RSS at 64 paced streams ~113-124 MB instead of ~135 MB, and a
 #             faster start (docs/benchmarks-paced.md, "Published JIT build"). No clang needed.
 #   --aot     Native AOT (what scripts/publish-aot.sh runs): ~75 MB at 64 paced streams, an ~80 ms start, somewhat
 #             more CPU per request (docs/benchmarks.md). Needs clang (and zlib) for the native link.

@@ -34,6 +34,12 @@ public sealed class GatewayOptions
 
     /// <summary>The web search provider behind the <c>web_search</c> server tool (docs/web-search.md).</summary>
     public Search.SearchOptions Search { get; set; } = new();
+
+    /// <summary>
+    /// How often the process hands the C heap's free pages back to the OS (Linux/glibc only; zero: never). See
+    /// <see cref="Hosting.NativeHeapTrimmer"/>.
+    /// </summary>
+    public TimeSpan NativeHeapTrimInterval { get; set; } = TimeSpan.FromSeconds(30);
 }
 
 /// <summary>The usage dashboard at <c>/dashboard</c>.</summary>

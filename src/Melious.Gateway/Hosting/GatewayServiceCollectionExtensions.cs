@@ -78,6 +78,7 @@ public static class GatewayServiceCollectionExtensions
         services.AddHostedService(sp => sp.GetRequiredService<QueueUsagePublisher>());
         services.AddHostedService(sp => sp.GetRequiredService<Melious.Gateway.Limits.KeyRateLimiter>());
         services.AddHostedService<EndpointProber>();
+        services.AddHostedService<Melious.Gateway.Hosting.NativeHeapTrimmer>();
         return services;
     }
 

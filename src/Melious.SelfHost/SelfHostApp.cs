@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Melious.Gateway;
 using Melious.Gateway.Telemetry;
 using OpenTelemetry;
@@ -29,11 +30,7 @@ public static class SelfHostApp
         // (OTEL_EXPORTER_OTLP_ENDPOINT, plus the standard OTEL_* variables for protocol, headers and service name).
         if (!string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]))
         {
-            builder.Services.AddOpenTelemetry()
-                .ConfigureResource(resource => resource.AddService("melious-gateway"))
-                .WithMetrics(metrics => metrics.AddMeter(GatewayMetrics.MeterName))
-                .WithTracing(tracing => tracing.AddSource(GatewayMetrics.ActivitySourceName))
-                .UseOtlpExporter();
+            AddOtlpExport(builder.Services);
         }
 
         configure?.Invoke(builder);
@@ -41,4 +38,16 @@ public static class SelfHostApp
         app.MapMeliousGateway();
         return app;
     }
+
+    /// <summary>
+    /// A method of its own, never inlined: the OpenTelemetry assemblies (five of them) are loaded only when it runs,
+    /// not whenever <see cref="Create"/> is compiled.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void AddOtlpExport(IServiceCollection services) =>
+        services.AddOpenTelemetry()
+            .ConfigureResource(resource => resource.AddService("melious-gateway"))
+            .WithMetrics(metrics => metrics.AddMeter(GatewayMetrics.MeterName))
+            .WithTracing(tracing => tracing.AddSource(GatewayMetrics.ActivitySourceName))
+            .UseOtlpExporter();
 }

@@ -51,7 +51,7 @@ public sealed class TestGateway : IAsyncDisposable
 
     public QueueUsagePublisher Publisher => Services.GetRequiredService<QueueUsagePublisher>();
 
-    public static async Task<TestGateway> StartAsync(string storageConnectionString, string upstreamBaseUrl, IDictionary<string, string?>? settings = null, string? prefix = null, Action<WebApplicationBuilder>? configure = null)
+    public static async Task<TestGateway> StartAsync(string storageConnectionString, string upstreamBaseUrl, IDictionary<string, string?>? settings = null, string? prefix = null, Action<WebApplicationBuilder>? configure = null, string[]? args = null)
     {
         prefix ??= AzuriteFixture.NewPrefix();
         var logs = new CapturingLoggerProvider();
@@ -75,7 +75,8 @@ public sealed class TestGateway : IAsyncDisposable
             config[key] = value;
         }
 
-        var app = SelfHostApp.Create([], builder =>
+        // args: what Program.cs gets from the command line, read before configure runs (the OTLP switch is).
+        var app = SelfHostApp.Create(args ?? [], builder =>
         {
             builder.Configuration.AddInMemoryCollection(config);
             builder.WebHost.UseKestrel(k => k.Listen(IPAddress.Loopback, 0));

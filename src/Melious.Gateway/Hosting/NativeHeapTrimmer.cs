@@ -7,10 +7,11 @@ namespace Melious.Gateway.Hosting;
 
 /// <summary>
 /// Hands the C heap's free pages back to the operating system now and then (glibc's <c>malloc_trim</c>), on Linux.
-/// The runtime's JIT allocates and frees its working memory with <c>malloc</c>, and glibc keeps what a thread's arena
-/// freed unless it lies at the arena's top: after tier-1 compilation the gateway held 10–12 MB of freed native memory
-/// for good, out of ~125 MB at 64 paced streams (docs/benchmarks-paced.md, "Freed native memory"). A trim walks the
-/// free lists and releases whole free pages; the memory is still the C heap's, faulted back in if it is used again.
+/// glibc keeps what a thread's arena freed unless it lies at the arena's top: after start-up and tier-1 compilation
+/// (the runtime's compiler allocates and frees its working memory with <c>malloc</c>, the likely source) the gateway
+/// held 10–12 MB of freed native memory for good, out of ~125 MB at 64 paced streams (docs/benchmarks-paced.md, "Freed
+/// native memory"). A trim walks the free lists and releases whole free pages; the memory is still the C heap's,
+/// faulted back in if it is used again.
 /// Elsewhere (Windows, macOS, musl, which has no <c>malloc_trim</c>) it does nothing.
 /// <c>Melious:NativeHeapTrimInterval</c> sets the period; zero turns it off.
 /// </summary>

@@ -26,8 +26,8 @@ public sealed class NativeHeapTrimmerTests
             Assert.Skip("glibc's malloc_trim and /proc exist on Linux only");
         }
 
-        // What the JIT leaves behind: many small blocks malloc'ed and freed on a thread of its own, below one block
-        // still in use (so glibc cannot give the space back by shrinking the arena from its top).
+        // What the gateway's C heap held after start-up: many small blocks malloc'ed and freed on a thread of its own,
+        // below one block still in use (so glibc cannot give the space back by shrinking the arena from its top).
         nint kept = 0;
         var thread = new Thread(() =>
         {

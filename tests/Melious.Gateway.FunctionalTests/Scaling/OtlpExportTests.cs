@@ -1,14 +1,7 @@
-using System.Collections.Concurrent;
 using System.Net;
 using System.Text;
 using Melious.Gateway.FunctionalTests.Infrastructure;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
-using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
 
 namespace Melious.Gateway.FunctionalTests.Scaling;
 
@@ -28,26 +21,20 @@ public sealed class OtlpExportTests(AzuriteFixture azurite)
         var prompt = "PROMPT-SECRET-" + Guid.NewGuid().ToString("N");
         const string completion = "COMPLETION-SECRET";
         var model = "otlp-" + Guid.NewGuid().ToString("N")[..8];
-        var received = new ConcurrentQueue<(string Path, string ContentType, byte[] Body)>();
 
-        var receiverBuilder = WebApplication.CreateSlimBuilder();
-        receiverBuilder.WebHost.UseKestrel(k => k.Listen(IPAddress.Loopback, 0));
-        receiverBuilder.Logging.ClearProviders();
-        await using var receiver = receiverBuilder.Build();
-        receiver.MapPost("/v1/{signal}", async (HttpContext context) =>
+        // The OTLP/HTTP receiver: a scripted server that records every request (path, headers, raw protobuf body) and
+        // answers 200 with an empty export response.
+        await using var receiver = await ScriptedUpstream.StartAsync((_, context) =>
         {
-            using var body = new MemoryStream();
-            await context.Request.Body.CopyToAsync(body, context.RequestAborted);
-            received.Enqueue((context.Request.Path, context.Request.ContentType ?? "", body.ToArray()));
             context.Response.ContentType = "application/x-protobuf";
+            return Task.CompletedTask;
         });
-        await receiver.StartAsync(Ct);
-        var endpoint = receiver.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        var received = receiver.Requests;
 
         await using var upstream = await ScriptedUpstream.StartAsync((_, context) => Sse.WriteAsync(context, Sse.TextAnswer([completion, " done"])));
         await using var gateway = await TestGateway.StartAsync(azurite.ConnectionString, upstream.OpenAIBaseUrl, args:
         [
-            "--OTEL_EXPORTER_OTLP_ENDPOINT=" + endpoint,
+            "--OTEL_EXPORTER_OTLP_ENDPOINT=" + receiver.BaseUrl,
             "--OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf",
             "--OTEL_BSP_SCHEDULE_DELAY=100",
             "--OTEL_METRIC_EXPORT_INTERVAL=200",
@@ -75,7 +62,7 @@ public sealed class OtlpExportTests(AzuriteFixture azurite)
         Assert.True(Has("/v1/traces", "melious-gateway"), "spans do not carry the service name");
         Assert.True(Has("/v1/metrics", model), $"no metric point for {model} arrived (got: {paths})");
         Assert.True(Has("/v1/metrics", "gen_ai.server.request.duration"), "the GenAI request duration metric is missing");
-        Assert.All(received, r => Assert.Equal("application/x-protobuf", r.ContentType));
+        Assert.All(received, r => Assert.Equal("application/x-protobuf", r.Headers["content-type"]));
         foreach (var secret in new[] { prompt, completion, key })
         {
             Assert.DoesNotContain(received, r => Contains(r.Body, secret));

@@ -64,8 +64,7 @@ public class PoolBenchmarks
 
     private int PickAndLeave(UpstreamEndpoint[] endpoints, string? affinity)
     {
-        var state = _pool.Pick(endpoints, affinity, null, out var endpoint, out _);
-        using var lease = state.Enter(null);
+        using var lease = _pool.Pick(endpoints, affinity, null, out var endpoint, out _);
         return endpoint.BaseUrl.Length;
     }
 

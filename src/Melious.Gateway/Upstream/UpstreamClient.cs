@@ -51,15 +51,15 @@ public sealed partial class UpstreamClient(IOptions<GatewayOptions> options, Ups
         while (true)
         {
             attempts++;
-            var state = pool.Pick(endpoints, affinityKey, tried, out var endpoint, out var bypass);
+            var lease = pool.Pick(endpoints, affinityKey, tried, out var endpoint, out var bypass);
             bypass |= forceBypass;
-            using var request = createRequest(endpoint);
+            using var request = CreateRequest(createRequest, endpoint, lease);
             var invoker = ClientFor(request.RequestUri!);
-            var lease = state.Enter(StartActivity(context, endpoint, request.RequestUri!, attempts));
+            lease.Activity = StartActivity(context, endpoint, request.RequestUri!, attempts);
             HttpResponseMessage response;
             try
             {
-                response = bypass ? await invoker.SendAsync(request, cancellationToken) : await state.SendAsync(invoker, request, cancellationToken);
+                response = bypass ? await invoker.SendAsync(request, cancellationToken) : await lease.State.SendAsync(invoker, request, cancellationToken);
             }
             catch (BrokenCircuitException)
             {
@@ -151,6 +151,20 @@ public sealed partial class UpstreamClient(IOptions<GatewayOptions> options, Ups
             var error = UpstreamErrors.FromStatus(status, UpstreamErrors.ExtractMessage(body), retryAfter?.ToString(System.Globalization.CultureInfo.InvariantCulture), context);
             Log.Rejected(logger, request.RequestUri!.Authority, status, error.Type);
             return new UpstreamResult(null, error, attempts) { Endpoint = endpoint, Trigger = TriggerFor(status, error) };
+        }
+    }
+
+    /// <summary>Builds the attempt's request; if that throws, the endpoint's in-flight count taken by the pick is given back.</summary>
+    private static HttpRequestMessage CreateRequest(Func<UpstreamEndpoint, HttpRequestMessage> create, UpstreamEndpoint endpoint, EndpointLease lease)
+    {
+        try
+        {
+            return create(endpoint);
+        }
+        catch
+        {
+            lease.Dispose();
+            throw;
         }
     }
 

@@ -30,6 +30,7 @@ public sealed partial class UpstreamPool(IOptions<GatewayOptions> options, Gatew
 
     private readonly ConcurrentDictionary<string, EndpointState> _states = new(StringComparer.OrdinalIgnoreCase);
     private readonly PoolOptions _options = options.Value.Pools;
+    private readonly Lock _pickGate = new();
 
     internal bool UsesAffinity => !string.Equals(_options.Affinity, "none", StringComparison.OrdinalIgnoreCase);
 
@@ -42,19 +43,35 @@ public sealed partial class UpstreamPool(IOptions<GatewayOptions> options, Gatew
     public int OutstandingOf(string baseUrl) => _states.TryGetValue(baseUrl.TrimEnd('/'), out var state) ? state.Outstanding : 0;
 
     /// <summary>
-    /// Picks the endpoint for the next attempt: among endpoints whose circuit is closed or half-open and that this
-    /// request has not tried yet. When every such endpoint is open, the request is sent anyway, bypassing the
-    /// breaker (<paramref name="bypass"/>), to the best untried one: failing without trying helps nobody.
+    /// Picks the endpoint for the next attempt and counts the attempt against it at once: among endpoints whose circuit
+    /// is closed or half-open and that this request has not tried yet. When every such endpoint is open, the request
+    /// is sent anyway, bypassing the breaker (<paramref name="bypass"/>), to the best untried one: failing without
+    /// trying helps nobody. The returned lease holds the endpoint's in-flight count until disposed.
     /// </summary>
-    internal EndpointState Pick(IReadOnlyList<UpstreamEndpoint> pool, string? affinityKey, HashSet<string>? tried, out UpstreamEndpoint endpoint, out bool bypass)
+    /// <remarks>
+    /// Choosing and counting happen under one lock: a burst of requests (64 agent turns starting together) would
+    /// otherwise all read the same in-flight counts and all choose the same "least loaded" endpoint, and with session
+    /// affinity all pass the same load bound. The lock is held for a few comparisons, never across I/O.
+    /// </remarks>
+    internal EndpointLease Pick(IReadOnlyList<UpstreamEndpoint> pool, string? affinityKey, HashSet<string>? tried, out UpstreamEndpoint endpoint, out bool bypass)
     {
         if (pool.Count == 1)
         {
             endpoint = pool[0];
             var only = StateOf(endpoint);
             bypass = !only.Available;
-            return only;
+            return only.Enter();
         }
+
+        lock (_pickGate)
+        {
+            var picked = Choose(pool, affinityKey, tried, out endpoint, out bypass);
+            return picked.Enter();
+        }
+    }
+
+    private EndpointState Choose(IReadOnlyList<UpstreamEndpoint> pool, string? affinityKey, HashSet<string>? tried, out UpstreamEndpoint endpoint, out bool bypass)
+    {
 
         var candidates = new EndpointCandidate[pool.Count];
         Span<int> indexes = stackalloc int[pool.Count];
@@ -222,10 +239,11 @@ internal sealed class EndpointState(string key, string authority, CircuitBreaker
     public ValueTask<HttpResponseMessage> ProbeAsync(HttpMessageInvoker invoker, HttpRequestMessage request, CancellationToken cancellationToken) =>
         SendAsync(invoker, request, cancellationToken);
 
-    public EndpointLease Enter(Activity? activity)
+    /// <summary>Counts one attempt in flight until the returned lease is disposed.</summary>
+    public EndpointLease Enter()
     {
         Interlocked.Increment(ref _outstanding);
-        return new EndpointLease(this, activity);
+        return new EndpointLease(this);
     }
 
     internal void Leave() => Interlocked.Decrement(ref _outstanding);
@@ -235,11 +253,14 @@ internal sealed class EndpointState(string key, string authority, CircuitBreaker
 /// One attempt's hold on an endpoint: counted as outstanding (and its <c>chat</c> span open) until disposed, which for
 /// a served request is when its response has been relayed.
 /// </summary>
-internal sealed class EndpointLease(EndpointState state, Activity? activity) : IDisposable
+internal sealed class EndpointLease(EndpointState state) : IDisposable
 {
     private int _disposed;
 
-    public Activity? Activity { get; } = activity;
+    /// <summary>The attempt's <c>chat</c> span (set once the request exists), ended with the lease.</summary>
+    public Activity? Activity { get; set; }
+
+    public EndpointState State => state;
 
     public string Authority => state.Authority;
 

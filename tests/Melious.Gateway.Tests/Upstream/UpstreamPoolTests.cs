@@ -92,14 +92,63 @@ public sealed class UpstreamPoolTests
 
         for (var i = 0; i < 20; i++)
         {
-            pool.Pick(endpoints, null, null, out var chosen, out var bypass);
+            using var lease = pool.Pick(endpoints, null, null, out var chosen, out var bypass);
             Assert.Equal("http://b:1/v1", chosen.BaseUrl);
             Assert.False(bypass);
         }
 
-        pool.Pick(endpoints, null, ["http://b:1/v1"], out var last, out var forced);
+        using var forcedLease = pool.Pick(endpoints, null, ["http://b:1/v1"], out var last, out var forced);
         Assert.Equal("http://a:1/v1", last.BaseUrl);
         Assert.True(forced);
         Assert.False(pool.HasAlternative(endpoints, endpoints[1], null));
+    }
+    [Fact]
+    public async Task Pick_CountsTheAttemptAsItChooses_SoABurstOfConcurrentPicksSpreadsEvenly()
+    {
+        // Without affinity the least-loaded endpoint wins. Were choosing and counting two steps, concurrent picks
+        // would read the same counts and pile onto one endpoint; counted under the choice, every pick sees the last.
+        var (pool, _) = Create(o => o.Affinity = "none");
+        UpstreamEndpoint[] endpoints = [new("http://a:1/v1"), new("http://b:1/v1")];
+        const int threads = 8, picksEach = 250;
+        using var start = new Barrier(threads);
+        var picks = await Task.WhenAll(Enumerable.Range(0, threads).Select(t => Task.Factory.StartNew(() =>
+        {
+            start.SignalAndWait();
+            var leases = new List<EndpointLease>(picksEach);
+            for (var i = 0; i < picksEach; i++)
+            {
+                leases.Add(pool.Pick(endpoints, null, null, out _, out _));
+            }
+
+            return leases;
+        }, TaskCreationOptions.LongRunning)));
+
+        Assert.Equal(threads * picksEach / 2, pool.OutstandingOf("http://a:1/v1"));
+        Assert.Equal(threads * picksEach / 2, pool.OutstandingOf("http://b:1/v1"));
+
+        foreach (var lease in picks.SelectMany(l => l))
+        {
+            lease.Dispose();
+            lease.Dispose();
+        }
+
+        Assert.Equal(0, pool.OutstandingOf("http://a:1/v1"));
+        Assert.Equal(0, pool.OutstandingOf("http://b:1/v1"));
+    }
+
+    [Fact]
+    public async Task AnAttemptWhoseRequestCannotBeBuilt_GivesBackTheEndpointsInFlightCount()
+    {
+        var (pool, _) = Create(o => o.Affinity = "none");
+        UpstreamEndpoint[] endpoints = [new("http://a:1/v1"), new("http://b:1/v1")];
+        using var client = new UpstreamClient(Options.Create(new GatewayOptions()), pool, NullLogger<UpstreamClient>.Instance);
+        for (var i = 0; i < 3; i++)
+        {
+            await Assert.ThrowsAsync<InvalidOperationException>(() => client.SendAsync(
+                _ => throw new InvalidOperationException("bad request"), endpoints, null, new UpstreamContext("m", "u", null, 1000, 10), CancellationToken.None));
+        }
+
+        Assert.Equal(0, pool.OutstandingOf("http://a:1/v1"));
+        Assert.Equal(0, pool.OutstandingOf("http://b:1/v1"));
     }
 }

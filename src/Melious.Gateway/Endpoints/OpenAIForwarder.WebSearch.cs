@@ -136,6 +136,7 @@ public sealed partial class OpenAIForwarder
             total = Add(total, recorder.Tokens);
             recorder.Tokens = total;
             recorder.WebSearchRequests = searches;
+            recorder.RoundEnded();
             if (!completed)
             {
                 return false;

@@ -66,6 +66,9 @@ internal sealed class UsageRecorder(RequestContext context, ApiKeyRecord key)
     /// <summary>The output so far of a running response (a running count): charged against the key's tokens per minute.</summary>
     public void StreamedOutput(long outputTokens) => Ticket?.Streamed(outputTokens);
 
+    /// <summary>An upstream round of a multi-round request ended: <see cref="Tokens"/> (every round so far) counts against tokens per minute now.</summary>
+    public void RoundEnded() => Ticket?.RoundEnded(Tokens);
+
     public void MarkFirstOutput()
     {
         TtftMs ??= context.ElapsedMs;

@@ -809,8 +809,9 @@ public sealed partial class KeyRateLimiter(QuotaStore store, IOptions<GatewayOpt
 
 /// <summary>
 /// What one admitted request holds (tokens taken, a concurrency slot). While it streams, <see cref="Streamed"/> charges
-/// its output against the key's tokens per minute every few tokens; <see cref="Complete"/>, once when it ends, charges
-/// the remainder of its real usage and releases its slot.
+/// its output against the key's tokens per minute every few tokens; a request of several upstream rounds charges each
+/// finished round's real usage (<see cref="RoundEnded"/>); <see cref="Complete"/>, once when it ends, charges the
+/// remainder of its real usage and releases its slot.
 /// </summary>
 public sealed class LimitTicket
 {
@@ -821,6 +822,7 @@ public sealed class LimitTicket
     private readonly KeyRateLimiter.SlotState? _slot;
     private readonly long _every;
     private long _streamed;
+    private long _endedRounds = -1; // tokens charged by the upstream rounds that ended (-1: none yet, the estimate stands)
     private int _done;
 
     internal LimitTicket(KeyRateLimiter? owner, KeyRateLimiter.Take? tokens, KeyRateLimiter.SlotState? slot, long every)
@@ -853,7 +855,24 @@ public sealed class LimitTicket
         }
 
         _streamed = outputTokens;
-        _owner.ChargeTo(this, t, t.Amount + outputTokens, running: true);
+        _owner.ChargeTo(this, t, (_endedRounds < 0 ? t.Amount : _endedRounds) + outputTokens, running: true);
+    }
+
+    /// <summary>
+    /// A request that calls its upstream several times (the web search loop: one upstream round per search) finished
+    /// a round: its real usage so far (<paramref name="usageSoFar"/>, every round's input and output) is charged now,
+    /// not only when the request ends, and the next round's streamed output is counted on top of it.
+    /// </summary>
+    public void RoundEnded(TokenUsage usageSoFar)
+    {
+        if (_owner is null || _tokens is not { Ok: true } t || Volatile.Read(ref _done) != 0)
+        {
+            return;
+        }
+
+        _endedRounds = KeyRateLimiter.CountedTokens(usageSoFar);
+        _streamed = 0;
+        _owner.ChargeTo(this, t, _endedRounds, running: true);
     }
 
     /// <summary>Charges the request's real token usage (less what its stream already charged) and releases its concurrency slot.</summary>

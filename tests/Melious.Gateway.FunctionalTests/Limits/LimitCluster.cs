@@ -48,7 +48,8 @@ internal sealed class LimitCluster : IAsyncDisposable
     };
 
     /// <param name="anthropicUpstream">The upstream speaks Anthropic Messages (the gateway forwards event for event).</param>
-    public static async Task<LimitCluster> StartAsync(string storageConnectionString, Func<UpstreamRequest, HttpContext, Task> handler, int instances = 3, bool anthropicUpstream = false)
+    /// <param name="extra">More settings for every instance (web search's provider, say).</param>
+    public static async Task<LimitCluster> StartAsync(string storageConnectionString, Func<UpstreamRequest, HttpContext, Task> handler, int instances = 3, bool anthropicUpstream = false, IReadOnlyDictionary<string, string?>? extra = null)
     {
         var upstream = await ScriptedUpstream.StartAsync(handler);
         var prefix = AzuriteFixture.NewPrefix();
@@ -56,6 +57,11 @@ internal sealed class LimitCluster : IAsyncDisposable
         for (var i = 0; i < instances; i++)
         {
             var settings = Settings();
+            foreach (var (name, value) in extra ?? new Dictionary<string, string?>())
+            {
+                settings[name] = value;
+            }
+
             if (anthropicUpstream)
             {
                 settings["Melious:Upstream:Protocol"] = "anthropic";

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Net;
 using Melious.Gateway.Auth;
+using Melious.Gateway.FunctionalTests.Clients;
 using Melious.Gateway.FunctionalTests.Infrastructure;
 using Melious.Gateway.Limits;
 using Microsoft.AspNetCore.Http;
@@ -220,5 +221,70 @@ public sealed class StreamingTokensTests(AzuriteFixture azurite)
         Assert.Equal(HttpStatusCode.OK, accepted.StatusCode);
         release.TrySetResult();
         Assert.Equal("message_stop", (await SseEvents.ReadAllAsync(longResponse, Ct))[^1].Name);
+    }
+    [Fact]
+    public async Task WebSearch_ChargesEachFinishedRoundsRealUsage_WhileTheNextRoundRuns()
+    {
+        // Through an OpenAI upstream the web_search tool is a loop of upstream rounds, each sending the conversation
+        // again with the round's results. A finished round's real usage counts against tokens per minute as soon as it
+        // ends, not only when the whole request does (before, only the first estimate counted until the end).
+        const int RoundOneInput = 3000, RoundOneOutput = 20, RoundTwoInput = 3500, RoundTwoOutput = 7;
+        await using var provider = await ScriptedUpstream.StartAsync(async (request, context) =>
+        {
+            context.Response.ContentType = "application/json";
+            await context.Response.WriteAsync("""{"query":"q","results":[{"url":"https://docs.example.com/page","title":"Docs","content":"PAGE-TEXT"}]}""", context.RequestAborted);
+        });
+        var held = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var search = new Dictionary<string, string?>
+        {
+            ["Melious:Search:Provider"] = "searxng",
+            ["Melious:Search:BaseUrl"] = provider.BaseUrl,
+            ["Melious:Search:SigningKeySetting"] = "Test:SearchSigningKey",
+            ["Test:SearchSigningKey"] = "functional-test-signing-key",
+        };
+        await using var cluster = await LimitCluster.StartAsync(azurite.ConnectionString, async (request, context) =>
+        {
+            if (!request.ToolMessages().Any())
+            {
+                await Sse.WriteAsync(context, [Sse.Role(), Sse.ToolCall(0, "call_0", "web_search", """{"query":"melious"}"""), Sse.Finish("tool_calls"), Sse.Usage(RoundOneInput, RoundOneOutput)]);
+                return;
+            }
+
+            await Sse.WriteAsync(context, [Sse.Role(), Sse.Content("From the results: ")], done: false);
+            held.TrySetResult();
+            await release.Task.WaitAsync(TimeSpan.FromSeconds(90), context.RequestAborted);
+            await Sse.WriteAsync(context, [Sse.Content("done."), Sse.Finish("stop"), Sse.Usage(RoundTwoInput, RoundTwoOutput)]);
+        }, instances: 1, extra: search);
+        var key = await cluster.Gateways[0].CreateKeyAsync(name: "tpm-web-search", limits: new KeyLimits(TokensPerMinute: 20_000));
+        var keyId = CrossInstanceLimitTests.KeyIdOf(key);
+        await LimitCluster.WaitForWindowRoomAsync();
+
+        var body = Scenario.Body(stream: true, prompt: "what is new in the melious gateway?");
+        body["tools"] = new System.Text.Json.Nodes.JsonArray(new System.Text.Json.Nodes.JsonObject { ["type"] = "web_search_20250305", ["name"] = "web_search" });
+        using var response = await cluster.Clients(key)[0].SendAsync(Post(body.ToJsonString()), HttpCompletionOption.ResponseHeadersRead, Ct);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var reading = SseEvents.ReadAllAsync(response, Ct);
+        await held.Task.WaitAsync(TimeSpan.FromSeconds(60), Ct);
+
+        // Round two is running: what the key has spent (the shared counter less the instance's unspent slice) already
+        // holds round one's real input and output.
+        async Task<long> SpentAsync() => await CrossInstanceLimitTests.CounterAsync(cluster.Gateways[0], key, KeyRateLimiter.TokensKind)
+            - cluster.Limiters.Sum(l => l.UnspentFor(keyId, KeyRateLimiter.TokensKind));
+        var spent = await SpentAsync();
+        Figure($"web search, round two running: {spent} tokens spent (round one used {RoundOneInput + RoundOneOutput})");
+        Assert.True(spent >= RoundOneInput + RoundOneOutput, $"spent {spent} while round two runs; round one used {RoundOneInput + RoundOneOutput}");
+        Assert.False(release.Task.IsCompleted);
+
+        release.TrySetResult();
+        var events = await reading;
+        SseEvents.AssertGrammar(events);
+        Assert.Equal("message_stop", events[^1].Name);
+
+        // The end charges only the remainder: exactly both rounds' usage, round one not twice.
+        const long used = RoundOneInput + RoundOneOutput + RoundTwoInput + RoundTwoOutput;
+        Assert.True(await WaitUntilAsync(async () => (spent = await SpentAsync()) == used, TimeSpan.FromSeconds(15)), $"spent {spent}, used {used}");
+        Assert.Equal(2, cluster.Upstream.Requests.Count);
+        Assert.Single(provider.Requests);
     }
 }

@@ -2,13 +2,14 @@ using System.Net;
 using System.Text;
 using Melious.Gateway.FunctionalTests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 
 namespace Melious.Gateway.FunctionalTests.Scaling;
 
 /// <summary>
 /// The self-host's own OpenTelemetry wiring (SelfHostApp: OTLP export only when <c>OTEL_EXPORTER_OTLP_ENDPOINT</c> is
-/// set), against a real OTLP/HTTP receiver on loopback: spans and metrics arrive under the service name, and no
-/// payload carries the prompt, the completion or the API key. Without the setting nothing is registered to export.
+/// set), against a real OTLP/HTTP receiver on loopback: spans, metrics and log records arrive under the service name,
+/// and no payload carries the prompt, the completion or the API key. Without the setting nothing is registered to export.
 /// </summary>
 [Collection(TelemetryTestGroup.Name)]
 public sealed class OtlpExportTests(AzuriteFixture azurite)
@@ -16,7 +17,7 @@ public sealed class OtlpExportTests(AzuriteFixture azurite)
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
     [Fact]
-    public async Task WithAnOtlpEndpoint_SpansAndMetricsAreExported_WithoutContentOrKeys()
+    public async Task WithAnOtlpEndpoint_SpansMetricsAndLogsAreExported_WithoutContentOrKeys()
     {
         var prompt = "PROMPT-SECRET-" + Guid.NewGuid().ToString("N");
         const string completion = "COMPLETION-SECRET";
@@ -32,7 +33,11 @@ public sealed class OtlpExportTests(AzuriteFixture azurite)
         var received = receiver.Requests;
 
         await using var upstream = await ScriptedUpstream.StartAsync((_, context) => Sse.WriteAsync(context, Sse.TextAnswer([completion, " done"])));
-        await using var gateway = await TestGateway.StartAsync(azurite.ConnectionString, upstream.OpenAIBaseUrl, args:
+        // The test host replaces the app's logger providers with its capturing one; the OpenTelemetry provider that
+        // UseOtlpExporter registers is added back. The gateway's own categories log down to Trace here, so every log
+        // line a request can produce is checked for secrets, not only the Information ones a deployment exports.
+        var logLevels = new Dictionary<string, string?> { ["Logging:LogLevel:Melious"] = "Trace" };
+        await using var gateway = await TestGateway.StartAsync(azurite.ConnectionString, upstream.OpenAIBaseUrl, logLevels, configure: b => b.Logging.AddOpenTelemetry(), args:
         [
             "--OTEL_EXPORTER_OTLP_ENDPOINT=" + receiver.BaseUrl,
             "--OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf",
@@ -42,16 +47,18 @@ public sealed class OtlpExportTests(AzuriteFixture azurite)
         var key = await gateway.CreateKeyAsync(account: "otlp-acct");
         using var client = gateway.Client(key);
         var request = Scenario.Body(model: model, stream: true, prompt: prompt).ToJsonString();
+        string requestId;
         using (var response = await client.PostAsync("/v1/messages", new StringContent(request, Encoding.UTF8, "application/json"), Ct))
         {
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
             Assert.Contains(completion, await response.Content.ReadAsStringAsync(Ct));
+            requestId = response.Headers.GetValues("request-id").Single();
         }
 
         // Protobuf keeps strings as UTF-8 bytes: the span's name and the model show up as text in the payloads.
         bool Has(string path, string text) => received.Any(r => r.Path == path && Contains(r.Body, text));
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
-        while (!(Has("/v1/traces", model) && Has("/v1/metrics", model)) && DateTime.UtcNow < deadline)
+        while (!(Has("/v1/traces", model) && Has("/v1/metrics", model) && Has("/v1/logs", requestId)) && DateTime.UtcNow < deadline)
         {
             await Task.Delay(100, Ct);
         }
@@ -62,6 +69,8 @@ public sealed class OtlpExportTests(AzuriteFixture azurite)
         Assert.True(Has("/v1/traces", "melious-gateway"), "spans do not carry the service name");
         Assert.True(Has("/v1/metrics", model), $"no metric point for {model} arrived (got: {paths})");
         Assert.True(Has("/v1/metrics", "gen_ai.server.request.duration"), "the GenAI request duration metric is missing");
+        Assert.True(Has("/v1/logs", requestId), $"no log record of request {requestId} arrived (got: {paths})");
+        Assert.True(Has("/v1/logs", "routed"), "the gateway's own routing log is missing");
         Assert.All(received, r => Assert.Equal("application/x-protobuf", r.Headers["content-type"]));
         foreach (var secret in new[] { prompt, completion, key })
         {

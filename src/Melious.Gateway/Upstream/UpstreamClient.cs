@@ -145,7 +145,19 @@ public sealed partial class UpstreamClient(IOptions<GatewayOptions> options, Ups
                 }
             }
 
-            var body = await ReadErrorBodyAsync(response, cancellationToken);
+            byte[] body;
+            try
+            {
+                body = await ReadErrorBodyAsync(response, cancellationToken);
+            }
+            catch
+            {
+                // The client left while the error was read: the endpoint's in-flight count and span end here too.
+                response.Dispose();
+                lease.Fail("cancelled");
+                throw;
+            }
+
             response.Dispose();
             lease.Fail(status.ToString(System.Globalization.CultureInfo.InvariantCulture));
             var error = UpstreamErrors.FromStatus(status, UpstreamErrors.ExtractMessage(body), retryAfter?.ToString(System.Globalization.CultureInfo.InvariantCulture), context);

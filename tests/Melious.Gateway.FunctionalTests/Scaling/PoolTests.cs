@@ -40,17 +40,11 @@ public sealed class PoolTests(AzuriteFixture azurite)
             await AnswerAsync(context);
         }, new Dictionary<string, string?> { ["Melious:Pools:Affinity"] = "none" });
 
-        // Nine requests held open by the replicas: each new one goes to the replica with the fewest in flight. They
-        // are sent one after another, each once the previous one has reached its replica: picks that run at the same
-        // instant may both see the same least-loaded replica (the pool counts without a lock, as YARP's does), and
-        // what is checked here is the choice, not a race.
-        var calls = new List<Task<(HttpStatusCode Status, string Body)>>();
-        for (var i = 1; i <= 9; i++)
-        {
-            calls.Add(kit.SendAsync(PoolKit.Body()));
-            var sent = i;
-            Assert.True(await EventuallyAsync(() => kit.Counts().Sum() == sent, TimeSpan.FromSeconds(30)), $"received {string.Join("/", kit.Counts())}");
-        }
+        // Nine requests held open by the replicas, sent all at once: each goes to the replica with the fewest in flight,
+        // counting the ones picked an instant before it (the pool chooses and counts under one lock), so they end up
+        // three on each replica however their picks interleave.
+        var calls = Enumerable.Range(0, 9).Select(_ => Task.Run(() => kit.SendAsync(PoolKit.Body()), Ct)).ToList();
+        Assert.True(await EventuallyAsync(() => kit.Counts().Sum() == 9, TimeSpan.FromSeconds(30)), $"received {string.Join("/", kit.Counts())}");
 
         Assert.Equal([3, 3, 3], kit.Counts());
         Assert.Equal(3, kit.Pool.OutstandingOf(kit.Replicas[0].OpenAIBaseUrl));
@@ -61,6 +55,34 @@ public sealed class PoolTests(AzuriteFixture azurite)
         }
 
         Assert.True(await EventuallyAsync(() => kit.Replicas.All(r => kit.Pool.OutstandingOf(r.OpenAIBaseUrl) == 0), TimeSpan.FromSeconds(10)));
+    }
+
+    [Fact]
+    public async Task AClientLeavingWhileAnUpstreamErrorIsRead_GivesBackTheReplicasInFlightCount()
+    {
+        // A 400 is the client's mistake: no failover, its body is read and relayed. The client leaves in the middle of
+        // that read (the replica sent half of it and stalls): the attempt still ends, and with it the replica's count.
+        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var kit = await PoolKit.StartAsync(azurite, 2, async (_, _, context) =>
+        {
+            context.Response.StatusCode = 400;
+            context.Response.ContentType = "application/json";
+            await context.Response.WriteAsync("{\"error\":{\"type\":\"invalid_request_error\",\"message\":\"bad", context.RequestAborted);
+            await context.Response.Body.FlushAsync(context.RequestAborted);
+            started.TrySetResult();
+            await Task.Delay(Timeout.Infinite, context.RequestAborted);
+        }, new Dictionary<string, string?> { ["Melious:Pools:Affinity"] = "none" });
+
+        using var leave = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/messages") { Content = new StringContent(PoolKit.Body().ToJsonString(), System.Text.Encoding.UTF8, "application/json") };
+        var sending = kit.Client.SendAsync(request, leave.Token);
+        await started.Task.WaitAsync(TimeSpan.FromSeconds(30), Ct);
+        Assert.Equal(1, kit.Replicas.Sum(r => kit.Pool.OutstandingOf(r.OpenAIBaseUrl)));
+
+        leave.Cancel();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => sending);
+        Assert.True(await EventuallyAsync(() => kit.Replicas.All(r => kit.Pool.OutstandingOf(r.OpenAIBaseUrl) == 0), TimeSpan.FromSeconds(10)),
+            "in flight: " + string.Join("/", kit.Replicas.Select(r => kit.Pool.OutstandingOf(r.OpenAIBaseUrl))));
     }
 
     [Fact]

@@ -240,7 +240,9 @@ public sealed partial class OpenAIForwarder
             await observer.AfterWaitAsync();
             if (cancellationToken.IsCancellationRequested || clientGone())
             {
+                // The next round answered just as the client left: end its attempt too (in-flight count, span).
                 next.Response?.Dispose();
+                next.Lease?.Dispose();
                 recorder.Cancelled = true;
                 recorder.Status = 499;
                 return false;

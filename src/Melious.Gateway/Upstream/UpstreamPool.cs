@@ -72,7 +72,6 @@ public sealed partial class UpstreamPool(IOptions<GatewayOptions> options, Gatew
 
     private EndpointState Choose(IReadOnlyList<UpstreamEndpoint> pool, string? affinityKey, HashSet<string>? tried, out UpstreamEndpoint endpoint, out bool bypass)
     {
-
         var candidates = new EndpointCandidate[pool.Count];
         Span<int> indexes = stackalloc int[pool.Count];
         bypass = false;

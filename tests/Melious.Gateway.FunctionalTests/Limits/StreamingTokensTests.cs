@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Net;
+using System.Text.Json.Nodes;
 using Melious.Gateway.Auth;
 using Melious.Gateway.FunctionalTests.Clients;
 using Melious.Gateway.FunctionalTests.Infrastructure;
@@ -222,6 +223,7 @@ public sealed class StreamingTokensTests(AzuriteFixture azurite)
         release.TrySetResult();
         Assert.Equal("message_stop", (await SseEvents.ReadAllAsync(longResponse, Ct))[^1].Name);
     }
+
     [Fact]
     public async Task WebSearch_ChargesEachFinishedRoundsRealUsage_WhileTheNextRoundRuns()
     {
@@ -261,7 +263,7 @@ public sealed class StreamingTokensTests(AzuriteFixture azurite)
         await LimitCluster.WaitForWindowRoomAsync();
 
         var body = Scenario.Body(stream: true, prompt: "what is new in the melious gateway?");
-        body["tools"] = new System.Text.Json.Nodes.JsonArray(new System.Text.Json.Nodes.JsonObject { ["type"] = "web_search_20250305", ["name"] = "web_search" });
+        body["tools"] = new JsonArray(new JsonObject { ["type"] = "web_search_20250305", ["name"] = "web_search" });
         using var response = await cluster.Clients(key)[0].SendAsync(Post(body.ToJsonString()), HttpCompletionOption.ResponseHeadersRead, Ct);
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         var reading = SseEvents.ReadAllAsync(response, Ct);

@@ -102,6 +102,7 @@ public sealed class UpstreamPoolTests
         Assert.True(forced);
         Assert.False(pool.HasAlternative(endpoints, endpoints[1], null));
     }
+
     [Fact]
     public async Task Pick_CountsTheAttemptAsItChooses_SoABurstOfConcurrentPicksSpreadsEvenly()
     {

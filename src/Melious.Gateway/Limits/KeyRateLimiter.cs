@@ -822,7 +822,7 @@ public sealed class LimitTicket
     private readonly KeyRateLimiter.SlotState? _slot;
     private readonly long _every;
     private long _streamed;
-    private long _endedRounds = -1; // tokens charged by the upstream rounds that ended (-1: none yet, the estimate stands)
+    private long _base; // what the streamed output adds to: the input estimate, then the usage of the rounds that ended
     private int _done;
 
     internal LimitTicket(KeyRateLimiter? owner, KeyRateLimiter.Take? tokens, KeyRateLimiter.SlotState? slot, long every)
@@ -835,6 +835,7 @@ public sealed class LimitTicket
         {
             Charged = t.Amount;
             ChargedWindow = t.Window;
+            _base = t.Amount;
         }
     }
 
@@ -855,7 +856,7 @@ public sealed class LimitTicket
         }
 
         _streamed = outputTokens;
-        _owner.ChargeTo(this, t, (_endedRounds < 0 ? t.Amount : _endedRounds) + outputTokens, running: true);
+        _owner.ChargeTo(this, t, _base + outputTokens, running: true);
     }
 
     /// <summary>
@@ -870,9 +871,9 @@ public sealed class LimitTicket
             return;
         }
 
-        _endedRounds = KeyRateLimiter.CountedTokens(usageSoFar);
+        _base = KeyRateLimiter.CountedTokens(usageSoFar);
         _streamed = 0;
-        _owner.ChargeTo(this, t, _endedRounds, running: true);
+        _owner.ChargeTo(this, t, _base, running: true);
     }
 
     /// <summary>Charges the request's real token usage (less what its stream already charged) and releases its concurrency slot.</summary>

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Runtime.CompilerServices;
 
 namespace Melious.Gateway.Streaming;
@@ -22,14 +23,21 @@ internal interface IReadObserver
 /// consumed everything it had. Buffered client output is flushed only when the next read would wait for the
 /// upstream (or after <see cref="MaxReadsPerFlush"/> reads that did not): whatever the upstream already sent is
 /// translated and goes out in the same flush, so a response's first events (message_start, the first block and its
-/// delta) leave in one write, and a fast upstream costs one flush per burst, not one per read.
+/// delta) leave in one write, and a fast upstream costs one flush per burst, not one per read. Disposed after the
+/// gateway gave the response up (its reads' token cancelled: the client left, or the upstream went silent), it ends
+/// the upstream response at once instead of letting the handler drain it (see <see cref="EndAsync"/>).
 /// </summary>
 internal sealed class ObservedReadStream(Stream inner, IReadObserver observer) : Stream
 {
     /// <summary>Bounds what is held back while the upstream keeps data ready (each read is at most a few KB).</summary>
     internal const int MaxReadsPerFlush = 8;
 
+    /// <summary>Bounds what <see cref="EndAsync"/> reads of what the upstream already sent.</summary>
+    private const int MaxEndReadBytes = 256 * 1024;
+
     private int _readsSinceFlush;
+    private CancellationToken _token;
+    private bool _readLeftPending;
 
     public override bool CanRead => true;
 
@@ -49,6 +57,7 @@ internal sealed class ObservedReadStream(Stream inner, IReadObserver observer) :
     public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
         observer.ReadStarting();
+        _token = cancellationToken;
         var pending = inner.ReadAsync(buffer, cancellationToken);
         if (pending.IsCompleted && ++_readsSinceFlush < MaxReadsPerFlush)
         {
@@ -56,14 +65,67 @@ internal sealed class ObservedReadStream(Stream inner, IReadObserver observer) :
         }
 
         _readsSinceFlush = 0;
+        var awaited = false;
         try
         {
             await observer.BeforeWaitAsync();
+            awaited = true;
             return await pending;
         }
         finally
         {
+            _readLeftPending |= !awaited;
             await observer.AfterWaitAsync();
+        }
+    }
+
+    public override async ValueTask DisposeAsync()
+    {
+        if (_token.IsCancellationRequested && !_readLeftPending)
+        {
+            await EndAsync();
+        }
+
+        Dispose();
+    }
+
+    /// <summary>
+    /// Ends a response the gateway gave up on. Disposed as it is, SocketsHttpHandler would drain it, reading on for
+    /// up to its <c>ResponseDrainTimeout</c> while the upstream goes on generating, whenever the gateway stopped with
+    /// no read waiting (the client's loss seen in a write, say). A read that waits and is then cancelled makes the
+    /// handler close the connection instead (over HTTP/2, reset the stream). What the upstream already sent is read
+    /// first, a bounded amount, so a response that ends there still leaves its connection pooled.
+    /// </summary>
+    private async ValueTask EndAsync()
+    {
+        var buffer = ArrayPool<byte>.Shared.Rent(16 * 1024);
+        try
+        {
+            for (var total = 0; total < MaxEndReadBytes;)
+            {
+                using var cancel = new CancellationTokenSource();
+                var pending = inner.ReadAsync(buffer, cancel.Token);
+                if (!pending.IsCompleted)
+                {
+                    cancel.Cancel();
+                }
+
+                var read = await pending;
+                if (read == 0)
+                {
+                    return;
+                }
+
+                total += read;
+            }
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or IOException or HttpRequestException or ObjectDisposedException)
+        {
+            // The connection is closed: what was wanted.
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
         }
     }
 

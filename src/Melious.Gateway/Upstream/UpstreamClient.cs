@@ -231,8 +231,9 @@ public sealed partial class UpstreamClient(IOptions<GatewayOptions> options, Ups
             EnableMultipleHttp2Connections = true,
             MaxResponseHeadersLength = 64,
             // A finished response leaves only its terminating chunk unread, which drains at once and keeps the
-            // connection pooled. A response abandoned mid-generation (client gone, idle timeout) is cut after at
-            // most 64 KB or 200 ms, so the upstream stops generating promptly instead of for the default 2 s.
+            // connection pooled. A response abandoned mid-generation (client gone, idle timeout) is closed at once
+            // by ObservedReadStream; should one reach the drain anyway, it is cut after at most 64 KB or 200 ms
+            // instead of the default 2 s, so the upstream stops generating promptly.
             MaxResponseDrainSize = 64 * 1024,
             ResponseDrainTimeout = TimeSpan.FromMilliseconds(200),
             // No trace context or baggage from the client's request reaches the upstream: only headers the

@@ -260,6 +260,39 @@ public abstract class StreamingTests(IGatewayTarget target)
         var abortedAt = await s.Upstream.Last.Aborted.Task.WaitAsync(TimeSpan.FromSeconds(5), Ct);
         Assert.True(abortedAt - cancelledAt < TimeSpan.FromSeconds(1), $"upstream aborted after {(abortedAt - cancelledAt).TotalMilliseconds:0} ms");
     }
+
+    [Fact]
+    public async Task FinishedStreams_KeepTheirUpstreamConnection_ForTheNextRequest()
+    {
+        // The gateway stops reading at [DONE]. Here the response's terminating chunk comes 50 ms later, as from a
+        // server that ends its response only after some bookkeeping: the handler's drain must wait for it and put the
+        // connection back in the pool, not close it (which made every request open a new connection).
+        var connections = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        await using var s = await Scenario.StartAsync(target, async (_, context) =>
+        {
+            connections.Enqueue(context.Connection.Id);
+            await Sse.WriteAsync(context, [Sse.Role(), Sse.Content("pooled"), Sse.Finish("stop"), Sse.Usage(12, 3)]);
+            try
+            {
+                await Task.Delay(50, context.RequestAborted);
+            }
+            catch (OperationCanceledException)
+            {
+                // The gateway closed the connection: the assertion below says so.
+            }
+        });
+
+        for (var i = 0; i < 6; i++)
+        {
+            using var response = await s.PostAsync(Scenario.Body(stream: true));
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            Assert.Contains("message_stop", await response.Content.ReadAsStringAsync(Ct));
+            await Task.Delay(150, Ct);
+        }
+
+        Assert.Equal(6, connections.Count);
+        Assert.True(connections.Distinct().Count() <= 2, $"6 streams used {connections.Distinct().Count()} upstream connections");
+    }
 }
 
 /// <summary>The tests of <see cref="StreamingTests"/> against the self-host.</summary>

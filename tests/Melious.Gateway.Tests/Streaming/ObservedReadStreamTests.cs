@@ -68,6 +68,72 @@ public sealed class ObservedReadStreamTests
         public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 
+    /// <summary>
+    /// An upstream body as SocketsHttpHandler's: <c>buffered</c> bytes can be read at once, then the body ends
+    /// (<c>ends</c>) or a read waits; cancelling a waiting read is what closes the connection.
+    /// </summary>
+    private sealed class UpstreamBody(int buffered, bool ends) : Stream
+    {
+        public int Reads { get; private set; }
+
+        public bool WaitingReadCancelled { get; private set; }
+
+        public bool Disposed { get; private set; }
+
+        public override bool CanRead => true;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => false;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            Reads++;
+            if (cancellationToken.IsCancellationRequested)
+            {
+                return ValueTask.FromCanceled<int>(cancellationToken);
+            }
+
+            if (buffered > 0)
+            {
+                var n = Math.Min(buffered, buffer.Length);
+                buffered -= n;
+                return ValueTask.FromResult(n);
+            }
+
+            if (ends)
+            {
+                return ValueTask.FromResult(0);
+            }
+
+            var waiting = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
+            cancellationToken.Register(() =>
+            {
+                WaitingReadCancelled = true;
+                waiting.TrySetCanceled(cancellationToken);
+            });
+            return new ValueTask<int>(waiting.Task);
+        }
+
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        public override void Flush()
+        {
+        }
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        protected override void Dispose(bool disposing) => Disposed = true;
+    }
+
     [Fact]
     public async Task Reads_that_do_not_wait_are_not_preceded_by_a_flush()
     {
@@ -105,5 +171,52 @@ public sealed class ObservedReadStreamTests
         Assert.Equal(40, recorder.Calls.Count(c => c == "read"));
         Assert.Equal(40 / ObservedReadStream.MaxReadsPerFlush, recorder.Calls.Count(c => c == "flush"));
         Assert.Equal(recorder.Calls.Count(c => c == "flush"), recorder.Calls.Count(c => c == "resume"));
+    }
+
+    [Fact]
+    public async Task A_response_given_up_with_no_read_waiting_is_closed_by_a_cancelled_read_not_left_to_drain()
+    {
+        // The last read returned data; then the client left (the reads' token is cancelled) before the next read.
+        var body = new UpstreamBody(buffered: 40_000, ends: false);
+        using var cts = new CancellationTokenSource();
+        var stream = new ObservedReadStream(body, new Recorder());
+        Assert.Equal(8, await stream.ReadAsync(new byte[8], cts.Token));
+        cts.Cancel();
+
+        await stream.DisposeAsync();
+
+        Assert.True(body.WaitingReadCancelled, "no waiting read was cancelled: the handler would drain the response");
+        Assert.True(body.Disposed);
+        Assert.Equal(1 + 3 + 1, body.Reads); // the pump's read, the rest of the buffer in 16 KB reads, the cancelled one
+    }
+
+    [Fact]
+    public async Task A_response_given_up_that_ends_in_what_was_already_sent_is_read_to_its_end()
+    {
+        var body = new UpstreamBody(buffered: 100, ends: true);
+        using var cts = new CancellationTokenSource();
+        var stream = new ObservedReadStream(body, new Recorder());
+        Assert.Equal(8, await stream.ReadAsync(new byte[8], cts.Token));
+        cts.Cancel();
+
+        await stream.DisposeAsync();
+
+        Assert.False(body.WaitingReadCancelled);
+        Assert.Equal(3, body.Reads);
+        Assert.True(body.Disposed);
+    }
+
+    [Fact]
+    public async Task A_response_read_to_the_finish_is_disposed_as_it_is()
+    {
+        // The translator saw the finish and the client is still there: the handler's drain pools the connection.
+        var body = new UpstreamBody(buffered: 100, ends: false);
+        var stream = new ObservedReadStream(body, new Recorder());
+        Assert.Equal(8, await stream.ReadAsync(new byte[8], CancellationToken.None));
+
+        await stream.DisposeAsync();
+
+        Assert.Equal(1, body.Reads);
+        Assert.True(body.Disposed);
     }
 }

@@ -60,6 +60,8 @@ public sealed class StorageDownLimitTests
         Assert.True(await WaitUntilAsync(() => cluster.Limiters.All(l => !l.Degraded), TimeSpan.FromSeconds(60)), "still degraded after storage came back");
         foreach (var gateway in cluster.Gateways)
         {
+            // The limiter clears its flag just before it logs: wait for the line, then require exactly one.
+            Assert.True(await WaitUntilAsync(() => gateway.Logs.Lines.Any(l => l.Contains("Rate-limit storage reachable again", StringComparison.Ordinal)), TimeSpan.FromSeconds(10)), "storage back, but not logged");
             Assert.Single(gateway.Logs.Lines, l => l.Contains("Rate-limit storage reachable again", StringComparison.Ordinal));
         }
 
@@ -157,6 +159,8 @@ public sealed class StorageDownLimitTests
         Assert.True(await WaitUntilAsync(() => cluster.Limiters.All(l => !l.Degraded), TimeSpan.FromSeconds(60)), "still degraded after storage came back");
         foreach (var gateway in cluster.Gateways)
         {
+            // The limiter clears its flag just before it logs: wait for the line, then require exactly one.
+            Assert.True(await WaitUntilAsync(() => gateway.Logs.Lines.Any(l => l.Contains("Rate-limit storage reachable again", StringComparison.Ordinal)), TimeSpan.FromSeconds(10)), "storage back, but not logged");
             Assert.Single(gateway.Logs.Lines, l => l.Contains("Rate-limit storage reachable again", StringComparison.Ordinal));
         }
 

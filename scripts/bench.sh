@@ -6,7 +6,7 @@
 #   3. publishes the self-host as Native AOT (scripts/publish-aot.sh) and as the published JIT build
 #      (scripts/publish-selfhost.sh: trimmed, ReadyToRun, self-contained; "self-host R2R") and runs the load bench's
 #      C=1 and C=32 text settings, start time and slow streams against each, checking that every request was billed
-#      (--verify-usage);
+#      and that the build reads its tables (--verify-usage: readiness, model catalog, no storage warnings);
 #   4. runs the BenchmarkDotNet micro-benchmarks (bench/Melious.Benchmarks);
 #   5. runs the usage writer bench (bench/Melious.WriterBench): events/s into Table Storage, direct and via the queue;
 #   6. with --functions: runs the load bench's settings once more through the Functions app (src/Melious.Functions)

@@ -193,7 +193,14 @@ public sealed partial class Bench : IDisposable
 
         ReportStarts(starts);
         var misses = PacedOnly ? 0 : ReportTargets();
-        var usageOk = !_o.VerifyUsage || await VerifyUsageAsync();
+        var usageOk = true;
+        if (_o.VerifyUsage)
+        {
+            var billed = await VerifyUsageAsync();
+            var stored = await VerifyStoragePathsAsync();
+            usageOk = billed && stored;
+        }
+
         if (_o.FunctionsHost is not null)
         {
             await FunctionsPassAsync(settings);
@@ -318,6 +325,37 @@ public sealed partial class Bench : IDisposable
         var ok = measured > 0 && billing >= measured && energy == billing && pending == 0 && poison == 0;
         Console.WriteLine($"Usage check: {measured} measured gateway requests; {billing} billing rows, {energy} energy rows; {pending} queued, {poison} poison — {(ok ? "PASS" : "FAIL")}");
         Emit(new JsonObject { ["kind"] = "usage-check", ["measured_requests"] = measured, ["billing_rows"] = billing, ["energy_rows"] = energy, ["queued"] = pending, ["poison"] = poison, ["ok"] = ok });
+        return ok;
+    }
+
+    /// <summary>
+    /// With the usage check (the published builds' passes): the storage reads that the load does not exercise work in
+    /// the build under test. The readiness probe queries the catalog table; at start the gateway loads (and here seeds)
+    /// its model catalog, and its rate limiter counts instances, both table queries; and neither they, the key store
+    /// nor the storage set-up logged a warning or an error. A Native AOT build once failed every table query (a
+    /// reflection binder of Azure.Data.Tables, see src/Melious.SelfHost/TableEntityBinder.rd.xml) while serving and
+    /// billing requests as usual.
+    /// </summary>
+    private async Task<bool> VerifyStoragePathsAsync()
+    {
+        using var ready = await _control.GetAsync(_gatewayBase + "/healthz/ready");
+        var storage = _services!.GetRequiredService<StorageClients>();
+        var models = 0;
+        await foreach (var _ in storage.Table(TableNames.Models).QueryAsync<Azure.Data.Tables.TableEntity>(select: ["RowKey"]))
+        {
+            models++;
+        }
+
+        string[] storageCategories = ["Melious.Gateway.Routing.", "Melious.Gateway.Limits.", "Melious.Gateway.Auth.", "Melious.Gateway.Hosting."];
+        var problems = (_gateway?.ProblemHeaders ?? []).Where(h => storageCategories.Any(c => h.AsSpan(6).StartsWith(c, StringComparison.Ordinal))).ToList();
+        var ok = ready.IsSuccessStatusCode && models > 0 && problems.Count == 0;
+        Console.WriteLine($"Storage paths check: readiness {(int)ready.StatusCode}, {models} catalog rows, {problems.Count} catalog/limiter/key/storage warnings or errors logged — {(ok ? "PASS" : "FAIL")}");
+        foreach (var problem in problems.Take(10))
+        {
+            Console.WriteLine("  " + problem);
+        }
+
+        Emit(new JsonObject { ["kind"] = "storage-paths-check", ["readiness_status"] = (int)ready.StatusCode, ["catalog_rows"] = models, ["problems"] = problems.Count, ["ok"] = ok });
         return ok;
     }
 

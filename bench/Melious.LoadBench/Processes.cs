@@ -10,6 +10,7 @@ public sealed class ChildProcess : IDisposable
 {
     private static readonly ConcurrentDictionary<int, ChildProcess> Live = new();
     private readonly Queue<string> _lines = new();
+    private readonly List<string> _problems = [];
     private readonly Process _process;
 
     private bool _disposed;
@@ -33,6 +34,18 @@ public sealed class ChildProcess : IDisposable
     public bool HasExited => _disposed || _process.HasExited;
 
     public int WarningLines { get; private set; }
+
+    /// <summary>The console logger's header lines of warnings, errors and critical entries (level and category), first 200.</summary>
+    public IReadOnlyList<string> ProblemHeaders
+    {
+        get
+        {
+            lock (_lines)
+            {
+                return [.. _problems];
+            }
+        }
+    }
 
     public static ChildProcess Start(string name, string fileName, IEnumerable<string> args, IDictionary<string, string>? env = null, string? workingDirectory = null)
     {
@@ -87,6 +100,11 @@ public sealed class ChildProcess : IDisposable
             if (line.Contains("warn", StringComparison.OrdinalIgnoreCase) || line.Contains("fail", StringComparison.OrdinalIgnoreCase))
             {
                 WarningLines++;
+            }
+
+            if (_problems.Count < 200 && (line.StartsWith("warn: ", StringComparison.Ordinal) || line.StartsWith("fail: ", StringComparison.Ordinal) || line.StartsWith("crit: ", StringComparison.Ordinal)))
+            {
+                _problems.Add(line);
             }
 
             _lines.Enqueue(line);

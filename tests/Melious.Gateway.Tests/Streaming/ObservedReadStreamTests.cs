@@ -29,11 +29,9 @@ public sealed class ObservedReadStreamTests
         }
     }
 
-    /// <summary>Has <c>ready</c> chunks available at once; every read after them waits for <c>gate</c>.</summary>
-    private sealed class BurstStream(int ready, Task gate) : Stream
+    /// <summary>A read-only, asynchronous-only stream: the shape of an upstream response body.</summary>
+    private abstract class ReadOnlyBody : Stream
     {
-        private int _reads;
-
         public override bool CanRead => true;
 
         public override bool CanSeek => false;
@@ -43,17 +41,6 @@ public sealed class ObservedReadStreamTests
         public override long Length => throw new NotSupportedException();
 
         public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-
-        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
-        {
-            if (_reads++ < ready)
-            {
-                buffer.Span[0] = (byte)'x';
-                return ValueTask.FromResult(1);
-            }
-
-            return new ValueTask<int>(gate.ContinueWith(_ => 0, TaskScheduler.Default));
-        }
 
         public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 
@@ -68,27 +55,34 @@ public sealed class ObservedReadStreamTests
         public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 
+    /// <summary>Has <c>ready</c> chunks available at once; every read after them waits for <c>gate</c>.</summary>
+    private sealed class BurstStream(int ready, Task gate) : ReadOnlyBody
+    {
+        private int _reads;
+
+        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            if (_reads++ < ready)
+            {
+                buffer.Span[0] = (byte)'x';
+                return ValueTask.FromResult(1);
+            }
+
+            return new ValueTask<int>(gate.ContinueWith(_ => 0, TaskScheduler.Default));
+        }
+    }
+
     /// <summary>
     /// An upstream body as SocketsHttpHandler's: <c>buffered</c> bytes can be read at once, then the body ends
     /// (<c>ends</c>) or a read waits; cancelling a waiting read is what closes the connection.
     /// </summary>
-    private sealed class UpstreamBody(int buffered, bool ends) : Stream
+    private sealed class UpstreamBody(int buffered, bool ends) : ReadOnlyBody
     {
         public int Reads { get; private set; }
 
         public bool WaitingReadCancelled { get; private set; }
 
         public bool Disposed { get; private set; }
-
-        public override bool CanRead => true;
-
-        public override bool CanSeek => false;
-
-        public override bool CanWrite => false;
-
-        public override long Length => throw new NotSupportedException();
-
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
 
         public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
         {
@@ -118,18 +112,6 @@ public sealed class ObservedReadStreamTests
             });
             return new ValueTask<int>(waiting.Task);
         }
-
-        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-
-        public override void Flush()
-        {
-        }
-
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-        public override void SetLength(long value) => throw new NotSupportedException();
-
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 
         protected override void Dispose(bool disposing) => Disposed = true;
     }

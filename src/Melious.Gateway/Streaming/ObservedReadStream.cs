@@ -81,12 +81,17 @@ internal sealed class ObservedReadStream(Stream inner, IReadObserver observer) :
 
     public override async ValueTask DisposeAsync()
     {
-        if (_token.IsCancellationRequested && !_readLeftPending)
+        try
         {
-            await EndAsync();
+            if (_token.IsCancellationRequested && !_readLeftPending)
+            {
+                await EndAsync();
+            }
         }
-
-        Dispose();
+        finally
+        {
+            Dispose();
+        }
     }
 
     /// <summary>

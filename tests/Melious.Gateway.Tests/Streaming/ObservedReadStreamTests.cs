@@ -155,17 +155,27 @@ public sealed class ObservedReadStreamTests
         Assert.Equal(recorder.Calls.Count(c => c == "flush"), recorder.Calls.Count(c => c == "resume"));
     }
 
+    /// <summary>One read of the pump; then, if <paramref name="givenUp"/>, its token is cancelled; then the pump disposes the stream.</summary>
+    private static async Task ReadOnceThenDisposeAsync(UpstreamBody body, bool givenUp)
+    {
+        using var cts = new CancellationTokenSource();
+        var stream = new ObservedReadStream(body, new Recorder());
+        Assert.Equal(8, await stream.ReadAsync(new byte[8], cts.Token));
+        if (givenUp)
+        {
+            cts.Cancel();
+        }
+
+        await stream.DisposeAsync();
+    }
+
     [Fact]
     public async Task A_response_given_up_with_no_read_waiting_is_closed_by_a_cancelled_read_not_left_to_drain()
     {
         // The last read returned data; then the client left (the reads' token is cancelled) before the next read.
         var body = new UpstreamBody(buffered: 40_000, ends: false);
-        using var cts = new CancellationTokenSource();
-        var stream = new ObservedReadStream(body, new Recorder());
-        Assert.Equal(8, await stream.ReadAsync(new byte[8], cts.Token));
-        cts.Cancel();
 
-        await stream.DisposeAsync();
+        await ReadOnceThenDisposeAsync(body, givenUp: true);
 
         Assert.True(body.WaitingReadCancelled, "no waiting read was cancelled: the handler would drain the response");
         Assert.True(body.Disposed);
@@ -176,12 +186,8 @@ public sealed class ObservedReadStreamTests
     public async Task A_response_given_up_that_ends_in_what_was_already_sent_is_read_to_its_end()
     {
         var body = new UpstreamBody(buffered: 100, ends: true);
-        using var cts = new CancellationTokenSource();
-        var stream = new ObservedReadStream(body, new Recorder());
-        Assert.Equal(8, await stream.ReadAsync(new byte[8], cts.Token));
-        cts.Cancel();
 
-        await stream.DisposeAsync();
+        await ReadOnceThenDisposeAsync(body, givenUp: true);
 
         Assert.False(body.WaitingReadCancelled);
         Assert.Equal(3, body.Reads);
@@ -193,10 +199,8 @@ public sealed class ObservedReadStreamTests
     {
         // The translator saw the finish and the client is still there: the handler's drain pools the connection.
         var body = new UpstreamBody(buffered: 100, ends: false);
-        var stream = new ObservedReadStream(body, new Recorder());
-        Assert.Equal(8, await stream.ReadAsync(new byte[8], CancellationToken.None));
 
-        await stream.DisposeAsync();
+        await ReadOnceThenDisposeAsync(body, givenUp: false);
 
         Assert.Equal(1, body.Reads);
         Assert.True(body.Disposed);

@@ -104,7 +104,17 @@ public sealed partial class Bench : IDisposable
 
         Step("starting Azurite (in memory)");
         _azurite = await Azurite.StartAsync(azuriteExe, Path.Combine(_work, "azurite"));
-        await PrepareStorageAsync();
+        try
+        {
+            await PrepareStorageAsync();
+        }
+        catch (Exception ex)
+        {
+            // Seen once (2026-12-06): Azurite passed its port check, then refused every table connection. Say what it
+            // printed, so the next time names the cause.
+            throw new InvalidOperationException(
+                $"Azurite passed its port check but its storage calls failed (Azurite exited: {_azurite.Process.HasExited}); its output: {_azurite.Process.Output}", ex);
+        }
 
         Step("starting the scripted upstream (separate process)");
         await StartUpstreamAsync();

@@ -57,13 +57,7 @@ public sealed class StorageDownLimitTests
 
         // Storage back: the heartbeat notices, logs it once, and the shared counter is used again.
         await StartPatientlyAsync(azurite);
-        Assert.True(await WaitUntilAsync(() => cluster.Limiters.All(l => !l.Degraded), TimeSpan.FromSeconds(60)), "still degraded after storage came back");
-        foreach (var gateway in cluster.Gateways)
-        {
-            // The limiter clears its flag just before it logs: wait for the line, then require exactly one.
-            Assert.True(await WaitUntilAsync(() => gateway.Logs.Lines.Any(l => l.Contains("Rate-limit storage reachable again", StringComparison.Ordinal)), TimeSpan.FromSeconds(10)), "storage back, but not logged");
-            Assert.Single(gateway.Logs.Lines, l => l.Contains("Rate-limit storage reachable again", StringComparison.Ordinal));
-        }
+        await AssertEveryLimiterSharesAgain_AndLoggedItOnceAsync(cluster);
 
         // What the instances served during the outage was charged to the shared counter: the window's 60 are used.
         var after = await LimitCluster.RoundRobinAsync(clients, 6, parallel: 1, _ => Scenario.Body().ToJsonString());
@@ -156,13 +150,7 @@ public sealed class StorageDownLimitTests
 
         // Storage back: shared counting resumes.
         await StartPatientlyAsync(azurite);
-        Assert.True(await WaitUntilAsync(() => cluster.Limiters.All(l => !l.Degraded), TimeSpan.FromSeconds(60)), "still degraded after storage came back");
-        foreach (var gateway in cluster.Gateways)
-        {
-            // The limiter clears its flag just before it logs: wait for the line, then require exactly one.
-            Assert.True(await WaitUntilAsync(() => gateway.Logs.Lines.Any(l => l.Contains("Rate-limit storage reachable again", StringComparison.Ordinal)), TimeSpan.FromSeconds(10)), "storage back, but not logged");
-            Assert.Single(gateway.Logs.Lines, l => l.Contains("Rate-limit storage reachable again", StringComparison.Ordinal));
-        }
+        await AssertEveryLimiterSharesAgain_AndLoggedItOnceAsync(cluster);
 
         // Tokens: the 27 requests served during the outage were charged to the shared counter, so with the 3 from
         // before the window's tokens are used up, and the limit in the headers is the key's again.
@@ -187,6 +175,18 @@ public sealed class StorageDownLimitTests
             }
 
             response.Dispose();
+        }
+    }
+
+    /// <summary>After storage is back: every limiter leaves its degraded mode, and each instance logs that exactly once.</summary>
+    private static async Task AssertEveryLimiterSharesAgain_AndLoggedItOnceAsync(LimitCluster cluster)
+    {
+        Assert.True(await WaitUntilAsync(() => cluster.Limiters.All(l => !l.Degraded), TimeSpan.FromSeconds(60)), "still degraded after storage came back");
+        foreach (var gateway in cluster.Gateways)
+        {
+            // The limiter clears its flag just before it logs: wait for the line, then require exactly one.
+            Assert.True(await WaitUntilAsync(() => gateway.Logs.Lines.Any(l => l.Contains("Rate-limit storage reachable again", StringComparison.Ordinal)), TimeSpan.FromSeconds(10)), "storage back, but not logged");
+            Assert.Single(gateway.Logs.Lines, l => l.Contains("Rate-limit storage reachable again", StringComparison.Ordinal));
         }
     }
 

@@ -155,32 +155,11 @@ public sealed class ChildProcess : IDisposable
     }
 }
 
-public static class Net
+public static partial class Net
 {
-    public static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
-
-    public static async Task WaitOpenAsync(int port, TimeSpan timeout, ChildProcess? owner = null)
-    {
-        var deadline = Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * Stopwatch.Frequency);
-        while (true)
-        {
-            try
-            {
-                using var client = new TcpClient();
-                await client.ConnectAsync(IPAddress.Loopback, port);
-                return;
-            }
-            catch (SocketException) when (Stopwatch.GetTimestamp() < deadline && owner is not { HasExited: true })
-            {
-                await Task.Delay(20);
-            }
-        }
-    }
+    /// <summary>Waits until the port accepts connections; stops early once <paramref name="owner"/> exited.</summary>
+    public static Task WaitOpenAsync(int port, TimeSpan timeout, ChildProcess? owner) =>
+        WaitOpenAsync(port, timeout, owner is null ? null : () => owner.HasExited);
 }
 
 public static class RepoPaths

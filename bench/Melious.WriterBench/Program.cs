@@ -1,7 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Net;
-using System.Net.Sockets;
 using System.Text.Json;
 using Melious.Gateway;
 using Melious.Gateway.Storage;
@@ -27,7 +25,7 @@ if (!File.Exists(azurite))
     return 1;
 }
 
-int[] ports = [FreePort(), FreePort(), FreePort()];
+int[] ports = [Net.FreePort(), Net.FreePort(), Net.FreePort()];
 using var process = Process.Start(new ProcessStartInfo(azurite,
 [
     "--silent", "--skipApiVersionCheck", "--loose", "--inMemoryPersistence",
@@ -37,8 +35,8 @@ using var process = Process.Start(new ProcessStartInfo(azurite,
 ]) { RedirectStandardOutput = true, RedirectStandardError = true })!;
 try
 {
-    await WaitOpenAsync(ports[1]);
-    await WaitOpenAsync(ports[2]);
+    await Net.WaitOpenAsync(ports[1], TimeSpan.FromSeconds(30), () => process.HasExited);
+    await Net.WaitOpenAsync(ports[2], TimeSpan.FromSeconds(30), () => process.HasExited);
     if (args.Contains("--limiter"))
     {
         // The cross-instance limiter's cost per request instead of the writer runs (docs/limits.md).
@@ -200,32 +198,6 @@ static IEnumerable<UsageEvent> Events(int count, int accounts = 8)
             EnergyMethod = EnergyModel.Method,
         };
     }
-}
-
-static int FreePort()
-{
-    using var listener = new TcpListener(IPAddress.Loopback, 0);
-    listener.Start();
-    return ((IPEndPoint)listener.LocalEndpoint).Port;
-}
-
-static async Task WaitOpenAsync(int port)
-{
-    for (var i = 0; i < 300; i++)
-    {
-        try
-        {
-            using var client = new TcpClient();
-            await client.ConnectAsync(IPAddress.Loopback, port);
-            return;
-        }
-        catch (SocketException)
-        {
-            await Task.Delay(100);
-        }
-    }
-
-    throw new TimeoutException($"azurite did not open port {port}");
 }
 
 int IntArg(string name, int fallback) =>

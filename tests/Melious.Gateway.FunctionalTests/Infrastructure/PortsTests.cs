@@ -1,0 +1,33 @@
+using System.Net;
+using System.Net.Sockets;
+
+namespace Melious.Gateway.FunctionalTests.Infrastructure;
+
+/// <summary>
+/// The harness's own ports. Azurite takes three of them and exits when two are the same (it listens on the first, then
+/// fails to bind the second, after its port check passed); tests running in parallel take hundreds.
+/// </summary>
+public sealed class PortsTests
+{
+    [Fact]
+    public void Free_NeverHandsOutTheSamePortTwice()
+    {
+        // The kernel picks bind(0) ports at random, so 500 plain picks repeat a port with high probability (birthday
+        // bound over ~14,000 even ports); the harness must not.
+        var ports = Enumerable.Range(0, 500).Select(_ => Ports.Free()).ToList();
+
+        Assert.Equal(ports.Count, ports.Distinct().Count());
+        Assert.All(ports, port => Assert.InRange(port, 1, 65535));
+    }
+
+    [Fact]
+    public async Task WaitOpenAsync_ReturnsOnceAListenerIsUp_AndTimesOutWithoutOne()
+    {
+        var port = Ports.Free();
+        await Assert.ThrowsAsync<SocketException>(() => Ports.WaitOpenAsync(port, TimeSpan.FromMilliseconds(300)));
+
+        using var listener = new TcpListener(IPAddress.Loopback, port);
+        listener.Start();
+        await Ports.WaitOpenAsync(port, TimeSpan.FromSeconds(5));
+    }
+}

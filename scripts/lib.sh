@@ -41,12 +41,6 @@ machine_rid() {
   esac
 }
 
-# Prints a free TCP port on 127.0.0.1.
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()' 2>/dev/null \
-    || node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
-}
-
 # wait_for_port PORT SECONDS
 wait_for_port() {
   local port="$1" seconds="${2:-30}" i

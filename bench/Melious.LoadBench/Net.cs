@@ -4,7 +4,9 @@ using System.Net.Sockets;
 
 namespace Melious.LoadBench;
 
-/// <summary>Loopback ports for the bench's child processes (shared with the writer bench).</summary>
+/// <summary>
+/// Loopback ports for child processes: the load bench's, and (linked) the writer bench's and the functional tests'.
+/// </summary>
 public static partial class Net
 {
     private static readonly HashSet<int> HandedOut = [];
@@ -30,7 +32,7 @@ public static partial class Net
             }
         }
 
-        throw new InvalidOperationException("no loopback port left that the bench has not handed out already");
+        throw new InvalidOperationException("no loopback port left that this process has not handed out already");
     }
 
     /// <summary>

@@ -1,58 +1,18 @@
-using System.Net;
-using System.Net.Sockets;
+using Melious.LoadBench;
 
 namespace Melious.Gateway.FunctionalTests.Infrastructure;
 
+/// <summary>
+/// Loopback ports for the harness's processes, picked as the benches pick theirs (bench/Melious.LoadBench/Net.cs,
+/// linked): never the same port twice in one process, and a self-connect never passes for an open port.
+/// </summary>
 public static class Ports
 {
-    private static readonly HashSet<int> HandedOut = [];
+    /// <summary>A loopback TCP port that is free now and that no earlier call in this process returned.</summary>
+    public static int Free() => Net.FreePort();
 
     /// <summary>
-    /// A loopback TCP port that is free now and that no earlier call in this process returned. The kernel may offer a
-    /// port again as soon as its probe listener closed, so without the check two calls (Azurite's three ports, tests
-    /// running in parallel) could get the same one before its owner binds it: Azurite then listens on the first and
-    /// exits on the second, after its port check passed.
+    /// Waits until the port accepts connections; throws a <see cref="System.Net.Sockets.SocketException"/> at the timeout.
     /// </summary>
-    public static int Free()
-    {
-        for (var attempt = 0; attempt < 1000; attempt++)
-        {
-            using var listener = new TcpListener(IPAddress.Loopback, 0);
-            listener.Start();
-            var port = ((IPEndPoint)listener.LocalEndpoint).Port;
-            lock (HandedOut)
-            {
-                if (HandedOut.Add(port))
-                {
-                    return port;
-                }
-            }
-        }
-
-        throw new InvalidOperationException("no loopback port left that this process has not handed out already");
-    }
-
-    public static async Task WaitOpenAsync(int port, TimeSpan timeout)
-    {
-        var deadline = DateTime.UtcNow + timeout;
-        while (true)
-        {
-            try
-            {
-                using var client = new TcpClient();
-                await client.ConnectAsync(IPAddress.Loopback, port);
-                if (((IPEndPoint)client.Client.LocalEndPoint!).Port != port)
-                {
-                    return;
-                }
-
-                // A TCP self-connect (the kernel picked the port itself as the source): nobody listens yet.
-                throw new SocketException((int)SocketError.ConnectionRefused);
-            }
-            catch (SocketException) when (DateTime.UtcNow < deadline)
-            {
-                await Task.Delay(50);
-            }
-        }
-    }
+    public static Task WaitOpenAsync(int port, TimeSpan timeout) => Net.WaitOpenAsync(port, timeout);
 }

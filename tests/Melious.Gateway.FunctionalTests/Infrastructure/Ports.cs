@@ -12,7 +12,8 @@ public static class Ports
     public static int Free() => Net.FreePort();
 
     /// <summary>
-    /// Waits until the port accepts connections; throws a <see cref="System.Net.Sockets.SocketException"/> at the timeout.
+    /// Waits until the port accepts connections; at the timeout, throws a
+    /// <see cref="System.Net.Sockets.SocketException"/>.
     /// </summary>
     public static Task WaitOpenAsync(int port, TimeSpan timeout) => Net.WaitOpenAsync(port, timeout);
 }

@@ -84,6 +84,14 @@ public sealed partial class KeyRateLimiter(QuotaStore store, IOptions<GatewayOpt
         }
     }
 
+    /// <summary>The 429 message of the requests-per-minute limit ("1 request", "3 requests").</summary>
+    internal static string RequestsRefusal(long perMinute) =>
+        perMinute == 1 ? "this key allows 1 request per minute" : $"this key allows {perMinute} requests per minute";
+
+    /// <summary>The 429 message of the concurrency limit ("1 concurrent request", "2 concurrent requests").</summary>
+    internal static string ConcurrencyRefusal(long max) =>
+        max == 1 ? "this key allows at most 1 concurrent request" : $"this key allows at most {max} concurrent requests";
+
     /// <summary>Checks and takes the key's limits for one request with <paramref name="estimatedInputTokens"/>.</summary>
     public async ValueTask<LimitDecision> AcquireAsync(ApiKeyRecord key, long estimatedInputTokens, CancellationToken cancellationToken)
     {
@@ -100,7 +108,7 @@ public sealed partial class KeyRateLimiter(QuotaStore store, IOptions<GatewayOpt
             requests = await TakeAsync(Bucket(key.KeyId, RequestsKind), key.RequestsPerMinute, 1, now, cancellationToken);
             if (!requests.Value.Ok)
             {
-                return Reject(key, requests.Value, null, $"this key allows {key.RequestsPerMinute} requests per minute");
+                return Reject(key, requests.Value, null, RequestsRefusal(key.RequestsPerMinute));
             }
         }
 
@@ -126,7 +134,7 @@ public sealed partial class KeyRateLimiter(QuotaStore store, IOptions<GatewayOpt
             {
                 Refund(requests);
                 Refund(tokens);
-                return Reject(key, requests, tokens, $"this key allows at most {key.MaxConcurrentStreams} concurrent requests", concurrency: true);
+                return Reject(key, requests, tokens, ConcurrencyRefusal(key.MaxConcurrentStreams), concurrency: true);
             }
         }
 

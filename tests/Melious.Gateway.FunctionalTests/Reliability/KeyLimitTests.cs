@@ -43,7 +43,12 @@ public sealed class KeyLimitTests(AzuriteFixture azurite)
             for (var i = 0; i < 3; i++)
             {
                 using var ok = await client.SendAsync(Post(Scenario.Body().ToJsonString()), Ct);
-                Assert.Equal(HttpStatusCode.OK, ok.StatusCode);
+                if (ok.StatusCode != HttpStatusCode.OK)
+                {
+                    // Seen once (2026-12-06, full test command): one of the first three refused with 429. Say what the
+                    // gateway saw, so the next time names the cause (per-instance limits while storage failed, say).
+                    Assert.Fail(await RefusalReportAsync(ok, i + 1, minute, s.Gateway));
+                }
             }
 
             using var refused = await client.SendAsync(Post(Scenario.Body(stream: true).ToJsonString()), Ct);
@@ -208,5 +213,15 @@ public sealed class KeyLimitTests(AzuriteFixture azurite)
         var row = await BillingRowAsync(s.Gateway, RequestId(denied));
         AssertOutcome(row, 403, "permission_error", cancelled: false);
         Assert.Equal("claude-opus-4-8", row.GetString("RequestedModel"));
+    }
+
+    private static async Task<string> RefusalReportAsync(HttpResponseMessage response, int request, long minute, TestGateway gateway)
+    {
+        var limit = response.Headers.TryGetValues("anthropic-ratelimit-requests-limit", out var values) ? string.Join(',', values) : "-";
+        var lines = gateway.Logs.Lines.Where(l =>
+            l.StartsWith("Warning", StringComparison.Ordinal) || l.StartsWith("Error", StringComparison.Ordinal)
+            || l.StartsWith("Critical", StringComparison.Ordinal) || l.Contains("Rate-limit", StringComparison.Ordinal));
+        return $"request {request} of 3 answered {(int)response.StatusCode} in minute {minute} (now {DateTime.UtcNow.Ticks / TimeSpan.TicksPerMinute}), " +
+            $"requests-limit {limit}, body {await response.Content.ReadAsStringAsync(Ct)}; gateway warnings and limiter lines: {string.Join(" | ", lines)}";
     }
 }

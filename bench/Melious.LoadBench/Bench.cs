@@ -110,9 +110,9 @@ public sealed partial class Bench : IDisposable
         }
         catch (Exception ex)
         {
-            // Seen once (2026-12-06): Azurite passed its port check, then refused every table connection. The likely cause,
-            // reproduced by hand: two of its ports were the same (Net.FreePort now never hands a port out twice), so it
-            // listened on one and exited on the other. Should it happen otherwise, say what Azurite printed.
+            // Seen once (2026-12-06): Azurite passed its port check, then refused every table connection. The likely
+            // cause, reproduced by hand: two of its ports were the same (Net.FreePort now never hands a port out
+            // twice), so it listened on one and exited on the other. Should it happen otherwise, say what it printed.
             throw new InvalidOperationException(
                 $"Azurite passed its port check but its storage calls failed (Azurite exited: {_azurite.Process.HasExited}); its output: {_azurite.Process.Output}", ex);
         }

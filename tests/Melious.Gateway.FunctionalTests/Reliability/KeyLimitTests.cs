@@ -217,11 +217,15 @@ public sealed class KeyLimitTests(AzuriteFixture azurite)
 
     private static async Task<string> RefusalReportAsync(HttpResponseMessage response, int request, long minute, TestGateway gateway)
     {
-        var limit = response.Headers.TryGetValues("anthropic-ratelimit-requests-limit", out var values) ? string.Join(',', values) : "-";
+        var limit = response.Headers.TryGetValues("anthropic-ratelimit-requests-limit", out var values)
+            ? string.Join(',', values)
+            : "-";
         var lines = gateway.Logs.Lines.Where(l =>
             l.StartsWith("Warning", StringComparison.Ordinal) || l.StartsWith("Error", StringComparison.Ordinal)
             || l.StartsWith("Critical", StringComparison.Ordinal) || l.Contains("Rate-limit", StringComparison.Ordinal));
-        return $"request {request} of 3 answered {(int)response.StatusCode} in minute {minute} (now {DateTime.UtcNow.Ticks / TimeSpan.TicksPerMinute}), " +
-            $"requests-limit {limit}, body {await response.Content.ReadAsStringAsync(Ct)}; gateway warnings and limiter lines: {string.Join(" | ", lines)}";
+        var now = DateTime.UtcNow.Ticks / TimeSpan.TicksPerMinute;
+        var body = await response.Content.ReadAsStringAsync(Ct);
+        return $"request {request} of 3 answered {(int)response.StatusCode} in minute {minute} (now {now}), requests-limit " +
+            $"{limit}, body {body}; gateway warnings and limiter lines: {string.Join(" | ", lines)}";
     }
 }

@@ -27,6 +27,27 @@ public sealed partial class DashboardEndpoint(
     public async Task DispatchAsync(HttpContext http)
     {
         RequestContext.EnsureRequestId(http);
+        try
+        {
+            await RouteAsync(http);
+        }
+        catch (Exception ex) when (!(ex is OperationCanceledException && http.RequestAborted.IsCancellationRequested))
+        {
+            // A bug, not a client mistake: logged with the request id, answered as the API answers one.
+            var requestId = RequestContext.EnsureRequestId(http);
+            Log.Unhandled(logger, requestId, ex);
+            if (!http.Response.HasStarted)
+            {
+                http.Response.Clear();
+                http.Response.Headers[RequestContext.RequestIdHeader] = requestId;
+                Secure(http, nonce: null);
+                await ErrorWriter.WriteAsync(http, 500, "api_error", "internal gateway error; the request id identifies it in the gateway logs");
+            }
+        }
+    }
+
+    private async Task RouteAsync(HttpContext http)
+    {
         var path = (http.Request.Path.Value ?? "").TrimEnd('/');
         var method = http.Request.Method;
         var read = HttpMethods.IsGet(method) || HttpMethods.IsHead(method);
@@ -49,7 +70,13 @@ public sealed partial class DashboardEndpoint(
         const string sessionPrefix = "/dashboard/sessions/";
         if (path.StartsWith(sessionPrefix, StringComparison.OrdinalIgnoreCase) && path.Length > sessionPrefix.Length && path.IndexOf('/', sessionPrefix.Length) < 0)
         {
-            await (read ? SessionAsync(http, Uri.UnescapeDataString(path[sessionPrefix.Length..])) : MethodNotAllowedAsync(http, "GET, HEAD"));
+            if (DashboardTables.SessionIdFromSegment(path[sessionPrefix.Length..]) is not { } sessionId)
+            {
+                await ErrorWriter.WriteAsync(http, 404, "not_found_error", "no dashboard page at this path: not a session link");
+                return;
+            }
+
+            await (read ? SessionAsync(http, sessionId) : MethodNotAllowedAsync(http, "GET, HEAD"));
             return;
         }
 
@@ -64,18 +91,30 @@ public sealed partial class DashboardEndpoint(
             return;
         }
 
-        if (!http.Request.HasFormContentType || http.Request.ContentLength is null or > MaxFormBytes)
+        const string formError = "send the sign-in form (application/x-www-form-urlencoded, at most 4 KB)";
+        if (!IsUrlEncodedForm(http.Request.ContentType) || http.Request.ContentLength is null or > MaxFormBytes)
         {
-            await HtmlAsync(http, 400, DashboardHtml.Login(Nonce(http), "send the sign-in form (application/x-www-form-urlencoded, at most 4 KB)"));
+            await HtmlAsync(http, 400, DashboardHtml.Login(Nonce(http), formError));
             return;
         }
 
-        var form = await http.Request.ReadFormAsync(http.RequestAborted);
+        IFormCollection form;
+        try
+        {
+            form = await http.Request.ReadFormAsync(http.RequestAborted);
+        }
+        catch (Exception ex) when (ex is InvalidDataException or BadHttpRequestException)
+        {
+            // Too many fields, a field over the limits, a body shorter than its Content-Length: the client's mistake.
+            await HtmlAsync(http, 400, DashboardHtml.Login(Nonce(http), formError));
+            return;
+        }
+
         var key = form["key"].ToString();
         var auth = await authenticator.AuthenticateKeyAsync(key, http.RequestAborted);
         if (auth.Status != AuthStatus.Ok)
         {
-            var error = MessagesEndpoint.AuthError(auth.Status);
+            var error = MessagesEndpoint.AuthError(auth);
             if (error.RetryAfter is { } retryAfter)
             {
                 http.Response.Headers.RetryAfter = retryAfter;
@@ -236,6 +275,10 @@ public sealed partial class DashboardEndpoint(
                     {
                         error = "The custom range ends before it starts.";
                     }
+                    else if (!UsageQueryService.InWindow(from) || !UsageQueryService.InWindow(to))
+                    {
+                        error = $"Dates must be {UsageQueryService.DayWindow}.";
+                    }
                     else if (to.DayNumber - from.DayNumber + 1 > UsageQueryService.MaxDays)
                     {
                         error = $"A range may cover at most {UsageQueryService.MaxDays} days.";
@@ -266,6 +309,10 @@ public sealed partial class DashboardEndpoint(
         var today = DateOnly.FromDateTime(time.GetUtcNow().UtcDateTime);
         return new DashboardRange("7d", today.AddDays(-6), today);
     }
+
+    private static bool IsUrlEncodedForm(string? contentType) =>
+        Microsoft.Net.Http.Headers.MediaTypeHeaderValue.TryParse(contentType, out var type)
+        && type.MediaType.Equals("application/x-www-form-urlencoded", StringComparison.OrdinalIgnoreCase);
 
     private static bool IsStorageFailure(Exception ex, HttpContext http) =>
         ex is Azure.RequestFailedException or HttpRequestException or TimeoutException or AggregateException
@@ -343,5 +390,8 @@ public sealed partial class DashboardEndpoint(
 
         [LoggerMessage(2, LogLevel.Error, "Dashboard: usage storage unavailable ({Error})")]
         public static partial void StorageFailed(ILogger logger, string error);
+
+        [LoggerMessage(3, LogLevel.Error, "Dashboard request {RequestId} failed")]
+        public static partial void Unhandled(ILogger logger, string requestId, Exception exception);
     }
 }

@@ -1,4 +1,6 @@
+using System.Buffers.Text;
 using System.Globalization;
+using System.Text;
 using Melious.Gateway.Reporting;
 using Melious.Gateway.Usage;
 
@@ -31,10 +33,42 @@ public static class DashboardTables
         };
         var sessionRows = view.Sessions.Select(s => new ReportRow(
             [s.SessionId, s.Account, Time(s.FirstAt), Time(s.LastAt), .. Counters(s.Currency, s.Totals)],
-            $"/dashboard/sessions/{Uri.EscapeDataString(s.SessionId)}?{query}&account={Uri.EscapeDataString(s.Account)}")).ToList();
+            $"{SessionPath(s.SessionId)}?{query}&account={Uri.EscapeDataString(s.Account)}")).ToList();
         tables.Add(new ReportTable("by-session", "By Claude Code session", ["session_id", "account", "first_request_utc", "last_request_utc", .. CounterHeaders], sessionRows, 5));
         return tables;
     }
+
+    /// <summary>
+    /// The drill-down path of a session. An id of unreserved URL characters only (a Claude Code session's UUID) is its
+    /// own path segment. Any other id (a <c>%</c>, a <c>/</c>, a space, <c>.</c> or <c>..</c>, a leading <c>~</c>) is
+    /// written as <c>~</c> and its base64url UTF-8 bytes: percent-escapes do not survive the Functions host, which
+    /// decodes the path and hands the worker a re-escaped one in which an id's own <c>%41</c> reads as <c>A</c>.
+    /// </summary>
+    internal static string SessionPath(string sessionId) =>
+        "/dashboard/sessions/" + (IsPlainSegment(sessionId) ? sessionId : "~" + Base64Url.EncodeToString(Encoding.UTF8.GetBytes(sessionId)));
+
+    /// <summary>The session id of a drill-down path segment (as decoded by the server), or null when it is not one.</summary>
+    internal static string? SessionIdFromSegment(string segment)
+    {
+        if (!segment.StartsWith('~'))
+        {
+            // A plain id, or a link typed by hand: the server decoded it already, all but an escaped slash.
+            return segment.Replace("%2F", "/", StringComparison.OrdinalIgnoreCase);
+        }
+
+        try
+        {
+            return Encoding.UTF8.GetString(Base64Url.DecodeFromChars(segment.AsSpan(1)));
+        }
+        catch (FormatException)
+        {
+            return null;
+        }
+    }
+
+    private static bool IsPlainSegment(string id) =>
+        id.Length > 0 && id is not "." and not ".." && id[0] != '~'
+        && id.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.');
 
     public static ReportTable Requests(string sessionId, IReadOnlyList<RequestSummary> requests) => new(
         "session-requests",

@@ -59,6 +59,11 @@ public static class ReportQuery
             throw new ReportQueryException($"{name} must be an RFC 3339 timestamp such as 2026-12-01T00:00:00Z (got '{Shorten(text)}')");
         }
 
+        if (!UsageQueryService.InWindow(DateOnly.FromDateTime(value.UtcDateTime)))
+        {
+            throw new ReportQueryException($"{name} must be a time {UsageQueryService.DayWindow} (got '{Shorten(text)}')");
+        }
+
         return value;
     }
 

@@ -319,11 +319,15 @@ public sealed partial class UsageApiEndpoint(ApiKeyAuthenticator authenticator, 
 
     private async Task RunAsync<T>(HttpContext http, Func<ApiKeyRecord, Task<(T Body, JsonTypeInfo<T> Type)>> handler)
     {
-        RequestContext.EnsureRequestId(http);
+        var requestId = RequestContext.EnsureRequestId(http);
+
+        // An account's usage and spend: no shared cache may keep it (keys usually come in x-api-key, which HTTP
+        // caches do not treat as a credential the way they treat Authorization).
+        http.Response.Headers.CacheControl = "no-store";
         var auth = await authenticator.AuthenticateAsync(http.Request.Headers, http.RequestAborted);
         if (auth.Status != AuthStatus.Ok)
         {
-            await ErrorWriter.WriteAsync(http, MessagesEndpoint.AuthError(auth.Status));
+            await ErrorWriter.WriteAsync(http, MessagesEndpoint.AuthError(auth));
             return;
         }
 
@@ -345,11 +349,20 @@ public sealed partial class UsageApiEndpoint(ApiKeyAuthenticator authenticator, 
             Log.StorageFailed(logger, ex.GetType().Name);
             await ErrorWriter.WriteAsync(http, new GatewayError(503, "api_error", "usage storage is temporarily unavailable; retry shortly") { RetryAfter = "5" });
         }
+        catch (Exception ex) when (!(ex is OperationCanceledException && http.RequestAborted.IsCancellationRequested))
+        {
+            // A bug, not a client mistake: logged with the request id, answered as the Messages API answers one.
+            Log.Unhandled(logger, requestId, ex);
+            await ErrorWriter.WriteAsync(http, 500, "api_error", "internal gateway error; the request id identifies it in the gateway logs");
+        }
     }
 
     private static partial class Log
     {
         [LoggerMessage(1, LogLevel.Error, "Usage report failed: storage unavailable ({Error})")]
         public static partial void StorageFailed(ILogger logger, string error);
+
+        [LoggerMessage(2, LogLevel.Error, "Usage report {RequestId} failed")]
+        public static partial void Unhandled(ILogger logger, string requestId, Exception exception);
     }
 }

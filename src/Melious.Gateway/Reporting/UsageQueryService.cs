@@ -62,6 +62,17 @@ public sealed class UsageQueryService(UsageReader reader)
     /// <summary>The longest range one report may cover.</summary>
     public const int MaxDays = 400;
 
+    /// <summary>The first day a report may cover: nothing was billed before it, and it keeps day arithmetic in range.</summary>
+    public static readonly DateOnly EarliestDay = new(1970, 1, 1);
+
+    /// <summary>The last day a report may cover: a range, its pages and its month partitions stay below year 10000.</summary>
+    public static readonly DateOnly LatestDay = new(9998, 12, 31);
+
+    /// <summary>The dates a report accepts, as a sentence part for error messages.</summary>
+    public static string DayWindow => $"from {Day(EarliestDay)} to {Day(LatestDay)}";
+
+    public static bool InWindow(DateOnly day) => day >= EarliestDay && day <= LatestDay;
+
     public async Task<UsageView> ReadViewAsync(DateOnly from, DateOnly to, string? account, CancellationToken cancellationToken)
     {
         var dailyTask = ToListAsync(reader.ReadDailyAsync(from, to, account, cancellationToken));

@@ -262,6 +262,81 @@ public abstract class DashboardBrowserTests(IGatewayTarget target)
         Assert.DoesNotContain(gateway.Logs.Lines, l => l.Contains(key[ApiKeys.Prefix.Length..], StringComparison.Ordinal));
     }
 
+    /// <summary>
+    /// Client mistakes get a 400 page, never a bare 500: dates outside the reports' window (day arithmetic past year
+    /// 9999 used to throw), and sign-in bodies the form reader refuses (multipart without a boundary, too many fields).
+    /// </summary>
+    [Fact]
+    public async Task OutOfRangeDates_AndMalformedSignInForms_GetA400Page()
+    {
+        await using var gateway = await StartAsync();
+        var key = await gateway.CreateKeyAsync("acme", "alice");
+        using var client = new HttpClient(new HttpClientHandler { AllowAutoRedirect = false }) { BaseAddress = new Uri(gateway.BaseUrl) };
+        using var signIn = await client.PostAsync("/dashboard/login", new FormUrlEncodedContent([new("key", key)]), Ct);
+        Assert.Equal(System.Net.HttpStatusCode.SeeOther, signIn.StatusCode);
+        var cookie = Assert.Single(signIn.Headers.GetValues("Set-Cookie")).Split(';')[0];
+
+        foreach (var path in new[]
+        {
+            "/dashboard?range=custom&from=9999-12-31&to=9999-12-31",
+            "/dashboard/export.csv?range=custom&from=9999-12-30&to=9999-12-31",
+            "/dashboard?range=custom&from=0001-01-01&to=0001-01-02",
+        })
+        {
+            using var get = new HttpRequestMessage(HttpMethod.Get, path);
+            get.Headers.Add("Cookie", cookie);
+            using var response = await client.SendAsync(get, Ct);
+            var body = await response.Content.ReadAsStringAsync(Ct);
+            Assert.True(response.StatusCode == System.Net.HttpStatusCode.BadRequest, $"{path}: {(int)response.StatusCode} {body}");
+            Assert.Contains("Dates must be from 1970-01-01 to 9998-12-31", body);
+        }
+
+        var fields = new StringContent(string.Concat(Enumerable.Repeat("a=&", 1100)), System.Text.Encoding.ASCII, "application/x-www-form-urlencoded");
+        var multipart = new StringContent("x");
+        multipart.Headers.ContentType = System.Net.Http.Headers.MediaTypeHeaderValue.Parse("multipart/form-data");
+        foreach (var (name, content) in new[] { ("1,100 fields", (HttpContent)fields), ("multipart without a boundary", multipart) })
+        {
+            using var response = await client.PostAsync("/dashboard/login", content, Ct);
+            var body = await response.Content.ReadAsStringAsync(Ct);
+            Assert.True(response.StatusCode == System.Net.HttpStatusCode.BadRequest, $"{name}: {(int)response.StatusCode} {body}");
+            Assert.Contains("id=\"key\"", body);
+            Assert.Contains("application/x-www-form-urlencoded", body);
+        }
+    }
+
+    /// <summary>
+    /// A session id with a <c>%</c>, a space and a <c>/</c> of its own opens its own drill-down (its escaped link was
+    /// decoded twice, so <c>a%41</c> became <c>aA</c>: by the dashboard on the self-host, by the host's proxy on the
+    /// Functions host).
+    /// </summary>
+    [Fact]
+    public async Task ASessionIdWithAPercentSign_OpensItsOwnDrillDown()
+    {
+        await using var gateway = await StartAsync();
+        var seed = await SeedAsync(gateway);
+        var session = "a%41 b/" + Guid.NewGuid().ToString("N")[..6];
+        var request = seed.Events[0] with { RequestId = Melious.Gateway.Ids.NewRequestId(), Account = seed.Acme, SessionId = session, StartedAt = DateTimeOffset.UtcNow.AddMinutes(-1) };
+        await gateway.Services.GetRequiredService<UsageWriter>().WriteAsync([request], Ct);
+        using var client = new HttpClient(new HttpClientHandler { AllowAutoRedirect = false }) { BaseAddress = new Uri(gateway.BaseUrl) };
+        using var signIn = await client.PostAsync("/dashboard/login", new FormUrlEncodedContent([new("key", seed.AcmeKey)]), Ct);
+        var cookie = Assert.Single(signIn.Headers.GetValues("Set-Cookie")).Split(';')[0];
+
+        // The overview links the session as "~" and its base64url bytes: no escape in it for a host to decode.
+        using var overview = new HttpRequestMessage(HttpMethod.Get, "/dashboard?range=today");
+        overview.Headers.Add("Cookie", cookie);
+        var page = await (await client.SendAsync(overview, Ct)).Content.ReadAsStringAsync(Ct);
+        var link = "/dashboard/sessions/~" + System.Buffers.Text.Base64Url.EncodeToString(System.Text.Encoding.UTF8.GetBytes(session));
+        Assert.Contains($"href=\"{link}?", page);
+        Assert.Contains($"href=\"/dashboard/sessions/{seed.AcmeSession1}?", page);   // a plain id stays as it is
+
+        using var drill = new HttpRequestMessage(HttpMethod.Get, link + "?range=today");
+        drill.Headers.Add("Cookie", cookie);
+        using var response = await client.SendAsync(drill, Ct);
+        var body = await response.Content.ReadAsStringAsync(Ct);
+        Assert.True(response.StatusCode == System.Net.HttpStatusCode.OK, $"{(int)response.StatusCode} {body}");
+        Assert.Contains(request.RequestId, body);
+    }
+
     /// <summary>Behind HTTPS (a front end saying so with <c>X-Forwarded-Proto: https</c>), the session cookie is Secure.</summary>
     [Fact]
     public async Task BehindHttps_TheSessionCookieIsSecure()

@@ -263,6 +263,8 @@ public sealed class UsageApiTests(AzuriteFixture azurite)
     [InlineData("starting_at=2026-12-01T00:00:00Z&context_window[]=0-200k", "not supported")]
     [InlineData("starting_at=2026-12-01T00:00:00Z&colour=red", "unknown query parameter")]
     [InlineData("starting_at=2026-12-05T00:00:00Z&ending_at=2026-12-01T00:00:00Z", "after starting_at")]
+    [InlineData("starting_at=9999-12-31T00:00:00Z&ending_at=9999-12-31T12:00:00Z", "from 1970-01-01 to 9998-12-31")]
+    [InlineData("starting_at=0001-01-01T00:00:00Z&ending_at=0001-01-02T00:00:00Z", "from 1970-01-01 to 9998-12-31")]
     public async Task UsageReport_UnsupportedOrBadParameters_GetAClear400(string query, string message)
     {
         await using var gateway = await StartAsync();
@@ -271,6 +273,34 @@ public sealed class UsageApiTests(AzuriteFixture azurite)
 
         using var response = await client.GetAsync($"{Messages}?{query}", Ct);
         await ErrorAssert.IsErrorAsync(response, HttpStatusCode.BadRequest, "invalid_request_error", message);
+    }
+
+    /// <summary>
+    /// Dates at the ends of the calendar are a client mistake on every route (day arithmetic past year 1 or 9999 used
+    /// to throw: a bare 500 without a request id), and no answer of the usage API may be kept by a shared cache.
+    /// </summary>
+    [Theory]
+    [InlineData(Messages + "?starting_at=9998-12-31T00:00:00Z&ending_at=9999-12-31T12:00:00Z")]
+    [InlineData(Costs + "?starting_at=9999-12-31T00:00:00Z&ending_at=9999-12-31T12:00:00Z")]
+    [InlineData("/v1/usage/sessions?ending_at=0001-01-01T00:00:00Z")]
+    [InlineData("/v1/usage/sessions/some-session?ending_at=0001-01-01T00:00:00Z")]
+    public async Task DatesOutsideTheWindow_GetA400_AndNothingIsCacheable(string path)
+    {
+        await using var gateway = await StartAsync();
+        var seed = await UsageSeed.WriteAsync(gateway.Services, Ct);
+        using var client = gateway.Client(seed.AcmeKey);
+
+        using var bad = await client.GetAsync(path, Ct);
+        Assert.True(bad.Headers.CacheControl?.NoStore, "a 400 of the usage API must say no-store");
+        await ErrorAssert.IsErrorAsync(bad, HttpStatusCode.BadRequest, "invalid_request_error", "from 1970-01-01 to 9998-12-31");
+
+        var from = $"starting_at={UsageSeed.Day(seed.Today.AddDays(-2))}T00:00:00Z";
+        foreach (var good in new[] { $"{Messages}?{from}", $"{Costs}?{from}", $"/v1/usage/sessions?{from}", $"/v1/usage/sessions/{seed.AcmeSession1}?{from}" })
+        {
+            using var response = await client.GetAsync(good, Ct);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            Assert.True(response.Headers.CacheControl?.NoStore, good + ": an account's usage must not be cached");
+        }
     }
 
     [Fact]

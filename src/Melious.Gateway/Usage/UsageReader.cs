@@ -47,78 +47,79 @@ public sealed class UsageReader(StorageClients storage)
     /// <summary>Per-session, per-day totals (Claude Code session id) from the ledger.</summary>
     public async IAsyncEnumerable<SessionUsageRow> ReadSessionsAsync(DateOnly from, DateOnly to, string? account, string? sessionId = null, [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
-        var range = TableClient.CreateQueryFilter($"RowKey ge {"d|" + Day(from) + "|"} and RowKey lt {"d|" + Day(to.AddDays(1)) + "|"}");
-        var filters = account is null
-            ? [range]
-            : Months(from, to).Select(m => TableClient.CreateQueryFilter($"PartitionKey eq {UsageRows.LedgerPartition(account, m)}") + " and " + range).ToList();
-        foreach (var filter in filters)
+        await foreach (var row in ReadDayCountersAsync(from, to, account, 's', cancellationToken))
         {
-            await foreach (var e in Ledger.QueryAsync<TableEntity>(filter, cancellationToken: cancellationToken))
+            if (sessionId is null || row.Name == sessionId)
             {
-                if (!e.RowKey.Contains("|s|", StringComparison.Ordinal))
-                {
-                    continue;
-                }
-
-                var session = EntityValues.String(e, "SessionId") ?? "";
-                if (sessionId is not null && session != sessionId)
-                {
-                    continue;
-                }
-
-                yield return new SessionUsageRow(
-                    EntityValues.String(e, "Day") ?? "",
-                    EntityValues.String(e, "Account") ?? "",
-                    session,
-                    EntityValues.String(e, "Currency") ?? "",
-                    UsageCounters.ReadFrom(e));
+                yield return new SessionUsageRow(row.Day, row.Account, row.Name, row.Currency, row.Totals);
             }
         }
     }
 
     /// <summary>
     /// The ledger's day counters of one kind (see <see cref="DayCounterRow"/>) for the days <paramref name="from"/>..<paramref name="to"/>:
-    /// one point range per account month, or for every account a row-key range over the ledger.
+    /// a row-key range in each account month's partition. Without an account, the accounts of a month are those with
+    /// rollups in <c>usagedaily</c> for those days (a small month partition): the ledger also holds a marker row per
+    /// request ever counted, so a query without a partition key would read all of its history on every view.
     /// </summary>
     public async IAsyncEnumerable<DayCounterRow> ReadDayCountersAsync(DateOnly from, DateOnly to, string? account, char kind, [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         var range = TableClient.CreateQueryFilter($"RowKey ge {"d|" + Day(from) + "|"} and RowKey lt {"d|" + Day(to.AddDays(1)) + "|"}");
-        var filters = account is null
-            ? [range]
-            : Months(from, to).Select(m => TableClient.CreateQueryFilter($"PartitionKey eq {UsageRows.LedgerPartition(account, m)}") + " and " + range).ToList();
         var nameColumn = kind switch { 'm' => "Model", 'q' => "RequestedModel", 'k' => "KeyId", 's' => "SessionId", _ => throw new ArgumentOutOfRangeException(nameof(kind)) };
-        foreach (var filter in filters)
+        foreach (var month in Months(from, to))
         {
-            await foreach (var e in Ledger.QueryAsync<TableEntity>(filter, cancellationToken: cancellationToken))
+            var accounts = account is not null ? [account] : await AccountsWithUsageAsync(month, from, to, cancellationToken);
+            foreach (var name in accounts)
             {
-                // d|yyyy-MM-dd|{kind}|…
-                if (e.RowKey.Length < 16 || e.RowKey[13] != kind || e.RowKey[14] != '|')
+                var filter = TableClient.CreateQueryFilter($"PartitionKey eq {UsageRows.LedgerPartition(name, month)}") + " and " + range;
+                await foreach (var e in Ledger.QueryAsync<TableEntity>(filter, cancellationToken: cancellationToken))
                 {
-                    continue;
-                }
+                    // d|yyyy-MM-dd|{kind}|…
+                    if (e.RowKey.Length < 16 || e.RowKey[13] != kind || e.RowKey[14] != '|')
+                    {
+                        continue;
+                    }
 
-                yield return new DayCounterRow(
-                    EntityValues.String(e, "Day") ?? e.RowKey[2..12],
-                    EntityValues.String(e, "Account") ?? "",
-                    kind,
-                    EntityValues.String(e, nameColumn) ?? "",
-                    EntityValues.String(e, "Currency") ?? "",
-                    UsageCounters.ReadFrom(e),
-                    EntityValues.Date(e, "FirstAt"),
-                    EntityValues.Date(e, "LastAt"));
+                    yield return new DayCounterRow(
+                        EntityValues.String(e, "Day") ?? e.RowKey[2..12],
+                        EntityValues.String(e, "Account") ?? "",
+                        kind,
+                        EntityValues.String(e, nameColumn) ?? "",
+                        EntityValues.String(e, "Currency") ?? "",
+                        UsageCounters.ReadFrom(e),
+                        EntityValues.Date(e, "FirstAt"),
+                        EntityValues.Date(e, "LastAt"));
+                }
             }
         }
     }
 
-    /// <summary>The billing rows of one Claude Code session in the range (the only raw-row read of the reports).</summary>
+    /// <summary>
+    /// The billing rows of one Claude Code session in the range (the only raw-row read of the reports): a partition
+    /// range per account, and without an account, of each account whose ledger counted that session in the range.
+    /// </summary>
     public async IAsyncEnumerable<TableEntity> ReadSessionBillingAsync(DateOnly from, DateOnly to, string? account, string sessionId, [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
-        var filter = account is null
-            ? TableClient.CreateQueryFilter($"StartedAt ge {from.ToDateTime(TimeOnly.MinValue, DateTimeKind.Utc)} and StartedAt lt {to.AddDays(1).ToDateTime(TimeOnly.MinValue, DateTimeKind.Utc)} and SessionId eq {sessionId}")
-            : TableClient.CreateQueryFilter($"PartitionKey ge {UsageRows.RowPartition(account, Day(from))} and PartitionKey le {UsageRows.RowPartition(account, Day(to))} and SessionId eq {sessionId}");
-        await foreach (var e in Billing.QueryAsync<TableEntity>(filter, cancellationToken: cancellationToken))
+        var accounts = new SortedSet<string>(StringComparer.Ordinal);
+        if (account is not null)
         {
-            yield return e;
+            accounts.Add(account);
+        }
+        else
+        {
+            await foreach (var row in ReadSessionsAsync(from, to, null, sessionId, cancellationToken))
+            {
+                accounts.Add(row.Account);
+            }
+        }
+
+        foreach (var name in accounts)
+        {
+            var filter = TableClient.CreateQueryFilter($"PartitionKey ge {UsageRows.RowPartition(name, Day(from))} and PartitionKey le {UsageRows.RowPartition(name, Day(to))} and SessionId eq {sessionId}");
+            await foreach (var e in Billing.QueryAsync<TableEntity>(filter, cancellationToken: cancellationToken))
+            {
+                yield return e;
+            }
         }
     }
 
@@ -140,6 +141,22 @@ public sealed class UsageReader(StorageClients storage)
         var month = now.UtcDateTime.ToString("yyyy-MM", CultureInfo.InvariantCulture);
         var counter = await Ledger.GetEntityIfExistsAsync<TableEntity>(UsageRows.LedgerPartition(account, month), UsageRows.KeyCounter(keyId, currency), cancellationToken: cancellationToken);
         return counter.HasValue ? EntityValues.Long(counter.Value!, nameof(UsageCounters.CostNanos)) ?? 0 : 0;
+    }
+
+    /// <summary>The accounts with usage rollups in <paramref name="month"/> on the days <paramref name="from"/>..<paramref name="to"/>.</summary>
+    private async Task<IReadOnlyCollection<string>> AccountsWithUsageAsync(string month, DateOnly from, DateOnly to, CancellationToken cancellationToken)
+    {
+        var accounts = new SortedSet<string>(StringComparer.Ordinal);
+        var filter = TableClient.CreateQueryFilter($"PartitionKey eq {month} and RowKey ge {Day(from) + "|"} and RowKey lt {Day(to.AddDays(1)) + "|"}");
+        await foreach (var e in Daily.QueryAsync<TableEntity>(filter, select: ["Account"], cancellationToken: cancellationToken))
+        {
+            if (EntityValues.String(e, "Account") is { Length: > 0 } name)
+            {
+                accounts.Add(name);
+            }
+        }
+
+        return accounts;
     }
 
     internal static string Day(DateOnly day) => day.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);

@@ -249,6 +249,42 @@ public sealed class UsageApiTests(AzuriteFixture azurite)
         Assert.Equal(seed.In(from, seed.Today, "globex").Count(), adminView.RootElement.GetProperty("data").GetArrayLength());
     }
 
+    /// <summary>
+    /// An admin's all-accounts views read the ledger by account-month partition, for the accounts with rollups in the
+    /// range: a row-key range over the whole ledger read every request marker ever written on every view. A day counter
+    /// planted in the partition of an account without rollups (which the writer never leaves) shows which read ran.
+    /// </summary>
+    [Fact]
+    public async Task AdminViews_ReadTheLedgerByAccountPartition_NotTheWholeTable()
+    {
+        await using var gateway = await StartAsync();
+        var seed = await UsageSeed.WriteAsync(gateway.Services, Ct);
+        var today = UsageSeed.Day(seed.Today);
+        var ledger = gateway.Services.GetRequiredService<Melious.Gateway.Storage.StorageClients>().Table(Melious.Gateway.Storage.TableNames.UsageLedger);
+        var partition = UsageRows.LedgerPartition("stray", seed.Today.ToString("yyyy-MM", CultureInfo.InvariantCulture));
+        await ledger.AddEntityAsync(new Azure.Data.Tables.TableEntity(partition, UsageRows.KeyDayCounter(today, "straykey", "USD"))
+        {
+            ["Day"] = today, ["Account"] = "stray", ["KeyId"] = "straykey", ["Currency"] = "USD", ["Requests"] = 1L,
+        }, Ct);
+        await ledger.AddEntityAsync(new Azure.Data.Tables.TableEntity(partition, UsageRows.SessionCounter(today, "stray-session", "USD"))
+        {
+            ["Day"] = today, ["Account"] = "stray", ["SessionId"] = "stray-session", ["Currency"] = "USD", ["Requests"] = 1L,
+        }, Ct);
+
+        using var admin = gateway.Client(seed.AdminKey);
+        var range = $"starting_at={UsageSeed.Day(seed.Today.AddDays(-2))}T00:00:00Z";
+        using var byKey = await GetJsonAsync(admin, $"{Messages}?{range}&group_by[]=api_key_id");
+        var keys = Results(byKey).Select(r => r.GetProperty("api_key_id").GetString()).Distinct().ToList();
+        Assert.DoesNotContain("straykey", keys);
+        Assert.Contains(UsageSeed.KeyId(seed.AcmeKey), keys);
+        Assert.Contains(UsageSeed.KeyId(seed.GlobexKey), keys);
+        Assert.Equal(seed.In(seed.Today.AddDays(-2), seed.Today).Count(), Results(byKey).Sum(r => r.GetProperty("requests").GetInt64()));
+
+        using var sessions = await GetJsonAsync(admin, $"/v1/usage/sessions?{range}");
+        var ids = sessions.RootElement.GetProperty("data").EnumerateArray().Select(s => s.GetProperty("session_id").GetString()!).Distinct().Order().ToList();
+        Assert.Equal([seed.AcmeSession1, seed.AcmeSession2, seed.GlobexSession], ids);
+    }
+
     [Theory]
     [InlineData("starting_at=2026-12-01T00:00:00Z&bucket_width=1h", "daily usage rollups only")]
     [InlineData("starting_at=2026-12-01T00:00:00Z&bucket_width=1m", "bucket_width=1d")]

@@ -163,7 +163,7 @@ public static class DashboardHtml
         var hitRate = inputAll == 0 ? "–" : (100m * all.CacheReadTokens / inputAll).ToString("0.0", CultureInfo.InvariantCulture) + " %";
         var cards = new StringBuilder("<section id=\"totals-cards\"><h2>Totals</h2><dl class=\"cards\">");
         void Card(string id, string label, string value) =>
-            cards.Append("<div><dt>").Append(E(label)).Append("</dt><dd data-total=\"").Append(id).Append("\">").Append(E(value)).Append("</dd></div>");
+            cards.Append("<div><dt>").Append(E(label)).Append("</dt><dd data-total=\"").Append(E(id)).Append("\">").Append(E(value)).Append("</dd></div>");
         Card("requests", "Requests", DashboardTables.Int(all.Requests));
         Card("errors", "Errors", DashboardTables.Int(all.ErrorRequests));
         Card("cancelled", "Cancelled", DashboardTables.Int(all.CancelledRequests));

@@ -127,7 +127,7 @@ public static class SvgCharts
 
     private static void Open(StringBuilder svg, string id, string label, IReadOnlyList<DateOnly> days, double max, string unit)
     {
-        svg.Append(CultureInfo.InvariantCulture, $"<svg id=\"{id}\" class=\"chart\" viewBox=\"0 0 {Width} {Height}\" role=\"img\" aria-label=\"{E(label)}\" xmlns=\"http://www.w3.org/2000/svg\">");
+        svg.Append(CultureInfo.InvariantCulture, $"<svg id=\"{E(id)}\" class=\"chart\" viewBox=\"0 0 {Width} {Height}\" role=\"img\" aria-label=\"{E(label)}\" xmlns=\"http://www.w3.org/2000/svg\">");
         for (var t = 0; t <= 4; t++)
         {
             var v = max * t / 4;

@@ -15,6 +15,9 @@ public sealed class ApiKeyStore(StorageClients storage)
 {
     public const string Partition = "key";
 
+    /// <summary>How many times <see cref="SetLimitsAsync"/> writes before it gives up on a row that keeps changing.</summary>
+    internal const int MaxWriteAttempts = 5;
+
     private TableClient Table => storage.Table(TableNames.ApiKeys);
 
     public async Task<ApiKeyRecord?> FindByHashAsync(string hash, CancellationToken cancellationToken)
@@ -63,16 +66,8 @@ public sealed class ApiKeyStore(StorageClients storage)
         return list;
     }
 
-    public async Task<ApiKeyRecord?> FindByKeyIdAsync(string keyId, CancellationToken cancellationToken)
-    {
-        var filter = TableClient.CreateQueryFilter($"PartitionKey eq {Partition} and KeyId eq {keyId}");
-        await foreach (var entity in Table.QueryAsync<TableEntity>(filter, cancellationToken: cancellationToken))
-        {
-            return Read(entity);
-        }
-
-        return null;
-    }
+    public async Task<ApiKeyRecord?> FindByKeyIdAsync(string keyId, CancellationToken cancellationToken) =>
+        await FindEntityByKeyIdAsync(keyId, cancellationToken) is { } entity ? Read(entity) : null;
 
     /// <summary>Disables a key. Gateways stop accepting it within the auth cache TTL (30 s by default).</summary>
     public async Task<bool> RevokeAsync(string keyId, CancellationToken cancellationToken)
@@ -88,17 +83,42 @@ public sealed class ApiKeyStore(StorageClients storage)
         return true;
     }
 
+    /// <summary>
+    /// Changes a key's limit columns and nothing else. The row is written back under the ETag of the read it was
+    /// built from, so a revoke (or any other change) that lands in between is never undone: the write fails with
+    /// 412 and is redone from a fresh read, at most <see cref="MaxWriteAttempts"/> times.
+    /// </summary>
     public async Task<ApiKeyRecord?> SetLimitsAsync(string keyId, KeyLimits limits, CancellationToken cancellationToken)
     {
-        var record = await FindByKeyIdAsync(keyId, cancellationToken);
-        if (record is null)
+        var entity = await FindEntityByKeyIdAsync(keyId, cancellationToken);
+        for (var attempt = 1; entity is not null; attempt++)
         {
-            return null;
+            var updated = limits.ApplyTo(Read(entity));
+            SetLimitColumns(entity, updated);
+            try
+            {
+                await Table.UpdateEntityAsync(entity, entity.ETag, TableUpdateMode.Replace, cancellationToken);
+                return updated;
+            }
+            catch (RequestFailedException ex) when (ex.Status == 412 && attempt < MaxWriteAttempts)
+            {
+                var fresh = await Table.GetEntityIfExistsAsync<TableEntity>(Partition, entity.RowKey, cancellationToken: cancellationToken);
+                entity = fresh.HasValue ? fresh.Value : null;
+            }
         }
 
-        var updated = limits.ApplyTo(record);
-        await Table.UpdateEntityAsync(ToEntity(updated), ETag.All, TableUpdateMode.Replace, cancellationToken);
-        return updated;
+        return null;
+    }
+
+    private async Task<TableEntity?> FindEntityByKeyIdAsync(string keyId, CancellationToken cancellationToken)
+    {
+        var filter = TableClient.CreateQueryFilter($"PartitionKey eq {Partition} and KeyId eq {keyId}");
+        await foreach (var entity in Table.QueryAsync<TableEntity>(filter, cancellationToken: cancellationToken))
+        {
+            return entity;
+        }
+
+        return null;
     }
 
     internal static void ValidateAccount(string account)
@@ -118,11 +138,6 @@ public sealed class ApiKeyStore(StorageClients storage)
             ["Name"] = r.Name,
             ["Enabled"] = r.Enabled,
             ["CreatedAt"] = r.CreatedAt,
-            ["RequestsPerMinute"] = r.RequestsPerMinute,
-            ["MaxConcurrentStreams"] = r.MaxConcurrentStreams,
-            ["TokensPerMinute"] = r.TokensPerMinute,
-            ["BudgetCurrency"] = r.BudgetCurrency,
-            ["AllowedModels"] = string.Join(',', r.AllowedModels),
             ["Role"] = r.Role,
         };
         if (r.RevokedAt is { } revoked)
@@ -130,12 +145,26 @@ public sealed class ApiKeyStore(StorageClients storage)
             entity["RevokedAt"] = revoked;
         }
 
+        SetLimitColumns(entity, r);
+        return entity;
+    }
+
+    /// <summary>Writes the columns <see cref="KeyLimits"/> may change; an absent budget removes the column.</summary>
+    private static void SetLimitColumns(TableEntity entity, ApiKeyRecord r)
+    {
+        entity["RequestsPerMinute"] = r.RequestsPerMinute;
+        entity["MaxConcurrentStreams"] = r.MaxConcurrentStreams;
+        entity["TokensPerMinute"] = r.TokensPerMinute;
+        entity["BudgetCurrency"] = r.BudgetCurrency;
+        entity["AllowedModels"] = string.Join(',', r.AllowedModels);
         if (r.MonthlyBudget is { } budget)
         {
             entity["MonthlyBudget"] = budget.ToString(CultureInfo.InvariantCulture);
         }
-
-        return entity;
+        else
+        {
+            entity.Remove("MonthlyBudget");
+        }
     }
 
     internal static ApiKeyRecord Read(TableEntity e) => new()

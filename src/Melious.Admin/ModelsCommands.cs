@@ -113,17 +113,22 @@ internal static class ModelsCommands
     private static Command Delete(CliContext cli)
     {
         var modelId = new Argument<string>("MODEL_ID") { Description = "The catalog entry to remove." };
-        var command = new Command("delete", "Remove a catalog entry (requests for it then pass through to the default upstream).") { modelId };
+        var command = new Command("delete", "Remove a catalog entry and its endpoints (requests for it then pass through to the default upstream).") { modelId };
         command.SetAction(cli.Action(async (result, cancellationToken) =>
         {
             var id = CliValues.NonEmpty(result.GetValue(modelId), "MODEL_ID");
             await using var session = await cli.ConnectAsync(result, cancellationToken);
-            if (!await session.Catalog.DeleteModelAsync(id, cancellationToken))
+            var (entryDeleted, endpointsDeleted) = await session.Catalog.DeleteModelAsync(id, cancellationToken);
+            var endpoints = endpointsDeleted == 1 ? "1 endpoint" : $"{endpointsDeleted} endpoints";
+            if (!entryDeleted && endpointsDeleted == 0)
             {
                 throw new CliException($"no catalog entry for model {id}");
             }
 
-            cli.Out.WriteLine($"Deleted model {id}.");
+            cli.Out.WriteLine(
+                !entryDeleted ? $"Model {id} had no catalog entry; deleted its {endpoints} left behind."
+                : endpointsDeleted == 0 ? $"Deleted model {id}."
+                : $"Deleted model {id} and its {endpoints}.");
             var snapshot = await session.Catalog.LoadAsync(cancellationToken);
             foreach (var (tier, target) in snapshot.Tiers.Where(t => string.Equals(t.Value, id, StringComparison.OrdinalIgnoreCase)))
             {

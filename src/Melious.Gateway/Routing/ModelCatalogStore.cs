@@ -347,10 +347,32 @@ public sealed partial class ModelCatalogStore(StorageClients storage, IOptions<G
     public Task SetAliasAsync(string alias, string modelId, CancellationToken cancellationToken) =>
         Table.UpsertEntityAsync(new TableEntity(AliasPartition, ModelRowKey(alias)) { ["Alias"] = alias, ["Model"] = modelId }, TableUpdateMode.Replace, cancellationToken);
 
-    public async Task<bool> DeleteModelAsync(string modelId, CancellationToken cancellationToken)
+    /// <summary>
+    /// Removes a catalog entry and its endpoint rows. The pool is matched by model name, so endpoints left behind
+    /// would serve a later entry of the same name again; they go first, so an interrupted delete leaves the entry
+    /// (and a second delete finishes it), never orphaned replicas.
+    /// </summary>
+    public async Task<(bool EntryDeleted, int EndpointsDeleted)> DeleteModelAsync(string modelId, CancellationToken cancellationToken)
     {
+        var endpoints = new List<TableEntity>();
+        var filter = TableClient.CreateQueryFilter($"PartitionKey eq {EndpointPartition}");
+        await foreach (var entity in Table.QueryAsync<TableEntity>(filter, cancellationToken: cancellationToken))
+        {
+            if (string.Equals(EntityValues.String(entity, "Model"), modelId, StringComparison.OrdinalIgnoreCase))
+            {
+                endpoints.Add(entity);
+            }
+        }
+
+        var endpointsDeleted = 0;
+        foreach (var endpoint in endpoints)
+        {
+            var removed = await Table.DeleteEntityAsync(EndpointPartition, endpoint.RowKey, ETag.All, cancellationToken);
+            endpointsDeleted += removed.Status == 404 ? 0 : 1;
+        }
+
         var response = await Table.DeleteEntityAsync(ModelPartition, ModelRowKey(modelId), ETag.All, cancellationToken);
-        return response.Status != 404;
+        return (response.Status != 404, endpointsDeleted);
     }
 
     /// <summary>The row key of one endpoint of a model: stable for the same model and base URL.</summary>

@@ -97,24 +97,22 @@ public sealed partial class AnthropicForwarder
 
     /// <summary>
     /// The client error for an error body that came with a 2xx: an Anthropic <c>{"type":"error","error":{"type":…}}</c>
-    /// maps by its type, an OpenAI-style <c>{"error":{"code":…}}</c> by its code, both as the same status would.
+    /// maps by its type, an OpenAI-style <c>{"error":{"code":…}}</c> by its code, both as the same status would
+    /// (<see cref="UpstreamErrors.FromErrorBody(string?, string?, string?, UpstreamContext)"/>).
     /// </summary>
     internal static GatewayError UpstreamErrorBody(JsonObject root, UpstreamContext context)
     {
         string? type = null;
         string? message = null;
-        long code = 0;
+        string? code = null;
         switch (root["error"])
         {
             case JsonObject detail:
                 type = Text(detail["type"]);
                 message = Text(detail["message"]);
-                code = detail["code"] switch
-                {
-                    JsonValue v when v.TryGetValue<long>(out var n) => n,
-                    JsonValue v when long.TryParse(Text(v), System.Globalization.CultureInfo.InvariantCulture, out var n) => n,
-                    _ => 0,
-                };
+                code = detail["code"] is JsonValue v && v.GetValueKind() is JsonValueKind.Number or JsonValueKind.String
+                    ? Text(v) ?? v.ToJsonString()
+                    : null;
                 break;
             case JsonValue value:
                 message = Text(value);
@@ -122,26 +120,7 @@ public sealed partial class AnthropicForwarder
         }
 
         message ??= Text(root["message"]);
-        var status = type switch
-        {
-            "invalid_request_error" => 400,
-            "authentication_error" => 401,
-            "permission_error" => 403,
-            "not_found_error" => 404,
-            "request_too_large" => 413,
-            "rate_limit_error" => 429,
-            "timeout_error" => 504,
-            "overloaded_error" => 529,
-            "api_error" or "billing_error" => 500,
-            _ when code is >= 400 and < 600 => (int)code,
-            _ => UpstreamErrors.TypeForMidStream(code, type) switch
-            {
-                "rate_limit_error" => 429,
-                "overloaded_error" => 529,
-                _ => 500,
-            },
-        };
-        return UpstreamErrors.FromStatus(status, message, null, context);
+        return UpstreamErrors.FromErrorBody(type, code, message, context);
     }
 
     private static string? Text(JsonNode? node) =>

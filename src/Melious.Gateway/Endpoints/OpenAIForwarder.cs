@@ -129,6 +129,12 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
             return;
         }
 
+        if (IsJson(sent) && !await ReadJsonAnswerAsync(context, sent, call.Upstream, recorder, upstreamCts))
+        {
+            sent.Dispose();
+            return;
+        }
+
         if (call.Search is { } plan)
         {
             await RunSearchLoopAsync(context, call, model, recorder, sent, upstreamCts, plan);
@@ -293,6 +299,81 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
         response.Content.Headers.ContentType?.MediaType is { } media
         && (media.Equals("application/json", StringComparison.OrdinalIgnoreCase) || media.EndsWith("+json", StringComparison.OrdinalIgnoreCase));
 
+    /// <summary>
+    /// Asked for a stream, the upstream answered with one JSON body: it is read before anything is sent to the client,
+    /// so an error body (<c>{"error":{…}}</c> with a 200) becomes the HTTP error it stands for, mapped like a real
+    /// upstream error of that status (protocol.md §E: the status is decided before the stream is committed). Anything
+    /// else is kept, in memory, as the response content for <see cref="PumpAsync"/>. False when an error was written
+    /// or the client left.
+    /// </summary>
+    private async Task<bool> ReadJsonAnswerAsync(RequestContext context, HttpResponseMessage response, UpstreamContext upstreamContext, UsageRecorder recorder, CancellationTokenSource upstreamCts)
+    {
+        var http = context.Http;
+        byte[] body;
+        GatewayError? error = null;
+        try
+        {
+            upstreamCts.CancelAfter(_streaming.IdleTimeout);
+            await using var stream = await response.Content.ReadAsStreamAsync(upstreamCts.Token);
+            using var buffer = new PooledBuffer(16 * 1024);
+            while (buffer.WrittenCount <= MaxJsonAnswer)
+            {
+                var read = await stream.ReadAsync(buffer.GetMemory(8 * 1024), upstreamCts.Token);
+                if (read == 0)
+                {
+                    break;
+                }
+
+                buffer.Advance(read);
+            }
+
+            body = buffer.WrittenCount > MaxJsonAnswer ? [] : buffer.WrittenSpan.ToArray();
+            if (buffer.WrittenCount > MaxJsonAnswer)
+            {
+                error = new GatewayError(502, "api_error", "the upstream's JSON answer is too large");
+            }
+        }
+        catch (OperationCanceledException) when (http.RequestAborted.IsCancellationRequested)
+        {
+            recorder.Cancelled = true;
+            recorder.Status = 499;
+            return false;
+        }
+        catch (OperationCanceledException)
+        {
+            body = [];
+            error = new GatewayError(504, "timeout_error", $"the upstream sent nothing for {_streaming.IdleTimeout.TotalSeconds:0} s");
+        }
+        catch (Exception ex) when (ex is HttpRequestException or IOException)
+        {
+            Log.UpstreamBroke(logger, ex.GetType().Name);
+            body = [];
+            error = new GatewayError(502, "api_error", "the upstream connection was lost mid-response");
+        }
+
+        if (error is null && UpstreamErrors.FromErrorBody(body, upstreamContext) is { } upstreamError)
+        {
+            Log.ErrorBodyWith200(logger, context.RequestId, upstreamError.Status, upstreamError.Type);
+            error = upstreamError;
+        }
+
+        if (error is not null)
+        {
+            // Nothing was generated: billed and recorded as the HTTP error it stands for.
+            recorder.Tokens = default;
+            recorder.Status = error.Status;
+            recorder.ErrorType = error.Type;
+            await ErrorWriter.WriteAsync(http, error);
+            return false;
+        }
+
+        var content = new ByteArrayContent(body);
+        content.Headers.ContentType = response.Content.Headers.ContentType;
+        response.Content.Dispose();
+        response.Content = content;
+        return true;
+    }
+
     private static async Task TranslateCompletionAsync(Stream body, OpenAIStreamTranslator translator, CancellationToken cancellationToken)
     {
         using var buffer = new PooledBuffer(16 * 1024);
@@ -411,6 +492,9 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
 
         [LoggerMessage(3, LogLevel.Warning, "{Count} tool-call argument fragments arrived after their block was closed and were dropped")]
         public static partial void LateFragments(ILogger logger, int count);
+
+        [LoggerMessage(4, LogLevel.Warning, "Request {RequestId}: the upstream answered 200 with an error body, sent to the client as {Status} {ErrorType}")]
+        public static partial void ErrorBodyWith200(ILogger logger, string requestId, int status, string errorType);
 
         [LoggerMessage(2, LogLevel.Warning, "Request {RequestId}: {Count} tool inputs from the upstream were not valid JSON objects and were replaced by {{}}")]
         public static partial void InvalidToolInput(ILogger logger, string requestId, int count);

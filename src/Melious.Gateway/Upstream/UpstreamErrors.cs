@@ -47,6 +47,121 @@ internal static partial class UpstreamErrors
         }
     }
 
+    /// <summary>
+    /// The client error for an error body an upstream answered with a 2xx status (an OpenAI-style
+    /// <c>{"error":{…}}</c> or an Anthropic <c>{"type":"error",…}</c>), decided before any stream starts: the status
+    /// the body stands for (<see cref="StatusOfErrorBody"/>) mapped as <see cref="FromStatus"/> maps a real HTTP error
+    /// of that status, so a context-length error is "prompt is too long" and a 503 an overloaded_error.
+    /// </summary>
+    public static GatewayError FromErrorBody(string? type, string? code, string? message, UpstreamContext context) =>
+        FromStatus(StatusOfErrorBody(type, code, message, context), message, null, context);
+
+    /// <summary>
+    /// The HTTP status an error body stands for: an Anthropic error type names it, else a numeric <c>code</c> (number
+    /// or string, 400–599) is it, else the words of <c>type</c> and a string <c>code</c> (OpenAI's
+    /// <c>context_length_exceeded</c>, vLLM's <c>BadRequestError</c>, SGLang's <c>SERVICE_UNAVAILABLE</c>…), else a
+    /// context-length message is a 400; anything else a 500.
+    /// </summary>
+    internal static int StatusOfErrorBody(string? type, string? code, string? message, UpstreamContext context)
+    {
+        var anthropic = type switch
+        {
+            "invalid_request_error" => 400,
+            "authentication_error" => 401,
+            "permission_error" => 403,
+            "not_found_error" => 404,
+            "request_too_large" => 413,
+            "rate_limit_error" => 429,
+            "api_error" or "billing_error" => 500,
+            "timeout_error" => 504,
+            "overloaded_error" => 529,
+            _ => 0,
+        };
+        if (anthropic != 0)
+        {
+            return anthropic;
+        }
+
+        if (long.TryParse(code, NumberStyles.Integer, CultureInfo.InvariantCulture, out var number) && number is >= 400 and < 600)
+        {
+            return (int)number;
+        }
+
+        var words = $"{type} {code}";
+        if (ContextLength(message, context) is not null || words.Contains("context_length", StringComparison.OrdinalIgnoreCase) || words.Contains("context_size", StringComparison.OrdinalIgnoreCase))
+        {
+            return 400;
+        }
+
+        return words switch
+        {
+            _ when words.Contains("rate", StringComparison.OrdinalIgnoreCase) => 429,
+            _ when words.Contains("overload", StringComparison.OrdinalIgnoreCase) || words.Contains("unavailable", StringComparison.OrdinalIgnoreCase) => 529,
+            _ when words.Contains("not_found", StringComparison.OrdinalIgnoreCase) || words.Contains("notfound", StringComparison.OrdinalIgnoreCase) => 404,
+            _ when words.Contains("timeout", StringComparison.OrdinalIgnoreCase) => 504,
+            _ when words.Contains("invalid_request", StringComparison.OrdinalIgnoreCase) || words.Contains("badrequest", StringComparison.OrdinalIgnoreCase) || words.Contains("validation", StringComparison.OrdinalIgnoreCase) => 400,
+            _ => 500,
+        };
+    }
+
+    /// <summary>
+    /// The client error for a JSON answer that is an OpenAI-style error body (<c>{"error":{…}}</c>, <c>{"error":"…"}</c>
+    /// or older vLLM's flat <c>{"object":"error",…}</c>); null when it is not one.
+    /// </summary>
+    public static GatewayError? FromErrorBody(ReadOnlySpan<byte> json, UpstreamContext context)
+    {
+        JsonDocument document;
+        try
+        {
+            var reader = new Utf8JsonReader(json, new JsonReaderOptions { MaxDepth = 256 });
+            document = JsonDocument.ParseValue(ref reader);
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
+
+        using (document)
+        {
+            var root = document.RootElement;
+            if (root.ValueKind != JsonValueKind.Object)
+            {
+                return null;
+            }
+
+            JsonElement detail;
+            if (root.TryGetProperty("error", out var error) && error.ValueKind is JsonValueKind.Object or JsonValueKind.String)
+            {
+                detail = error;
+            }
+            else if (root.TryGetProperty("object", out var kind) && kind.ValueKind == JsonValueKind.String && kind.ValueEquals("error"))
+            {
+                detail = root;
+            }
+            else
+            {
+                return null;
+            }
+
+            if (detail.ValueKind == JsonValueKind.String)
+            {
+                return FromErrorBody(null, null, detail.GetString(), context);
+            }
+
+            var code = detail.TryGetProperty("code", out var c) ? c.ValueKind switch
+            {
+                JsonValueKind.String => c.GetString(),
+                JsonValueKind.Number => c.GetRawText(),
+                _ => null,
+            } : null;
+            var message = StringOf(detail, "message") ?? StringOf(root, "message");
+            return FromErrorBody(StringOf(detail, "type"), code, message, context);
+        }
+
+        static string? StringOf(JsonElement element, string name) =>
+            element.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.String ? value.GetString() : null;
+    }
+
     /// <summary>The Anthropic error type for an error chunk that arrives after the stream started.</summary>
     public static string TypeForMidStream(long code, string? type)
     {

@@ -67,13 +67,46 @@ public sealed class JsonAnswerTests(AzuriteFixture azurite)
         Assert.Contains("not a chat completion", events.Last().Data.GetProperty("error").GetProperty("message").GetString());
     }
 
+    // vLLM's context-length error, as a proxy in front of it passes it on: with a 200 and application/json.
+    private const string ContextLengthError = """
+        {"error":{"message":"This model's maximum context length is 32768 tokens. However, you requested 40000 tokens (39000 in the messages, 1000 in the completion). Please reduce the length of the messages or completion.","type":"BadRequestError","param":null,"code":400}}
+        """;
+
     [Fact]
-    public async Task JsonErrorWith200_IsAnErrorEvent()
+    public async Task JsonErrorWith200_IsTheHttpErrorItStandsFor_NotAStream()
     {
+        // Decided before the stream is committed (protocol.md §E): code 503 maps as an upstream 503 would.
         await using var s = await Scenario.StartAsync(azurite, (_, context) => Sse.WriteRawAsync(context, """{"error":{"message":"model is overloaded","type":"server_error","code":503}}""", "application/json"));
         var response = await s.PostAsync(Scenario.Body(stream: true));
-        var events = await SseEvents.ReadAllAsync(response, Ct);
-        SseEvents.AssertGrammar(events, expectError: true);
-        Assert.Contains("overloaded", events.Last().Data.GetProperty("error").GetProperty("message").GetString());
+        await ErrorAssert.IsErrorAsync(response, (HttpStatusCode)529, "overloaded_error", "overloaded");
+    }
+
+    [Fact]
+    public async Task ContextLengthErrorWith200_NonStream_IsPromptIsTooLong()
+    {
+        await using var s = await Scenario.StartAsync(azurite, (_, context) => Sse.WriteRawAsync(context, ContextLengthError, "application/json"));
+        var response = await s.PostAsync(Scenario.Body());
+        await ErrorAssert.IsErrorAsync(response, HttpStatusCode.BadRequest, "invalid_request_error", "prompt is too long: ");
+    }
+
+    [Fact]
+    public async Task ContextLengthErrorWith200_Stream_Is400_WithoutMessageStart()
+    {
+        await using var s = await Scenario.StartAsync(azurite, (_, context) => Sse.WriteRawAsync(context, ContextLengthError, "application/json"));
+        var response = await s.PostAsync(Scenario.Body(stream: true));
+        Assert.StartsWith("application/json", response.Content.Headers.ContentType!.ToString(), StringComparison.Ordinal);
+        var error = await ErrorAssert.IsErrorAsync(response, HttpStatusCode.BadRequest, "invalid_request_error", "prompt is too long: ");
+        Assert.DoesNotContain("message_start", error.GetRawText(), StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("""{"error":{"message":"This model's maximum context length is 8192 tokens.","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}""", 400, "invalid_request_error")]
+    [InlineData("""{"error":{"object":"error","message":"The server is busy","type":"SERVICE_UNAVAILABLE","param":null,"code":"503"}}""", 529, "overloaded_error")]
+    [InlineData("""{"object":"error","message":"Rate limit exceeded","type":"RateLimitError","param":null,"code":429}""", 429, "rate_limit_error")]
+    public async Task ErrorBodiesWith200_MapByMeaning(string body, int status, string type)
+    {
+        await using var s = await Scenario.StartAsync(azurite, (_, context) => Sse.WriteRawAsync(context, body, "application/json"));
+        await ErrorAssert.IsErrorAsync(await s.PostAsync(Scenario.Body(stream: true)), (HttpStatusCode)status, type);
+        await ErrorAssert.IsErrorAsync(await s.PostAsync(Scenario.Body()), (HttpStatusCode)status, type);
     }
 }

@@ -36,7 +36,7 @@ internal struct UpstreamUsage
 /// The fields of one OpenAI <c>chat.completion.chunk</c> the translator needs, located by a single forward pass of
 /// <see cref="Utf8JsonReader"/> over the chunk bytes. Strings are not materialized: they stay segments of the input.
 /// Tolerates the dialects in protocol.md §B.4–B.5 (reasoning vs reasoning_content, TGI tool_calls objects and
-/// object arguments, vLLM stop_reason, flat or nested error objects).
+/// object arguments, vLLM stop_reason and SGLang matched_stop, flat or nested error objects).
 /// </summary>
 internal ref struct ChatChunk
 {
@@ -256,10 +256,19 @@ internal ref struct ChatChunk
                 reader.Read();
                 finish = reader.TokenType == JsonTokenType.String ? StringSegment(ref reader) : Segment.None;
             }
-            else if (reader.ValueTextEquals("stop_reason"u8))
+            else if (reader.ValueTextEquals("stop_reason"u8) || reader.ValueTextEquals("matched_stop"u8))
             {
+                // The matched stop: vLLM's stop_reason, SGLang's matched_stop. A string is the matched stop string;
+                // a number is a stop token id (EOS), which is no stop sequence; null is neither.
                 reader.Read();
-                stop = reader.TokenType == JsonTokenType.String ? StringSegment(ref reader) : Segment.None;
+                if (reader.TokenType == JsonTokenType.String)
+                {
+                    stop = StringSegment(ref reader);
+                }
+                else
+                {
+                    reader.Skip();
+                }
             }
             else
             {

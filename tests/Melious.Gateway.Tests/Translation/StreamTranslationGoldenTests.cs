@@ -44,6 +44,7 @@ public sealed class StreamTranslationGoldenTests
         ["37_connection_lost"] = ([37], new StreamSettings { EndedEarly = "the upstream connection was lost mid-response" }, false),
         ["40_invalid_tool_json"] = ([40], new StreamSettings(), true),
         ["17_vllm_stop_sequence"] = ([17], new StreamSettings { StopSequences = ["END", "STOP"] }, false),
+        ["17_sglang_stop_sequence"] = ([17], new StreamSettings { StopSequences = ["END", "STOP"] }, false),
         ["16_long_mcp_name_roundtrip"] = ([16], new StreamSettings { ToolNames = RequestTranslationGoldenTests.LongToolNames }, false),
         ["x_multiline_data_field"] = ([0], new StreamSettings(), false),
         ["x_crlf_framing"] = ([0], new StreamSettings(), false),

@@ -27,6 +27,9 @@ internal static partial class UpstreamErrors
                 return new GatewayError(400, "invalid_request_error", tooLong);
             case 400 or 422:
                 return new GatewayError(400, "invalid_request_error", Prefix(message, "the upstream rejected the request"));
+            case 402:
+                // Payment required (protocol.md §A.7): not retryable, unlike the 500 an api_error would be.
+                return new GatewayError(402, "billing_error", Prefix(message, "the upstream refused the request for billing reasons"));
             case 401 or 403:
                 // The upstream refused the gateway's own credential: a gateway problem, not the client's.
                 return new GatewayError(502, "api_error", "the upstream rejected the gateway's credentials; the operator must fix the upstream API key");
@@ -72,7 +75,8 @@ internal static partial class UpstreamErrors
             "not_found_error" => 404,
             "request_too_large" => 413,
             "rate_limit_error" => 429,
-            "api_error" or "billing_error" => 500,
+            "billing_error" => 402,
+            "api_error" => 500,
             "timeout_error" => 504,
             "overloaded_error" => 529,
             _ => 0,

@@ -19,6 +19,14 @@ public sealed class UpstreamErrorTranslationTests
         Assert.Equal("7", error.RetryAfter);
     }
 
+    [Fact]
+    public void Payment_required_is_a_billing_error_not_a_retryable_500()
+    {
+        var error = UpstreamErrors.FromStatus(402, "Insufficient credits", null, Context);
+        Assert.Equal((402, "billing_error"), (error.Status, error.Type));
+        Assert.Equal("Insufficient credits", error.Message);
+    }
+
     [Theory]
     [InlineData(502)]
     [InlineData(503)]

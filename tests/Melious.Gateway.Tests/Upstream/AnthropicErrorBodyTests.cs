@@ -15,6 +15,8 @@ public sealed class AnthropicErrorBodyTests
     [InlineData("""{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 40000 tokens > 32768 maximum"}}""", 400, "invalid_request_error", "prompt is too long: ")]
     [InlineData("""{"type":"error","error":{"type":"authentication_error","message":"bad key sk-upstream-secret"}}""", 502, "api_error", "gateway's credentials")]
     [InlineData("""{"type":"error","error":{"type":"not_found_error","message":"no such model"}}""", 404, "not_found_error", "claude-sonnet-4-5")]
+    [InlineData("""{"type":"error","error":{"type":"billing_error","message":"Your credit balance is too low"}}""", 402, "billing_error", "credit balance")]
+    [InlineData("""{"error":{"message":"Insufficient credits","code":402}}""", 402, "billing_error", "Insufficient credits")]
     [InlineData("""{"error":{"message":"Rate limit reached","type":"requests","code":429}}""", 429, "rate_limit_error", "Rate limit reached")]
     [InlineData("""{"error":{"message":"busy","type":"server_error","code":"503"}}""", 529, "overloaded_error", "busy")]
     [InlineData("""{"error":{"message":"model is overloaded","type":"server_error"}}""", 500, "api_error", "model is overloaded")]

@@ -177,6 +177,7 @@ public sealed partial class AnthropicForwarder(UpstreamClient upstream, UsageCal
                 }
 
                 WriteEvent(output, eventType, Encoding.UTF8.GetBytes(start.ToJsonString(WireJson.NodeOptions)));
+                writer.MarkStarted();
                 break;
             case "message_delta":
                 var delta = JsonNode.Parse(data)!.AsObject();

@@ -33,8 +33,18 @@ internal sealed class SseMessageWriter(PipeWriter output, string model) : IMessa
     /// <summary>True once a terminal frame (message_stop or error) was written.</summary>
     public bool Terminated { get; private set; }
 
+    /// <summary>
+    /// True once message_start was written (here or, for the pass-through relay, <see cref="MarkStarted"/>): a
+    /// <c>ping</c> may only follow it (protocol.md §A.6).
+    /// </summary>
+    public bool Started { get; private set; }
+
+    /// <summary>Records that message_start was written to the pipe by someone else (the pass-through relay).</summary>
+    public void MarkStarted() => Started = true;
+
     public void MessageStart(string messageId, in TokenUsage usage)
     {
+        Started = true;
         Write("event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\""u8);
         WriteAscii(messageId);
         Write("\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\""u8);

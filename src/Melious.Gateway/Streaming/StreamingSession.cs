@@ -129,7 +129,9 @@ internal sealed class StreamingSession : IReadObserver, IAsyncDisposable
 
         try
         {
-            if (!Writer.Terminated)
+            // Never before message_start: a pass-through upstream can be silent after its headers, before the
+            // message_start the relay copies, and a ping must not be the first event the client sees.
+            if (Writer.Started && !Writer.Terminated)
             {
                 Writer.Ping();
                 Interlocked.Increment(ref _pings);

@@ -113,5 +113,24 @@ public sealed class AnthropicPassthroughTests(AzuriteFixture azurite)
         Assert.DoesNotContain(events, e => e.Name == "message_stop");
     }
 
+    [Fact]
+    public async Task UpstreamSilentBeforeMessageStart_NoPingComesFirst()
+    {
+        await using var s = await Scenario.StartAsync(azurite, async (_, context) =>
+        {
+            // Headers go out at once; the upstream is then silent (prefill) before its message_start.
+            context.Response.ContentType = "text/event-stream";
+            await context.Response.StartAsync(context.RequestAborted);
+            await context.Response.Body.FlushAsync(context.RequestAborted);
+            await Task.Delay(700, context.RequestAborted);
+            var stream = Stream.Replace("\r\n", "\n", StringComparison.Ordinal)
+                .Replace("event: vendor_event\ndata: {\"type\":\"vendor_event\",\"anything\":[1,2,3]}\n\n", "", StringComparison.Ordinal);
+            await context.Response.WriteAsync(stream, context.RequestAborted);
+        }, new Dictionary<string, string?> { ["Melious:Streaming:PingInterval"] = "00:00:00.100" }, anthropicUpstream: true);
+        var events = await SseEvents.ReadAllAsync(await s.PostAsync(Scenario.Body(stream: true)), Ct);
+        SseEvents.AssertGrammar(events);
+        Assert.Equal("Hello from upstream", SseEvents.Text(events));
+    }
+
     private static System.Text.Json.Nodes.JsonNode JsonNodeParse(string json) => System.Text.Json.Nodes.JsonNode.Parse(json)!;
 }

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Text;
 using Melious.Gateway.Streaming;
 using Melious.Gateway.Tests.Support;
@@ -93,6 +94,33 @@ public sealed class StreamingSessionTests
         var parsed = SseGrammar.Validate(sse);
         Assert.True(parsed.Completed);
         Assert.Equal(session.PingsSent, parsed.Events.Count(e => e.Event == "ping"));
+    }
+
+    [Fact]
+    public async Task No_ping_before_message_start_when_the_relay_writes_it()
+    {
+        // The pass-through relay: the upstream is silent after its headers, before its message_start.
+        var time = new ManualTimeProvider();
+        var (http, body) = Context();
+        using var upstream = new CancellationTokenSource();
+        var session = new StreamingSession(http, "m", upstream, TimeSpan.FromMinutes(5), PingInterval, time);
+        await session.StartAsync(CancellationToken.None);
+        await session.BeforeWaitAsync();
+        time.Advance(TimeSpan.FromSeconds(60));
+        Assert.Equal(0, session.PingsSent);
+        Assert.Equal(0, body.Length);
+
+        // Once the relay has copied message_start, silence gets pings again.
+        await session.AfterWaitAsync();
+        http.Response.BodyWriter.Write("event: message_start\ndata: {\"type\":\"message_start\",\"message\":{}}\n\n"u8);
+        session.Writer.MarkPending();
+        session.Writer.MarkStarted();
+        await session.BeforeWaitAsync();
+        time.Advance(TimeSpan.FromSeconds(20));
+        Assert.Equal(1, session.PingsSent);
+        await session.AfterWaitAsync();
+        await session.DisposeAsync();
+        Assert.StartsWith("event: message_start\n", Encoding.UTF8.GetString(body.ToArray()));
     }
 
     [Fact]

@@ -158,7 +158,11 @@ public sealed partial class AnthropicForwarder(UpstreamClient upstream, UsageCal
         }
     }
 
-    /// <summary>Copies one upstream event to the client, rewriting only what the gateway owns.</summary>
+    /// <summary>
+    /// Copies one upstream event to the client, rewriting only what the gateway owns. An event the gateway has to
+    /// rewrite but cannot read (malformed JSON, <c>"stop_reason":5</c>) ends the stream with an <c>error</c> event, as
+    /// every other failure does, never with an exception that leaves a started stream without a terminal event.
+    /// </summary>
     private void Relay(string eventType, ReadOnlySpan<byte> data, PassThroughState state, SseMessageWriter writer, IBufferWriter<byte> output, ModelEntry model, UsageRecorder recorder)
     {
         if (state.Finished)
@@ -166,10 +170,28 @@ public sealed partial class AnthropicForwarder(UpstreamClient upstream, UsageCal
             return;
         }
 
+        try
+        {
+            RelayEvent(eventType, data, state, writer, output, model, recorder);
+        }
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException or FormatException)
+        {
+            Log.UnreadableEvent(logger, eventType, ex.GetType().Name);
+            state.Failed = true;
+            state.Finished = true;
+            state.ErrorType = "api_error";
+            writer.Error("api_error", $"the gateway could not read the upstream's {eventType} event");
+        }
+
+        writer.MarkPending();
+    }
+
+    private void RelayEvent(string eventType, ReadOnlySpan<byte> data, PassThroughState state, SseMessageWriter writer, IBufferWriter<byte> output, ModelEntry model, UsageRecorder recorder)
+    {
         switch (eventType)
         {
             case "message_start":
-                var start = JsonNode.Parse(data)!.AsObject();
+                var start = ParseObject(data);
                 if (start["message"] is JsonObject message)
                 {
                     message["model"] = state.Model;
@@ -180,7 +202,7 @@ public sealed partial class AnthropicForwarder(UpstreamClient upstream, UsageCal
                 writer.MarkStarted();
                 break;
             case "message_delta":
-                var delta = JsonNode.Parse(data)!.AsObject();
+                var delta = ParseObject(data);
                 state.Read(delta["usage"] as JsonObject);
                 state.StopReason = delta["delta"]?["stop_reason"]?.GetValue<string>() ?? state.StopReason;
                 var (cost, energy) = calculator.Compute(model, state.Usage(), recorder.UpstreamSeconds);
@@ -207,9 +229,10 @@ public sealed partial class AnthropicForwarder(UpstreamClient upstream, UsageCal
                 WriteEvent(output, eventType, data);
                 break;
         }
-
-        writer.MarkPending();
     }
+
+    private static JsonObject ParseObject(ReadOnlySpan<byte> data) =>
+        JsonNode.Parse(data) as JsonObject ?? throw new JsonException("the event's data is not a JSON object");
 
     /// <summary>An upstream error event with its message cleaned of the upstream's key and model name.</summary>
     private static byte[] SanitizedError(ReadOnlySpan<byte> data, PassThroughState state)
@@ -419,5 +442,8 @@ public sealed partial class AnthropicForwarder(UpstreamClient upstream, UsageCal
     {
         [LoggerMessage(1, LogLevel.Warning, "Anthropic upstream connection broke mid-response ({Error})")]
         public static partial void UpstreamBroke(ILogger logger, string error);
+
+        [LoggerMessage(2, LogLevel.Warning, "Anthropic upstream sent a {EventType} event the gateway could not read ({Error}); the stream ends with an error event")]
+        public static partial void UnreadableEvent(ILogger logger, string eventType, string error);
     }
 }

@@ -132,5 +132,25 @@ public sealed class AnthropicPassthroughTests(AzuriteFixture azurite)
         Assert.Equal("Hello from upstream", SseEvents.Text(events));
     }
 
+    [Theory]
+    [InlineData("""{"type":"message_delta","delta":{"stop_reason":5}}""")]
+    [InlineData("""{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":7}""")]
+    public async Task UnreadableMessageDelta_EndsWithAnErrorEvent(string delta)
+    {
+        var stream = Stream.Replace("\r\n", "\n", StringComparison.Ordinal);
+        var start = stream.IndexOf("event: message_delta", StringComparison.Ordinal);
+        var broken = stream[..start] + "event: message_delta\ndata: " + delta + "\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+        await using var s = await Scenario.StartAsync(azurite, (_, context) => Sse.WriteRawAsync(context, broken), anthropicUpstream: true);
+        var events = await SseEvents.ReadAllAsync(await s.PostAsync(Scenario.Body(stream: true)), Ct);
+
+        Assert.Equal("message_start", events[0].Name);
+        Assert.Equal("Hello from upstream", SseEvents.Text(events));
+        Assert.Equal("error", events[^1].Name);
+        Assert.Equal("api_error", events[^1].Data.GetProperty("error").GetProperty("type").GetString());
+        Assert.DoesNotContain(events, e => e.Name is "message_delta" or "message_stop");
+        Assert.Contains("could not read", s.Gateway.Logs.AllText, StringComparison.Ordinal);
+        Assert.DoesNotContain("failed inside the gateway", s.Gateway.Logs.AllText, StringComparison.Ordinal);
+    }
+
     private static System.Text.Json.Nodes.JsonNode JsonNodeParse(string json) => System.Text.Json.Nodes.JsonNode.Parse(json)!;
 }

@@ -19,7 +19,8 @@ namespace Melious.Gateway.Endpoints;
 
 /// <summary>
 /// Serves a Messages request from an upstream that speaks Anthropic Messages natively (vLLM's and Ollama's
-/// <c>/v1/messages</c>, or Anthropic itself). The body is forwarded byte for byte with only <c>model</c> replaced;
+/// <c>/v1/messages</c>, or Anthropic itself). The body is forwarded byte for byte with only <c>model</c> replaced
+/// (and thinking blocks the gateway signed removed, see <see cref="WithoutGatewayThinking"/>);
 /// the response comes back event for event with only <c>message.model</c> restored and <c>billing_cost</c> /
 /// <c>environment_impact</c> added, so events and fields the gateway does not know survive. Client headers are
 /// not forwarded except <c>anthropic-version</c> and <c>anthropic-beta</c>.
@@ -28,6 +29,9 @@ public sealed partial class AnthropicForwarder(UpstreamClient upstream, UsageCal
 {
     private const string DefaultVersion = "2023-06-01";
     private static readonly MediaTypeHeaderValue Json = new("application/json");
+
+    /// <summary>How a gateway thinking signature starts in the request JSON (the string's opening quote included).</summary>
+    private static readonly byte[] GatewaySignatureStart = Encoding.UTF8.GetBytes("\"" + ThinkingSignature.Prefix);
 
     private readonly StreamingOptions _streaming = options.Value.Streaming;
 
@@ -38,7 +42,8 @@ public sealed partial class AnthropicForwarder(UpstreamClient upstream, UsageCal
     internal Task ForwardAsync(RequestContext context, MessagesRequest request, PooledBuffer body, ModelRoute route, UsageRecorder recorder)
     {
         var model = route.Model;
-        var payload = ReplaceModel(body.WrittenSpan, model.Id);
+        var source = body.WrittenSpan;
+        var payload = ReplaceModel(WithoutGatewayThinking(source) ?? source, model.Id);
 
         // The body goes upstream as the client sent it, so the estimate is counted while the upstream works.
         var upstreamContext = new UpstreamContext(request.Model!, model.Id, model.ApiKey, model.ContextWindow, InputEstimate.Deferred(request)) { Provider = model.Flavor };
@@ -359,6 +364,67 @@ public sealed partial class AnthropicForwarder(UpstreamClient upstream, UsageCal
 
         buffer.Write(body[(int)end..]);
         return buffer;
+    }
+
+    /// <summary>
+    /// The request without the thinking blocks the gateway itself signed (<see cref="ThinkingSignature"/>: reasoning
+    /// an OpenAI upstream produced, which Claude Code echoes back), or null when it has none, which one vectorized
+    /// scan for <c>"melious.</c> decides. A real Anthropic upstream rejects those signatures ("Invalid signature in
+    /// thinking block"; protocol.md §E). An assistant message left with no content is dropped (Anthropic joins the
+    /// consecutive turns around it).
+    /// </summary>
+    internal static byte[]? WithoutGatewayThinking(ReadOnlySpan<byte> body)
+    {
+        if (body.IndexOf(GatewaySignatureStart) < 0)
+        {
+            return null;
+        }
+
+        try
+        {
+            if (JsonNode.Parse(body, documentOptions: new JsonDocumentOptions { MaxDepth = 256 }) is not JsonObject root || root["messages"] is not JsonArray messages)
+            {
+                return null;
+            }
+
+            var removed = false;
+            for (var m = messages.Count - 1; m >= 0; m--)
+            {
+                if (messages[m] is not JsonObject message || message["content"] is not JsonArray content)
+                {
+                    continue;
+                }
+
+                var blocks = content.Count;
+                for (var b = content.Count - 1; b >= 0; b--)
+                {
+                    if (content[b] is JsonObject block && IsString(block["type"], out var type) && type == "thinking"
+                        && IsString(block["signature"], out var signature) && signature.StartsWith(ThinkingSignature.Prefix, StringComparison.Ordinal))
+                    {
+                        content.RemoveAt(b);
+                        removed = true;
+                    }
+                }
+
+                if (content.Count == 0 && blocks > 0)
+                {
+                    messages.RemoveAt(m);
+                }
+            }
+
+            return removed ? Encoding.UTF8.GetBytes(root.ToJsonString(WireJson.NodeOptions)) : null;
+        }
+        catch (Exception ex) when (ex is JsonException or ArgumentException or InvalidOperationException)
+        {
+            // Not something the gateway can rewrite (it was parsed once already, so this should not happen): as sent.
+            return null;
+        }
+
+        static bool IsString(JsonNode? node, out string value)
+        {
+            value = node is JsonValue v && v.GetValueKind() == JsonValueKind.String ? v.GetValue<string>() : "";
+            return value.Length > 0;
+        }
     }
 
     private static Uri MessagesUrl(string baseUrl) => new(baseUrl.EndsWith("/v1", StringComparison.Ordinal) ? baseUrl + "/messages" : baseUrl + "/v1/messages");

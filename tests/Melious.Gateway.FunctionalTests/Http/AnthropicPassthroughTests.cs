@@ -152,5 +152,36 @@ public sealed class AnthropicPassthroughTests(AzuriteFixture azurite)
         Assert.DoesNotContain("failed inside the gateway", s.Gateway.Logs.AllText, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task GatewayThinkingSignatures_AreNotForwarded_RealOnesAre()
+    {
+        // A conversation that went through an OpenAI model first: Claude Code echoes the gateway's thinking blocks.
+        await using var s = await Scenario.StartAsync(azurite, WriteStream, anthropicUpstream: true);
+        var body = Scenario.Body(stream: true);
+        body["thinking"] = JsonNodeParse("""{"type":"enabled","budget_tokens":2048}""");
+        body["messages"] = JsonNodeParse("""
+            [
+              {"role":"user","content":"read a"},
+              {"role":"assistant","content":[{"type":"thinking","thinking":"open model plan","signature":"melious.0123456789abcdefghijABCDEFGHIJ0123"},{"type":"text","text":"Reading."}]},
+              {"role":"user","content":"and b"},
+              {"role":"assistant","content":[{"type":"thinking","thinking":"gateway only","signature":"melious.zyxwvutsrqponmlkjiZYXWVUTSRQPONMLK"}]},
+              {"role":"user","content":"then?"},
+              {"role":"assistant","content":[{"type":"thinking","thinking":"real plan","signature":"EqQBCkYIBxgCKkB"},{"type":"tool_use","id":"toolu_01","name":"Read","input":{"file_path":"b"}}]},
+              {"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_01","content":"ok"}]}
+            ]
+            """);
+        var events = await SseEvents.ReadAllAsync(await s.PostAsync(body), Ct);
+        Assert.Equal("message_stop", events[^1].Name);
+
+        var sent = s.Upstream.Last.Json;
+        Assert.DoesNotContain("melious.", sent.GetRawText(), StringComparison.Ordinal);
+        var messages = sent.GetProperty("messages");
+        Assert.Equal(["user", "assistant", "user", "user", "assistant", "user"], messages.EnumerateArray().Select(m => m.GetProperty("role").GetString()));
+        Assert.Equal("text", messages[1].GetProperty("content")[0].GetProperty("type").GetString());
+        Assert.Equal("EqQBCkYIBxgCKkB", messages[4].GetProperty("content")[0].GetProperty("signature").GetString());
+        Assert.Equal("secondary-model", sent.GetProperty("model").GetString());
+        Assert.Equal(2048, sent.GetProperty("thinking").GetProperty("budget_tokens").GetInt32());
+    }
+
     private static System.Text.Json.Nodes.JsonNode JsonNodeParse(string json) => System.Text.Json.Nodes.JsonNode.Parse(json)!;
 }

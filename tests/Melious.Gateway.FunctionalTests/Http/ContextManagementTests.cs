@@ -14,7 +14,8 @@ public sealed class ContextManagementTests(AzuriteFixture azurite)
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
-    private static JsonObject ThreeThinkingTurns(bool stream, JsonNode? contextManagement)
+    /// <summary>Thinking turns signed by the gateway (an OpenAI model answered them) unless <paramref name="signature"/> says otherwise.</summary>
+    private static JsonObject ThreeThinkingTurns(bool stream, JsonNode? contextManagement, string signature = "melious.sig")
     {
         var body = Scenario.Body(stream: stream);
         var messages = new JsonArray();
@@ -25,7 +26,7 @@ public sealed class ContextManagementTests(AzuriteFixture azurite)
             {
                 ["role"] = "assistant",
                 ["content"] = new JsonArray(
-                    new JsonObject { ["type"] = "thinking", ["thinking"] = $"reasoning of turn {turn}", ["signature"] = "melious.sig" },
+                    new JsonObject { ["type"] = "thinking", ["thinking"] = $"reasoning of turn {turn}", ["signature"] = signature },
                     new JsonObject { ["type"] = "text", ["text"] = $"answer {turn}" }),
             });
         }
@@ -102,7 +103,8 @@ public sealed class ContextManagementTests(AzuriteFixture azurite)
     {
         await using var s = await Scenario.StartAsync(azurite, (_, context) => AnthropicUpstream.TextAsync(context, "secondary-model", "ok"), anthropicUpstream: true);
         var edit = """{"edits":[{"type":"clear_thinking_20251015","keep":{"type":"thinking_turns","value":2}}]}""";
-        var response = await s.PostAsync(ThreeThinkingTurns(true, JsonNode.Parse(edit)));
+        // Thinking an Anthropic model signed (gateway signatures are never forwarded to an Anthropic upstream).
+        var response = await s.PostAsync(ThreeThinkingTurns(true, JsonNode.Parse(edit), signature: "EqQBCkYIBxgCKkB"));
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         await SseEvents.ReadAllAsync(response, Ct);
         var sent = s.Upstream.Requests.Single().Json;

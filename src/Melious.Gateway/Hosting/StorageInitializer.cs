@@ -9,7 +9,8 @@ namespace Melious.Gateway.Hosting;
 /// <summary>
 /// Creates the gateway's tables and queues on start when <see cref="StorageOptions.CreateIfMissing"/> is set
 /// (local runs, Azurite, tests). Never fatal: an unreachable account is logged and the gateway starts anyway,
-/// serving from caches and configuration until storage answers.
+/// serving from caches and configuration until storage answers. Nothing here is retried: the usage publisher and
+/// consumer create their queue on a 404, and <c>UsageWriter</c> creates a missing usage table when it first writes.
 /// </summary>
 internal sealed partial class StorageInitializer(StorageClients storage, IOptions<GatewayOptions> options, ILogger<StorageInitializer> logger) : IHostedService
 {

@@ -25,6 +25,7 @@ public sealed class StorageClients
     public StorageClients(StorageOptions storage)
     {
         _prefix = storage.TablePrefix ?? "";
+        CreateIfMissing = storage.CreateIfMissing;
         var tableOptions = new TableClientOptions();
         ConfigureRetries(tableOptions.Retry);
         var queueOptions = new QueueClientOptions { MessageEncoding = QueueMessageEncoding.Base64 };
@@ -51,6 +52,12 @@ public sealed class StorageClients
     public TableServiceClient Tables { get; }
 
     public QueueServiceClient Queues { get; }
+
+    /// <summary>
+    /// Whether the gateway may create its tables and queues (<see cref="StorageOptions.CreateIfMissing"/>): on start, and
+    /// again when one turns out to be missing later (storage was down at start, or a table was deleted).
+    /// </summary>
+    public bool CreateIfMissing { get; }
 
     /// <summary>Where storage is, for logs: never includes a key.</summary>
     public string Description { get; }

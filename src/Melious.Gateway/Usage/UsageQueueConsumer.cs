@@ -193,6 +193,9 @@ public sealed partial class UsageQueueConsumer(StorageClients storage, UsageWrit
     internal static bool IsTransient(Exception ex) => ex switch
     {
         UsageMessageException => false,
+
+        // A missing table is storage not being ready (UsageWriter creates it when allowed), never a bad message.
+        RequestFailedException { Status: 404 } rfe when UsageWriter.IsTableNotFound(rfe) => true,
         RequestFailedException rfe => rfe.Status is 0 or 408 or 429 or >= 500,
         AggregateException agg => agg.InnerExceptions.All(IsTransient),
         HttpRequestException or SocketException or TimeoutException or IOException => true,

@@ -128,7 +128,56 @@ public sealed partial class UsageWriter(StorageClients storage, ILogger<UsageWri
         return start >= 0 && end > start && end - start < 130 ? text[(start + 1)..end] : null;
     }
 
+    /// <summary>
+    /// Writes the events (idempotently, see the class remarks). A usage table that does not exist (404
+    /// <c>TableNotFound</c>: storage was down when the host started, or the table was deleted) is created when
+    /// <see cref="StorageClients.CreateIfMissing"/> allows it, and the write is repeated; otherwise, or if the creation
+    /// fails, the 404 is rethrown, and <see cref="UsageQueueConsumer.IsTransient"/> counts it as storage trouble, so
+    /// the message is retried rather than poisoned.
+    /// </summary>
     public async Task WriteAsync(IReadOnlyList<UsageEvent> events, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await WriteOnceAsync(events, cancellationToken);
+        }
+        catch (Exception ex) when (IsTableNotFound(ex) && storage.CreateIfMissing)
+        {
+            if (!await CreateTablesAsync(cancellationToken))
+            {
+                throw;
+            }
+
+            await WriteOnceAsync(events, cancellationToken);
+        }
+    }
+
+    /// <summary>A 404 for a missing table (as opposed to a missing entity, which the writer handles itself).</summary>
+    internal static bool IsTableNotFound(Exception ex) => ex switch
+    {
+        RequestFailedException { Status: 404 } rfe => rfe.ErrorCode == "TableNotFound",
+        AggregateException agg => agg.InnerExceptions.Any(IsTableNotFound),
+        _ => false,
+    };
+
+    private async Task<bool> CreateTablesAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await Task.WhenAll(new[] { Billing, Energy, Ledger, Daily }.Select(t => t.CreateIfNotExistsAsync(cancellationToken)));
+            Log.TablesCreated(logger, string.Join(", ", new[] { Billing, Energy, Ledger, Daily }.Select(t => t.Name)));
+            return true;
+        }
+        catch (Exception ex) when (ex is RequestFailedException or HttpRequestException or AggregateException)
+        {
+            // 409 TableBeingDeleted (Azure keeps a deleted table's name for a while), 403 without the right to create,
+            // or storage gone again: the write fails as storage trouble and is retried later.
+            Log.TablesCreateFailed(logger, ex.GetType().Name, ex.Message);
+            return false;
+        }
+    }
+
+    private async Task WriteOnceAsync(IReadOnlyList<UsageEvent> events, CancellationToken cancellationToken)
     {
         var unique = events.DistinctBy(e => (e.Account, e.RequestId)).ToList();
 
@@ -469,5 +518,11 @@ public sealed partial class UsageWriter(StorageClients storage, ILogger<UsageWri
     {
         [LoggerMessage(1, LogLevel.Warning, "Gave up copying ledger totals to usagedaily row {Row} after repeated conflicts; the message will be retried")]
         public static partial void ProjectionGaveUp(ILogger logger, string row);
+
+        [LoggerMessage(2, LogLevel.Warning, "Usage tables were missing and have been created ({Tables}); writing again")]
+        public static partial void TablesCreated(ILogger logger, string tables);
+
+        [LoggerMessage(3, LogLevel.Warning, "A usage table is missing and could not be created ({Error}: {Message}); the message will be retried")]
+        public static partial void TablesCreateFailed(ILogger logger, string error, string message);
     }
 }

@@ -14,7 +14,9 @@ namespace Melious.Gateway.Usage;
 /// trigger calls, with the trigger's semantics. A message is deleted only after it was written; a failed message
 /// becomes visible again and is retried; after <see cref="UsageOptions.MaxDequeueCount"/> failed deliveries it moves
 /// to <c>usage-events-poison</c> with an error naming its request id. Storage outages do not count towards poisoning:
-/// the consumer waits and retries. Turn it off with <c>Melious__Usage__RunConsumer=false</c>.
+/// the consumer waits and retries. No storage failure ends the consumer (nor, through it, the host): a message whose
+/// delete fails after it was written is left to come back, and its redelivery is written again without effect (the
+/// writer is idempotent) and deleted. Turn it off with <c>Melious__Usage__RunConsumer=false</c>.
 /// </summary>
 public sealed partial class UsageQueueConsumer(StorageClients storage, UsageWriter writer, IOptions<GatewayOptions> options, ILogger<UsageQueueConsumer> logger) : BackgroundService
 {
@@ -48,14 +50,19 @@ public sealed partial class UsageQueueConsumer(StorageClients storage, UsageWrit
             }
             catch (RequestFailedException ex) when (ex.Status == 404)
             {
-                await Queue.CreateIfNotExistsAsync(cancellationToken: stoppingToken);
+                if (!await TryCreateQueueAsync(stoppingToken))
+                {
+                    await DelayAsync(backoff, stoppingToken);
+                    backoff = Longer(backoff);
+                }
+
                 continue;
             }
             catch (Exception ex)
             {
                 Log.ReceiveFailed(logger, ex.GetType().Name, ex.Message);
                 await DelayAsync(backoff, stoppingToken);
-                backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, TimeSpan.FromSeconds(10).Ticks));
+                backoff = Longer(backoff);
                 continue;
             }
 
@@ -65,8 +72,34 @@ public sealed partial class UsageQueueConsumer(StorageClients storage, UsageWrit
                 continue;
             }
 
-            // Not cancelled by shutdown mid-write: a message either completes or stays in the queue.
-            await ProcessBatchAsync(messages, CancellationToken.None);
+            try
+            {
+                // Not cancelled by shutdown mid-write: a message either completes or stays in the queue.
+                await ProcessBatchAsync(messages, CancellationToken.None);
+            }
+            catch (Exception ex)
+            {
+                // Nothing is lost: what was not deleted becomes visible again after the visibility timeout.
+                Log.BatchFailed(logger, messages.Length, ex.GetType().Name, ex.Message);
+                await DelayAsync(backoff, stoppingToken);
+                backoff = Longer(backoff);
+            }
+        }
+    }
+
+    private static TimeSpan Longer(TimeSpan backoff) => TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, TimeSpan.FromSeconds(10).Ticks));
+
+    private async Task<bool> TryCreateQueueAsync(CancellationToken stoppingToken)
+    {
+        try
+        {
+            await Queue.CreateIfNotExistsAsync(cancellationToken: stoppingToken);
+            return true;
+        }
+        catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
+        {
+            Log.CreateQueueFailed(logger, _options.QueueName, ex.GetType().Name, ex.Message);
+            return false;
         }
     }
 
@@ -124,18 +157,23 @@ public sealed partial class UsageQueueConsumer(StorageClients storage, UsageWrit
         try
         {
             await writer.WriteMessageAsync(message.Body, cancellationToken);
-            await DeleteAsync(message, cancellationToken);
         }
         catch (Exception ex) when (IsTransient(ex))
         {
             Log.WriteDeferred(logger, 1, ex.GetType().Name, ex.Message);
+            return;
         }
         catch (Exception ex)
         {
             await FailedAsync(message, ex, cancellationToken);
+            return;
         }
+
+        // Written and counted: whatever happens to the delete, this message is never a failure (nor poison).
+        await DeleteAsync(message, cancellationToken);
     }
 
+    /// <summary>Deletes a written message. Never throws: a message that stays is redelivered, and rewriting it changes nothing.</summary>
     private async Task DeleteAsync(QueueMessage message, CancellationToken cancellationToken)
     {
         try
@@ -147,6 +185,11 @@ public sealed partial class UsageQueueConsumer(StorageClients storage, UsageWrit
         {
             // Its visibility timed out and another consumer took it: that delivery is idempotent too.
             Interlocked.Increment(ref _written);
+        }
+        catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
+        {
+            // 400 PopReceiptMismatch (another consumer holds it now), 5xx, a timeout: it comes back and is deleted then.
+            Log.DeleteFailed(logger, UsageWriter.SniffRequestId(message.Body) ?? "unknown", message.MessageId, ex.GetType().Name, ex.Message);
         }
     }
 
@@ -167,7 +210,7 @@ public sealed partial class UsageQueueConsumer(StorageClients storage, UsageWrit
             var delay = TimeSpan.FromSeconds(Math.Min(30, Math.Pow(2, message.DequeueCount - 1)));
             await Queue.UpdateMessageAsync(message.MessageId, message.PopReceipt, visibilityTimeout: delay, cancellationToken: cancellationToken);
         }
-        catch (Exception updateError) when (updateError is not OperationCanceledException)
+        catch (Exception updateError) when (!cancellationToken.IsCancellationRequested)
         {
             Log.UpdateFailed(logger, message.MessageId, updateError.GetType().Name);
         }
@@ -183,7 +226,7 @@ public sealed partial class UsageQueueConsumer(StorageClients storage, UsageWrit
             Interlocked.Increment(ref _poisoned);
             Log.Poisoned(logger, requestId, message.MessageId, message.DequeueCount, _options.PoisonQueueName, error.GetType().Name, error.Message);
         }
-        catch (Exception ex) when (ex is not OperationCanceledException)
+        catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
         {
             Log.PoisonFailed(logger, requestId, message.MessageId, ex.GetType().Name);
         }
@@ -233,5 +276,14 @@ public sealed partial class UsageQueueConsumer(StorageClients storage, UsageWrit
 
         [LoggerMessage(6, LogLevel.Warning, "Could not shorten the visibility of usage message {MessageId}: {Error}")]
         public static partial void UpdateFailed(ILogger logger, string messageId, string error);
+
+        [LoggerMessage(7, LogLevel.Warning, "Usage message for request {RequestId} ({MessageId}) was written but could not be deleted; it will be redelivered and rewritten without effect: {Error}: {Message}")]
+        public static partial void DeleteFailed(ILogger logger, string requestId, string messageId, string error, string message);
+
+        [LoggerMessage(8, LogLevel.Warning, "Could not create the usage queue {Queue}: {Error}: {Message}")]
+        public static partial void CreateQueueFailed(ILogger logger, string queue, string error, string message);
+
+        [LoggerMessage(9, LogLevel.Error, "Processing {Count} usage messages failed; they will be redelivered: {Error}: {Message}")]
+        public static partial void BatchFailed(ILogger logger, int count, string error, string message);
     }
 }

@@ -239,17 +239,46 @@ public sealed partial class QueueUsagePublisher : BackgroundService, IUsageSink
 
     private async Task SendAsync(IReadOnlyList<UsageEvent> batch, CancellationToken cancellationToken)
     {
-        var payload = JsonSerializer.SerializeToUtf8Bytes(new UsageMessage([.. batch]), UsageJsonContext.Default.UsageMessage);
-        if (payload.Length > MaxMessageBytes && batch.Count > 1)
+        foreach (var (events, payload) in Pack(batch))
         {
-            var half = batch.Count / 2;
-            await SendAsync(batch.Take(half).ToList(), cancellationToken);
-            await SendAsync(batch.Skip(half).ToList(), cancellationToken);
-            return;
-        }
+            try
+            {
+                await SendPayloadAsync(payload, cancellationToken);
+            }
+            catch (RequestFailedException ex) when (ex.Status == 413)
+            {
+                // One event larger than a queue message (Pack splits anything else): no retry can deliver it.
+                Overflow(events, "larger than a queue message");
+                continue;
+            }
 
-        await SendPayloadAsync(payload, cancellationToken);
-        Interlocked.Add(ref _delivered, batch.Count);
+            Interlocked.Add(ref _delivered, events.Count);
+        }
+    }
+
+    /// <summary>
+    /// The queue messages for <paramref name="batch"/>, in order: halved until each JSON payload is at most
+    /// <see cref="MaxMessageBytes"/> (Base64 then stays under the queue's 64 KiB), or is a single event.
+    /// </summary>
+    internal static List<(IReadOnlyList<UsageEvent> Events, byte[] Payload)> Pack(IReadOnlyList<UsageEvent> batch)
+    {
+        var parts = new List<(IReadOnlyList<UsageEvent> Events, byte[] Payload)>();
+        Add(batch);
+        return parts;
+
+        void Add(IReadOnlyList<UsageEvent> events)
+        {
+            var payload = JsonSerializer.SerializeToUtf8Bytes(new UsageMessage([.. events]), UsageJsonContext.Default.UsageMessage);
+            if (payload.Length > MaxMessageBytes && events.Count > 1)
+            {
+                var half = events.Count / 2;
+                Add(events.Take(half).ToList());
+                Add(events.Skip(half).ToList());
+                return;
+            }
+
+            parts.Add((events, payload));
+        }
     }
 
     private async Task SendPayloadAsync(byte[] payload, CancellationToken cancellationToken)
@@ -299,10 +328,8 @@ public sealed partial class QueueUsagePublisher : BackgroundService, IUsageSink
                     try
                     {
                         var payload = await File.ReadAllBytesAsync(file, stoppingToken);
-                        var count = UsageWriter.Parse(BinaryData.FromBytes(payload)).Count;
-                        await SendPayloadAsync(payload, stoppingToken);
+                        var count = await ResendAsync(file, UsageWriter.Parse(BinaryData.FromBytes(payload)), stoppingToken);
                         File.Delete(file);
-                        Interlocked.Add(ref _delivered, count);
                         Log.Resent(_logger, count, Path.GetFileName(file));
                     }
                     catch (UsageMessageException ex)
@@ -323,6 +350,39 @@ public sealed partial class QueueUsagePublisher : BackgroundService, IUsageSink
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
         }
+    }
+
+    /// <summary>
+    /// Sends a spool file's events in queue messages of the normal size (a file holds up to a whole batch, which can be
+    /// larger than one message). After each message the file is rewritten with the events still to send, so a queue
+    /// that fails half-way costs no duplicate. Returns the events delivered.
+    /// </summary>
+    private async Task<int> ResendAsync(string file, IReadOnlyList<UsageEvent> events, CancellationToken cancellationToken)
+    {
+        var parts = Pack(events);
+        var delivered = 0;
+        for (var i = 0; i < parts.Count; i++)
+        {
+            try
+            {
+                await SendPayloadAsync(parts[i].Payload, cancellationToken);
+                delivered += parts[i].Events.Count;
+                Interlocked.Add(ref _delivered, parts[i].Events.Count);
+            }
+            catch (RequestFailedException ex) when (ex.Status == 413)
+            {
+                // A single event larger than a queue message: set it aside (never "queue down", never blocking the rest).
+                var aside = _spool!.WriteQuarantined(parts[i].Events);
+                Log.TooLargeForQueue(_logger, parts[i].Events[0].RequestId, Path.GetFileName(aside));
+            }
+
+            if (i < parts.Count - 1)
+            {
+                _spool!.Rewrite(file, [.. parts.Skip(i + 1).SelectMany(p => p.Events)]);
+            }
+        }
+
+        return delivered;
     }
 
     private static partial class Log
@@ -347,6 +407,9 @@ public sealed partial class QueueUsagePublisher : BackgroundService, IUsageSink
 
         [LoggerMessage(7, LogLevel.Error, "Spool file {File} is unreadable and was moved aside: {Message}")]
         public static partial void BadSpoolFile(ILogger logger, string file, string message);
+
+        [LoggerMessage(8, LogLevel.Error, "Usage event {RequestId} is larger than a queue message can hold; it was set aside in spool file {File}")]
+        public static partial void TooLargeForQueue(ILogger logger, string requestId, string file);
     }
 }
 
@@ -361,18 +424,37 @@ internal sealed class UsageSpool
         Directory.CreateDirectory(_directory);
     }
 
-    public void Write(IReadOnlyList<UsageEvent> batch)
+    public void Write(IReadOnlyList<UsageEvent> batch) => WriteAs(batch, ".json");
+
+    /// <summary>Writes events that no retry can deliver under a name the resend loop skips (as <see cref="Quarantine"/>).</summary>
+    public string WriteQuarantined(IReadOnlyList<UsageEvent> batch) => WriteAs(batch, ".json.bad");
+
+    /// <summary>Replaces a spool file's contents atomically (the rest of a file that was partly resent).</summary>
+    public void Rewrite(string file, IReadOnlyList<UsageEvent> batch)
+    {
+        var temp = WriteTemp(Path.GetFileNameWithoutExtension(file), batch);
+        File.Move(temp, file, overwrite: true);
+    }
+
+    private string WriteAs(IReadOnlyList<UsageEvent> batch, string extension)
     {
         var name = $"{DateTime.UtcNow:yyyyMMddTHHmmssfff}-{Guid.NewGuid():N}";
+        var path = Path.Combine(_directory, name + extension);
+        File.Move(WriteTemp(name, batch), path);
+        return path;
+    }
+
+    private string WriteTemp(string name, IReadOnlyList<UsageEvent> batch)
+    {
         var temp = Path.Combine(_directory, name + ".tmp");
         var bytes = JsonSerializer.SerializeToUtf8Bytes(new UsageMessage([.. batch]), UsageJsonContext.Default.UsageMessage);
-        using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 4096, FileOptions.WriteThrough))
+        using (var stream = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None, 4096, FileOptions.WriteThrough))
         {
             stream.Write(bytes);
             stream.Flush(flushToDisk: true);
         }
 
-        File.Move(temp, Path.Combine(_directory, name + ".json"));
+        return temp;
     }
 
     public IEnumerable<string> Files() => Directory.EnumerateFiles(_directory, "*.json").Order(StringComparer.Ordinal).ToList();

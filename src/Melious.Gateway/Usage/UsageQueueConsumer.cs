@@ -237,6 +237,9 @@ public sealed partial class UsageQueueConsumer(StorageClients storage, UsageWrit
     {
         UsageMessageException => false,
 
+        // Other writers kept winning the ledger's ETag race: redeliver, never poison (the rows are in, the counts not yet).
+        UsageContentionException => true,
+
         // A missing table is storage not being ready (UsageWriter creates it when allowed), never a bad message.
         RequestFailedException { Status: 404 } rfe when UsageWriter.IsTableNotFound(rfe) => true,
         RequestFailedException rfe => rfe.Status is 0 or 408 or 429 or >= 500,

@@ -13,6 +13,13 @@ public sealed class UsageMessageException(string message, string? requestId, Exc
 }
 
 /// <summary>
+/// Thrown when ledger or <c>usagedaily</c> counters stayed contended (other writers kept winning) for all of
+/// <see cref="UsageWriter.MaxAttempts"/>: storage trouble, not a bad message, so the message is redelivered and
+/// rewritten (idempotently), never poisoned for it.
+/// </summary>
+public sealed class UsageContentionException(string message) : Exception(message);
+
+/// <summary>
 /// Writes usage events to Table Storage. The one implementation behind both the Functions queue trigger and the
 /// self-host's queue consumer. Delivery is at-least-once, so every step is idempotent:
 /// <list type="number">
@@ -23,7 +30,8 @@ public sealed class UsageMessageException(string message, string? requestId, Exc
 /// internal <c>usageledger</c> table that inserts a marker row <c>r|{requestId}</c> <i>and</i> rewrites the affected
 /// counters under their ETags. A marker that already exists fails the whole transaction (409), so an event is
 /// counted at most once; a counter changed by another consumer fails it too (412), and the writer re-reads and
-/// retries, so no update is lost. This was chosen over recomputing rollups from rows because it costs O(1)
+/// retries (jittered backoff; <see cref="UsageContentionException"/>, which is redelivered, after
+/// <see cref="MaxAttempts"/>), so no update is lost. This was chosen over recomputing rollups from rows because it costs O(1)
 /// per event instead of a scan of the day's partition.</item>
 /// <item><b>Projection.</b> The finance table <c>usagedaily</c> is a copy of the ledger's per-model counters. A copy
 /// replaces the row only if its request count is higher (counts only grow), under ETags, so copies racing from
@@ -36,7 +44,9 @@ public sealed class UsageMessageException(string message, string? requestId, Exc
 public sealed partial class UsageWriter(StorageClients storage, ILogger<UsageWriter> logger)
 {
     private const int MaxTransactionSize = 100;
-    private const int MaxAttempts = 64;
+
+    /// <summary>Attempts at a contended counter update before <see cref="UsageContentionException"/> (lower in tests).</summary>
+    internal int MaxAttempts { get; init; } = 64;
 
     private TableClient Billing => storage.Table(TableNames.Billing);
 
@@ -320,7 +330,7 @@ public sealed partial class UsageWriter(StorageClients storage, ILogger<UsageWri
         {
             if (attempt >= MaxAttempts)
             {
-                throw new InvalidOperationException($"ledger partition {partition} stayed contended for {MaxAttempts} attempts");
+                throw new UsageContentionException($"ledger partition {partition} stayed contended for {MaxAttempts} attempts");
             }
 
             // Desired counter values: current + contributions of the pending events.
@@ -385,7 +395,7 @@ public sealed partial class UsageWriter(StorageClients storage, ILogger<UsageWri
                 }
 
                 // Otherwise a counter moved under us (another consumer): re-read and try again.
-                await Task.Delay(Random.Shared.Next(5, 20 + attempt * 10), cancellationToken);
+                await Task.Delay(ContentionDelay(attempt), cancellationToken);
             }
         }
 
@@ -505,14 +515,19 @@ public sealed partial class UsageWriter(StorageClients storage, ILogger<UsageWri
             }
             catch (RequestFailedException ex) when (ex.Status is 409 or 412)
             {
-                // Someone else copied concurrently; look again.
+                // Someone else copied concurrently; look again, after a moment so that racing copies spread out.
+                await Task.Delay(ContentionDelay(attempt), cancellationToken);
             }
         }
 
         // Throwing makes the queue redeliver the message; the whole write is idempotent, so that repairs it.
         Log.ProjectionGaveUp(logger, dailyRow);
-        throw new InvalidOperationException($"usagedaily row {dailyRow} stayed contended for {MaxAttempts} attempts");
+        throw new UsageContentionException($"usagedaily row {dailyRow} stayed contended for {MaxAttempts} attempts");
     }
+
+    /// <summary>Exponential backoff with full jitter (5 ms up to 10–510 ms), so that writers that collided do not collide again in step.</summary>
+    private static TimeSpan ContentionDelay(int attempt) =>
+        TimeSpan.FromMilliseconds(Random.Shared.Next(5, 10 + Math.Min(500, 10 << Math.Min(attempt, 6))));
 
     private static partial class Log
     {

@@ -15,8 +15,9 @@ public static class AdminCli
     /// <param name="stdout">Results (the new key of <c>keys create</c> is its last line).</param>
     /// <param name="stderr">Errors and warnings, one line each.</param>
     /// <param name="configuration">Settings with the gateway's keys (<c>Melious:Storage:…</c>); environment variables when null.</param>
+    /// <param name="cancellationToken">Cancelled on Ctrl-C (Program.cs): the command stops where it safely can.</param>
     /// <returns>An exit code from <see cref="ExitCodes"/>.</returns>
-    public static async Task<int> RunAsync(string[] args, TextWriter stdout, TextWriter stderr, IConfiguration? configuration = null)
+    public static async Task<int> RunAsync(string[] args, TextWriter stdout, TextWriter stderr, IConfiguration? configuration = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(args);
         ArgumentNullException.ThrowIfNull(stdout);
@@ -35,8 +36,11 @@ public static class AdminCli
                 return ExitCodes.Failure;
             }
 
-            var invocation = new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false };
-            return await parsed.InvokeAsync(invocation);
+            // No termination handler of System.CommandLine: it would end the process 2 s after Ctrl-C whatever the
+            // command was doing (keys create between writing the row and printing the key). The caller's token
+            // carries Ctrl-C instead, and a command decides where it may stop.
+            var invocation = new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false, ProcessTerminationTimeout = null };
+            return await parsed.InvokeAsync(invocation, cancellationToken);
         }
         catch (Exception ex)
         {

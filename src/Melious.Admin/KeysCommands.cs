@@ -30,7 +30,10 @@ internal static class KeysCommands
             var nameValue = CliValues.NonEmpty(result.GetValue(name), "--name");
             var keyLimits = limits.Read(result);
             await using var session = await cli.ConnectAsync(result, cancellationToken);
-            var (key, record) = await session.Keys.CreateAsync(accountValue, nameValue, keyLimits, cancellationToken, result.GetRequiredValue(role));
+            cancellationToken.ThrowIfCancellationRequested();
+
+            // Not cancellable once started: a row written without its key printed is an enabled key nobody holds.
+            var (key, record) = await session.Keys.CreateAsync(accountValue, nameValue, keyLimits, CancellationToken.None, result.GetRequiredValue(role));
             cli.Out.WriteLine($"Created {record.Role} key {record.KeyId} \"{record.Name}\" for account {record.Account}: {DescribeLimits(record)}.");
             cli.Out.WriteLine("The key is shown only this once; store it now:");
             cli.Out.WriteLine(key);

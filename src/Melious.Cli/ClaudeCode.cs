@@ -97,9 +97,10 @@ public static partial class ClaudeCode
     }
 
     /// <summary>
-    /// Runs a program as a child with inherited stdin, stdout, stderr and terminal; forwards SIGTERM, SIGHUP and
-    /// SIGQUIT (and SIGINT when stdin is not a terminal: from a terminal, Ctrl-C already reaches the whole
-    /// foreground process group), and returns its exit code (128 + signal number when a signal ended it).
+    /// Runs a program as a child with inherited stdin, stdout, stderr and terminal, and returns its exit code (128 +
+    /// signal number when a signal ended it). melious waits for the child whatever signal it gets: SIGTERM, SIGHUP
+    /// and SIGQUIT are forwarded to the child (and SIGINT when stdin is not a terminal; from a terminal, Ctrl-C
+    /// already reaches the whole foreground process group, and Claude Code decides itself whether to end).
     /// </summary>
     public static async Task<int> RunAttachedAsync(ProcessStartInfo info)
     {
@@ -108,28 +109,64 @@ public static partial class ClaudeCode
         info.RedirectStandardOutput = false;
         info.RedirectStandardError = false;
         using var process = new Process { StartInfo = info };
+        var gate = new object();
+        var started = false;
+        var pending = new List<int>();
+
+        // Registered before the child starts, so no signal in between ends melious by default; one that arrives
+        // before the child exists is forwarded as soon as it does.
+        void Relay(PosixSignalContext context, int signal)
+        {
+            context.Cancel = true;
+            lock (gate)
+            {
+                if (!started)
+                {
+                    pending.Add(signal);
+                    return;
+                }
+            }
+
+            Forward(process, signal);
+        }
+
         var registrations = new List<PosixSignalRegistration>();
         try
         {
-            process.Start();
             if (!OperatingSystem.IsWindows())
             {
                 var interactive = !Console.IsInputRedirected;
                 registrations.Add(PosixSignalRegistration.Create(PosixSignal.SIGINT, c =>
                 {
-                    c.Cancel = true;
-                    if (!interactive)
+                    if (interactive)
                     {
-                        Forward(process, 2);
+                        c.Cancel = true;
+                    }
+                    else
+                    {
+                        Relay(c, 2);
                     }
                 }));
-                registrations.Add(PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; Forward(process, 15); }));
-                registrations.Add(PosixSignalRegistration.Create(PosixSignal.SIGHUP, c => { c.Cancel = true; Forward(process, 1); }));
-                registrations.Add(PosixSignalRegistration.Create(PosixSignal.SIGQUIT, c => { c.Cancel = true; Forward(process, 3); }));
+                registrations.Add(PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => Relay(c, 15)));
+                registrations.Add(PosixSignalRegistration.Create(PosixSignal.SIGHUP, c => Relay(c, 1)));
+                registrations.Add(PosixSignalRegistration.Create(PosixSignal.SIGQUIT, c => Relay(c, 3)));
             }
             else
             {
                 registrations.Add(PosixSignalRegistration.Create(PosixSignal.SIGINT, c => c.Cancel = true));
+            }
+
+            process.Start();
+            int[] early;
+            lock (gate)
+            {
+                started = true;
+                early = [.. pending];
+            }
+
+            foreach (var signal in early)
+            {
+                Forward(process, signal);
             }
 
             await process.WaitForExitAsync();

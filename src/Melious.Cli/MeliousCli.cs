@@ -33,7 +33,10 @@ public static class MeliousCli
 
         try
         {
-            return await parsed.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+            // No termination handler of System.CommandLine: it would cancel the command on SIGINT/SIGTERM and return
+            // 130/143 after 2 s while a launched claude still runs. Outside a launch, the signals end melious as they
+            // end any program; during one, ClaudeCode.RunAttachedAsync handles them and waits for the child.
+            return await parsed.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false, ProcessTerminationTimeout = null });
         }
         catch (Exception ex)
         {

@@ -7,8 +7,8 @@ namespace Melious.Gateway.FunctionalTests.Cli;
 /// <c>melious launch claude-code</c> with a stand-in <c>claude</c> (a shell script on PATH) that records what it got:
 /// the exact environment (every variable set, the flags overriding the tiers, the auto-compact window derived from the
 /// main model, inherited <c>ANTHROPIC_*</c> and provider switches removed and named once, other variables kept), the
-/// arguments after <c>--</c>, the exit code passed through (also 128+N when a signal ends claude), and SIGTERM,
-/// SIGHUP, SIGQUIT and SIGINT sent to melious reaching claude.
+/// arguments after <c>--</c>, the exit code passed through (also 128+N when a signal ends claude), SIGTERM,
+/// SIGHUP, SIGQUIT and SIGINT sent to melious reaching claude, and melious waiting for a claude that outlives them.
 /// </summary>
 [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
 public sealed class LaunchEnvironmentTests(AzuriteFixture azurite)
@@ -26,6 +26,12 @@ public sealed class LaunchEnvironmentTests(AzuriteFixture azurite)
             trap 'echo HUP >> "$FAKE_DIR/signals"; exit 78' HUP
             trap 'echo INT >> "$FAKE_DIR/signals"; exit 79' INT
             trap 'echo QUIT >> "$FAKE_DIR/signals"; exit 80' QUIT
+            echo ready > "$FAKE_DIR/ready"
+            i=0; while [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done
+            exit 3 ;;
+          linger)
+            trap 'echo INT >> "$FAKE_DIR/signals"' INT
+            trap 'echo TERM >> "$FAKE_DIR/signals"; sleep 4; exit 77' TERM
             echo ready > "$FAKE_DIR/ready"
             i=0; while [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done
             exit 3 ;;
@@ -190,6 +196,87 @@ public sealed class LaunchEnvironmentTests(AzuriteFixture azurite)
                 process.Kill(entireProcessTree: true);
             }
         }
+    }
+
+    /// <summary>
+    /// A claude that keeps running after SIGINT (as Claude Code does when Ctrl-C interrupts a turn) and takes its time
+    /// to end after SIGTERM: melious waits for it, however long, and exits with its code.
+    /// </summary>
+    [Fact]
+    public async Task ClaudeOutlivingTheSignal_MeliousKeepsWaiting_AndExitsWithClaudesCode()
+    {
+        var ignored = InheritedIgnoredSignals();
+        if (ignored.Contains("INT") || ignored.Contains("TERM"))
+        {
+            Assert.Skip("SIGINT or SIGTERM is ignored by this test run (inherited SIG_IGN), so no child process can receive it");
+        }
+
+        await using var s = await Scenario.StartAsync(azurite, Sse.TextAnswer(["ok"]));
+        using var box = new CliSandbox();
+        var dir = UseFakeClaude(box);
+        await box.LoginAsync(s.Gateway.BaseUrl, s.Key);
+        box.Environment["FAKE_MODE"] = "linger";
+        var signals = Path.Combine(dir, "signals");
+
+        using var process = box.Start(["launch", "claude-code"]);
+        var stdout = process.StandardOutput.ReadToEndAsync(TestContext.Current.CancellationToken);
+        var stderr = process.StandardError.ReadToEndAsync(TestContext.Current.CancellationToken);
+        try
+        {
+            var ready = Path.Combine(dir, "ready");
+            for (var i = 0; i < 1200 && !File.Exists(ready) && !process.HasExited; i++)
+            {
+                await Task.Delay(100, TestContext.Current.CancellationToken);
+            }
+
+            if (!File.Exists(ready))
+            {
+                Assert.Fail($"claude did not start: {await stderr}");
+            }
+
+            // Ctrl-C: claude notes it and carries on, and so does melious (no exit 130 two seconds later).
+            await SignalAsync(process, "INT");
+            await Task.Delay(TimeSpan.FromSeconds(3), TestContext.Current.CancellationToken);
+            if (process.HasExited)
+            {
+                Assert.Fail($"melious exited ({process.ExitCode}) while claude was still running\n{await stdout}{await stderr}");
+            }
+
+            Assert.Equal(["INT"], File.ReadAllLines(signals));
+
+            // SIGTERM reaches claude at once; claude needs 4 s to end, and melious waits for it.
+            await SignalAsync(process, "TERM");
+            for (var i = 0; i < 50 && File.ReadAllLines(signals).Length < 2; i++)
+            {
+                await Task.Delay(100, TestContext.Current.CancellationToken);
+            }
+
+            Assert.Equal(["INT", "TERM"], File.ReadAllLines(signals));
+            await Task.Delay(TimeSpan.FromSeconds(2.5), TestContext.Current.CancellationToken);
+            if (process.HasExited)
+            {
+                Assert.Fail($"melious exited ({process.ExitCode}) before claude did\n{await stdout}{await stderr}");
+            }
+
+            using var bounded = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
+            bounded.CancelAfter(TimeSpan.FromSeconds(60));
+            await process.WaitForExitAsync(bounded.Token);
+            Assert.True(process.ExitCode == 77, $"exit {process.ExitCode}\n{await stdout}{await stderr}");
+        }
+        finally
+        {
+            if (!process.HasExited)
+            {
+                process.Kill(entireProcessTree: true);
+            }
+        }
+    }
+
+    private static async Task SignalAsync(Process process, string name)
+    {
+        using var kill = Process.Start("kill", ["-s", name, process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+        await kill.WaitForExitAsync(TestContext.Current.CancellationToken);
+        Assert.Equal(0, kill.ExitCode);
     }
 
     /// <summary>The signals this process ignores (the SigIgn mask of /proc/self/status), as kill(1) names them.</summary>

@@ -44,7 +44,7 @@ public static class AdminCli
         }
         catch (Exception ex)
         {
-            return cli.Fail(ex);
+            return cli.Fail(ex, cancellationToken);
         }
         finally
         {

@@ -37,13 +37,13 @@ internal sealed class CliContext(TextWriter stdout, TextWriter stderr, IConfigur
         }
         catch (Exception ex)
         {
-            return Fail(ex);
+            return Fail(ex, cancellationToken);
         }
     };
 
-    public int Fail(Exception exception)
+    public int Fail(Exception exception, CancellationToken cancellationToken)
     {
-        var (message, exitCode) = ErrorMessages.Describe(exception);
+        var (message, exitCode) = ErrorMessages.Describe(exception, cancellationToken);
         Error.WriteLine("error: " + message);
         return exitCode;
     }

@@ -8,11 +8,19 @@ namespace Melious.Admin;
 /// <summary>Turns any exception into one line for stderr and an exit code. Never a stack trace, never a secret.</summary>
 internal static class ErrorMessages
 {
-    public static (string Message, int ExitCode) Describe(Exception exception) => exception switch
+    /// <param name="exception">What went wrong.</param>
+    /// <param name="cancellationToken">The command's token: only its cancellation (Ctrl-C) is "cancelled".</param>
+    public static (string Message, int ExitCode) Describe(Exception exception, CancellationToken cancellationToken = default) => exception switch
     {
         CliException cli => (cli.Message, cli.ExitCode),
-        OperationCanceledException => ("cancelled", ExitCodes.Cancelled),
-        AggregateException aggregate when aggregate.Flatten().InnerExceptions is [var first, ..] => Describe(first),
+        OperationCanceledException when cancellationToken.IsCancellationRequested => ("cancelled", ExitCodes.Cancelled),
+
+        // Azure.Core ends a request that got no answer within the network timeout with a TaskCanceledException, and
+        // after its retries with an AggregateException of them: storage did not answer, nobody cancelled.
+        OperationCanceledException => (TimedOut(exception, 1), ExitCodes.Failure),
+        AggregateException aggregate when aggregate.Flatten().InnerExceptions is { Count: > 0 } all && all.All(e => e is OperationCanceledException) =>
+            cancellationToken.IsCancellationRequested ? ("cancelled", ExitCodes.Cancelled) : (TimedOut(all[0], all.Count), ExitCodes.Failure),
+        AggregateException aggregate when aggregate.Flatten().InnerExceptions is [var first, ..] => Describe(first, cancellationToken),
         RequestFailedException { Status: 0 } failed => ("storage unreachable: " + FirstLine(failed.InnerException?.Message ?? failed.Message), ExitCodes.Failure),
         RequestFailedException failed => (StorageFailure(failed), ExitCodes.Failure),
         HttpRequestException or SocketException or IOException => ("storage unreachable: " + FirstLine(exception.Message), ExitCodes.Failure),
@@ -22,6 +30,16 @@ internal static class ErrorMessages
         ArgumentException argument => (FirstLine(WithoutParameterSuffix(argument)), ExitCodes.Failure),
         _ => ($"{exception.GetType().Name}: {FirstLine(exception.Message)}", ExitCodes.Failure),
     };
+
+    private static string TimedOut(Exception timeout, int attempts)
+    {
+        // "The operation was cancelled because it exceeded the configured timeout of 0:00:15. …"
+        var match = System.Text.RegularExpressions.Regex.Match(timeout.Message, @"timeout of (\d+:\d{2}:\d{2}(?:\.\d+)?)");
+        var each = match.Success && TimeSpan.TryParse(match.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture, out var limit)
+            ? $"no answer within {limit.TotalSeconds.ToString("0.#", System.Globalization.CultureInfo.InvariantCulture)} s"
+            : "no answer";
+        return attempts > 1 ? $"storage unreachable: timed out ({each}, {attempts} attempts)" : $"storage unreachable: timed out ({each})";
+    }
 
     private static string StorageFailure(RequestFailedException failed)
     {

@@ -132,6 +132,9 @@ public sealed class StorageOptions
     /// <summary>Create tables and queues on start (disable when infrastructure owns them and the identity may not).</summary>
     public bool CreateIfMissing { get; set; } = true;
 
+    /// <summary>How long one storage request may wait for an answer before it is retried (3 retries); 0 or less = the default.</summary>
+    public TimeSpan NetworkTimeout { get; set; } = Storage.StorageClients.DefaultNetworkTimeout;
+
     public bool UsesIdentity =>
         !string.IsNullOrWhiteSpace(TableServiceUri) || !string.IsNullOrWhiteSpace(QueueServiceUri) || !string.IsNullOrWhiteSpace(AccountName);
 }

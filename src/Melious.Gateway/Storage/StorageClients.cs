@@ -15,6 +15,8 @@ public sealed class StorageClients
 {
     public const string DevelopmentConnectionString = "UseDevelopmentStorage=true";
 
+    public static readonly TimeSpan DefaultNetworkTimeout = TimeSpan.FromSeconds(15);
+
     private readonly string _prefix;
 
     public StorageClients(IOptions<GatewayOptions> options)
@@ -27,9 +29,10 @@ public sealed class StorageClients
         _prefix = storage.TablePrefix ?? "";
         CreateIfMissing = storage.CreateIfMissing;
         var tableOptions = new TableClientOptions();
-        ConfigureRetries(tableOptions.Retry);
+        var networkTimeout = storage.NetworkTimeout > TimeSpan.Zero ? storage.NetworkTimeout : DefaultNetworkTimeout;
+        ConfigureRetries(tableOptions.Retry, networkTimeout);
         var queueOptions = new QueueClientOptions { MessageEncoding = QueueMessageEncoding.Base64 };
-        ConfigureRetries(queueOptions.Retry);
+        ConfigureRetries(queueOptions.Retry, networkTimeout);
 
         if (storage.UsesIdentity)
         {
@@ -71,13 +74,13 @@ public sealed class StorageClients
             ? new DefaultAzureCredential()
             : new ManagedIdentityCredential(ManagedIdentityId.FromUserAssignedClientId(clientId));
 
-    private static void ConfigureRetries(RetryOptions retry)
+    private static void ConfigureRetries(RetryOptions retry, TimeSpan networkTimeout)
     {
         retry.MaxRetries = 3;
         retry.Mode = RetryMode.Exponential;
         retry.Delay = TimeSpan.FromMilliseconds(200);
         retry.MaxDelay = TimeSpan.FromSeconds(4);
-        retry.NetworkTimeout = TimeSpan.FromSeconds(15);
+        retry.NetworkTimeout = networkTimeout;
     }
 }
 

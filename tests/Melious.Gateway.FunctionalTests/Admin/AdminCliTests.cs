@@ -24,6 +24,71 @@ public sealed class AdminCliTests(AzuriteFixture azurite)
         Assert.Equal("", result.Stdout);
     }
 
+    /// <summary>
+    /// Storage that accepts the connection and never answers: every attempt runs into the network timeout (made 2 s
+    /// here with Melious__Storage__NetworkTimeout). That is unreachable storage (exit 1), not an interruption (130);
+    /// only the command's own token being cancelled (Ctrl-C) is "cancelled".
+    /// </summary>
+    [Fact]
+    public async Task SilentStorage_TimesOutAsUnreachable_OnlyCtrlCIsCancelled()
+    {
+        var silent = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        silent.Start();
+        var held = new List<System.Net.Sockets.TcpClient>();
+        using var stop = new CancellationTokenSource();
+        var accepting = Task.Run(async () =>
+        {
+            try
+            {
+                while (true)
+                {
+                    held.Add(await silent.AcceptTcpClientAsync(stop.Token));
+                }
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        });
+        try
+        {
+            var port = ((System.Net.IPEndPoint)silent.LocalEndpoint).Port;
+            var connectionString =
+                "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;" +
+                $"TableEndpoint=http://127.0.0.1:{port}/devstoreaccount1;QueueEndpoint=http://127.0.0.1:{port}/devstoreaccount1;";
+            await using var admin = new AdminHarness(azurite, new Dictionary<string, string?>
+            {
+                ["Melious:Storage:ConnectionString"] = connectionString,
+                ["Melious:Storage:NetworkTimeout"] = "00:00:02",
+            });
+
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            var result = await admin.RunAsync("keys", "list");
+            AdminHarness.AssertOneLineError(result, "storage unreachable: timed out (no answer within 2 s, 4 attempts)");
+            Assert.Equal(ExitCodes.Failure, result.ExitCode);
+            Assert.DoesNotContain("cancel", result.Stderr, StringComparison.OrdinalIgnoreCase);
+            Assert.DoesNotContain("AccountKey", result.Stderr);
+            Assert.InRange(clock.Elapsed.TotalSeconds, 7, 30);
+
+            // Ctrl-C while waiting for the same silent storage.
+            using var ctrlC = new CancellationTokenSource(TimeSpan.FromSeconds(1));
+            using var stdout = new StringWriter();
+            using var stderr = new StringWriter();
+            var cancelled = await AdminCli.RunAsync(["keys", "list"], stdout, stderr, admin.Configuration, ctrlC.Token);
+            Assert.Equal(ExitCodes.Cancelled, cancelled);
+            Assert.Equal("error: cancelled", stderr.ToString().Trim());
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            await accepting;
+            silent.Stop();
+            foreach (var client in held)
+            {
+                client.Dispose();
+            }
+        }
+    }
+
     [Fact]
     public async Task GlobalOptions_OverrideTheConfiguredStorage()
     {

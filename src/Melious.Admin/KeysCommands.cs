@@ -148,10 +148,19 @@ internal static class KeysCommands
 
     private static CliException NotFound(string keyId) => new($"no key with id {keyId}");
 
-    /// <summary>Accepts a key id (16 hex digits) or a whole key, which is hashed here and never stored or printed.</summary>
+    /// <summary>
+    /// Accepts a key id (16 hex digits) or a whole key (also pasted in quotes or as <c>Bearer sk-mel-…</c>), which is
+    /// hashed here and never stored or printed. A value that is neither is echoed in the error only when it cannot be
+    /// a secret.
+    /// </summary>
     private static string ToKeyId(string? value)
     {
-        var text = value?.Trim() ?? "";
+        var text = Unquote(value);
+        if (text.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase))
+        {
+            text = Unquote(text["Bearer ".Length..]);
+        }
+
         if (text.StartsWith(ApiKeys.Prefix, StringComparison.Ordinal))
         {
             return ApiKeys.KeyIdFromHash(ApiKeys.Hash(text));
@@ -159,11 +168,16 @@ internal static class KeysCommands
 
         if (text.Length != 16 || !text.All(char.IsAsciiHexDigit))
         {
-            throw new CliException($"KEYID must be the 16 hex digits shown by 'keys list' (got '{text}')");
+            var got = text.Contains("sk-", StringComparison.OrdinalIgnoreCase) || text.Length > 40
+                ? $"a value of {text.Length} characters, not shown as it may hold a key"
+                : $"'{text}'";
+            throw new CliException($"KEYID must be the 16 hex digits shown by 'keys list', or the whole sk-mel- key (got {got})");
         }
 
         return text.ToLowerInvariant();
     }
+
+    private static string Unquote(string? value) => (value ?? "").Trim().Trim('"', '\'').Trim();
 
     private static string Status(ApiKeyRecord key) => key.Enabled
         ? "enabled"

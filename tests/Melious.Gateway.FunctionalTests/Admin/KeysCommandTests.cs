@@ -145,8 +145,38 @@ public sealed class KeysCommandTests(AzuriteFixture azurite)
         Assert.All(JsonDocument.Parse(list.Stdout).RootElement.EnumerateArray(), k => Assert.False(k.GetProperty("enabled").GetBoolean()));
 
         AdminHarness.AssertOneLineError(await admin.RunAsync("keys", "revoke", "0123456789abcdef"), "no key with id 0123456789abcdef");
-        AdminHarness.AssertOneLineError(await admin.RunAsync("keys", "revoke", "not-a-key-id"), "KEYID");
+        AdminHarness.AssertOneLineError(await admin.RunAsync("keys", "revoke", "not-a-key-id"), "KEYID must be the 16 hex digits shown by 'keys list', or the whole sk-mel- key (got 'not-a-key-id')");
         AdminHarness.AssertOneLineError(await admin.RunAsync("keys", "revoke"));
+    }
+
+    /// <summary>A key pasted as KEYID, however wrapped, is never echoed: used when it is recognisable, else masked.</summary>
+    [Fact]
+    public async Task KeyPastedAsKeyId_IsNeverEchoed()
+    {
+        await using var admin = new AdminHarness(azurite);
+        var key = await CreateAsync(admin, "acme", "pasted");
+        var secret = key["sk-mel-".Length..];
+
+        // Copied from an Authorization header, or in quotes: still the key.
+        var limits = await admin.RunAsync("keys", "set-limits", "Bearer " + key, "--rpm", "7");
+        Assert.True(limits.ExitCode == 0, limits.ToString());
+        Assert.Contains($"Key {KeyId(key)} ", limits.Stdout);
+        var revoked = await admin.RunAsync("keys", "revoke", $"\"{key}\"");
+        Assert.True(revoked.ExitCode == 0, revoked.ToString());
+        Assert.False((await admin.Get<ApiKeyStore>().FindByHashAsync(ApiKeys.Hash(key), Ct))!.Enabled);
+        Assert.DoesNotContain(secret, limits.Stdout + limits.Stderr + revoked.Stdout + revoked.Stderr);
+
+        // Not recognisable as a key, but holding one (or too long to be sure it does not): masked.
+        foreach (var pasted in new[] { "x-api-key: " + key, "token=" + key, key.Replace("sk-mel-", "sk_mel_", StringComparison.Ordinal) })
+        {
+            foreach (var args in new[] { new[] { "keys", "revoke", pasted }, ["keys", "set-limits", pasted, "--rpm", "1"] })
+            {
+                var result = await admin.RunAsync(args);
+                AdminHarness.AssertOneLineError(result, "KEYID must be");
+                Assert.DoesNotContain(secret[..12], result.Stderr);
+                Assert.Contains("not shown", result.Stderr);
+            }
+        }
     }
 
     [Fact]

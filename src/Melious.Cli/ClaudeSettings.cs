@@ -108,8 +108,18 @@ public sealed class ClaudeSettings
         return changes;
     }
 
-    /// <summary>Applies changes to the <c>env</c> block (dropping the block when it ends up empty) and writes the file.</summary>
-    public void Apply(IReadOnlyList<EnvChange> changes, bool backup)
+    /// <summary>
+    /// Where <c>doctor --fix</c> keeps the copies of the files it rewrites: next to the user config
+    /// (<c>~/.config/melious/backups/</c>, 0700), never next to the file, where a project's .gitignore would not cover it.
+    /// </summary>
+    public static string BackupDirectory => System.IO.Path.Combine(System.IO.Path.GetDirectoryName(UserConfig.FilePath)!, "backups");
+
+    /// <summary>
+    /// Applies changes to the <c>env</c> block (dropping the block when it ends up empty) and writes the file. With
+    /// <paramref name="backup"/>, the old file is first copied (mode 0600) into <see cref="BackupDirectory"/>; returns
+    /// the copy's path, or null when there was none.
+    /// </summary>
+    public string? Apply(IReadOnlyList<EnvChange> changes, bool backup)
     {
         var block = _root["env"] as JsonObject;
         if (block is null)
@@ -137,10 +147,33 @@ public sealed class ClaudeSettings
 
         var directory = System.IO.Path.GetDirectoryName(Path)!;
         Directory.CreateDirectory(directory);
+        string? copy = null;
         if (backup && File.Exists(Path))
         {
-            File.Copy(Path, Path + ".bak", overwrite: true);
-            Restrict(Path + ".bak");
+            if (OperatingSystem.IsWindows())
+            {
+                Directory.CreateDirectory(BackupDirectory);
+            }
+            else
+            {
+                Directory.CreateDirectory(BackupDirectory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            }
+
+            // The whole path in the name (which project), and the time (one copy per repair).
+            var name = System.IO.Path.GetFullPath(Path).TrimStart(System.IO.Path.DirectorySeparatorChar, System.IO.Path.AltDirectorySeparatorChar, ':')
+                .Replace(System.IO.Path.DirectorySeparatorChar, '_').Replace(System.IO.Path.AltDirectorySeparatorChar, '_').Replace(':', '_');
+            copy = System.IO.Path.Combine(BackupDirectory, $"{name}.{DateTime.UtcNow:yyyyMMdd'T'HHmmssfff'Z'}.bak");
+            var copyOptions = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
+            if (!OperatingSystem.IsWindows())
+            {
+                copyOptions.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+            }
+
+            using (var target = new FileStream(copy, copyOptions))
+            using (var source = File.OpenRead(Path))
+            {
+                source.CopyTo(target);
+            }
         }
 
         var options = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write };
@@ -158,6 +191,7 @@ public sealed class ClaudeSettings
         }
 
         Restrict(Path);
+        return copy;
     }
 
     private static void Restrict(string path)

@@ -314,16 +314,40 @@ public sealed class Doctor(TextWriter output)
             var wrong = env.Where(e => expected.TryGetValue(e.Key, out var want) && want != e.Value)
                 .Where(e => !Chosen(e.Key) || _unresolved.Contains((path, e.Key)) || (mainReset && e.Key == ClaudeEnvironment.AutoCompactWindow))
                 .Select(e => e.Key).ToList();
-            if (wrong.Count == 0)
+
+            // The project's settings.json is shared (normally committed): a key must never be written there, and one
+            // found there is taken out (melious launch, or the git-ignored settings.local.json, provides it).
+            var shared = path == ClaudeSettings.ProjectSharedFile(project) && path != ClaudeSettings.UserFile;
+            var keyInShared = shared && env.TryGetValue(ClaudeEnvironment.AuthToken, out var token) && token.Length > 0;
+            if (shared)
+            {
+                wrong.Remove(ClaudeEnvironment.AuthToken);
+            }
+
+            if (wrong.Count == 0 && !keyInShared)
             {
                 Add(new Check("settings", true, $"{path}: its env block agrees with the gateway{(chosen ? " (written by melious config claude-code)" : "")}"));
                 continue;
             }
 
             var changes = wrong.Select(name => new EnvChange(name, env[name], expected[name])).ToList();
+            if (keyInShared)
+            {
+                changes.Add(new EnvChange(ClaudeEnvironment.AuthToken, env[ClaudeEnvironment.AuthToken], null));
+            }
+
             Repairs.Add((settings, changes));
-            Add(new Check("settings", false, $"{path} overrides the environment: {string.Join(", ", wrong)} {(wrong.Count == 1 ? "has a different value" : "have different values")} (settings win over exported variables and over melious launch)",
-                $"`melious doctor --fix` rewrites them (with a backup), or `melious config claude-code{(path == ClaudeSettings.UserFile ? " --user" : "")}`", path));
+            if (wrong.Count > 0)
+            {
+                Add(new Check("settings", false, $"{path} overrides the environment: {string.Join(", ", wrong)} {(wrong.Count == 1 ? "has a different value" : "have different values")} (settings win over exported variables and over melious launch)",
+                    $"`melious doctor --fix` rewrites them (with a backup), or `melious config claude-code{(path == ClaudeSettings.UserFile ? " --user" : "")}`", path));
+            }
+
+            if (keyInShared)
+            {
+                Add(new Check("settings", false, $"{path} sets {ClaudeEnvironment.AuthToken}: this file is shared with the project (normally committed), so it must not hold a key, and it overrides the key melious launch sets",
+                    $"`melious doctor --fix` removes the entry (it never writes a key into this file); `melious config claude-code` puts the key in the git-ignored settings.local.json if you want one in a file", path));
+            }
         }
     }
 

@@ -452,7 +452,7 @@ public static class MeliousCli
 
     private static Command DoctorCommand()
     {
-        var fix = new Option<bool>("--fix") { Description = "Repair what can be repaired safely (settings files, with a .bak backup), after asking." };
+        var fix = new Option<bool>("--fix") { Description = "Repair what can be repaired safely (settings files, with a backup in melious's config directory), after asking." };
         var yes = new Option<bool>("--yes", "-y") { Description = "With --fix: do not ask." };
         var project = new Option<string?>("--project") { Description = "Project directory whose .claude/ settings are checked (default: the current directory)." };
         var command = new Command("doctor", "Check the setup (environment, settings files, credentials, gateway, key, models, claude) and say how to fix each problem.") { fix, yes, project };
@@ -472,11 +472,11 @@ public static class MeliousCli
                         Out.WriteLine(change.ToString());
                     }
 
-                    if (result.GetValue(yes) || Confirm($"Rewrite {file.Path} (backup to {Path.GetFileName(file.Path)}.bak)?"))
+                    if (result.GetValue(yes) || Confirm($"Rewrite {file.Path} (a copy goes to {ClaudeSettings.BackupDirectory})?"))
                     {
-                        file.Apply(changes, backup: true);
+                        var copy = file.Apply(changes, backup: true);
                         repaired.Add(file.Path);
-                        Out.WriteLine($"Fixed {file.Path} (backup: {file.Path}.bak).");
+                        Out.WriteLine($"Fixed {file.Path}{(copy is null ? "" : $" (backup: {copy})")}.");
                     }
                 }
             }

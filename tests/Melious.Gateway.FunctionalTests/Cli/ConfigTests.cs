@@ -149,7 +149,7 @@ public sealed class ConfigTests(AzuriteFixture azurite)
         var fixedEnv = JsonDocument.Parse(File.ReadAllText(file)).RootElement.GetProperty("env");
         Assert.Equal("main-model", fixedEnv.GetProperty("ANTHROPIC_MODEL").GetString());
         Assert.Equal("131072", fixedEnv.GetProperty("CLAUDE_CODE_AUTO_COMPACT_WINDOW").GetString());
-        Assert.True(File.Exists(file + ".bak"));
+        Assert.True(File.Exists(DoctorTests.BackupOf(repaired, file)));
 
         var unknown = await box.RunAsync("config", "claude-code", "--user", "--yes", "--model", "no-such-model-x");
         Assert.Equal(1, unknown.ExitCode);

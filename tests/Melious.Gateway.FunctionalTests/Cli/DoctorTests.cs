@@ -1,4 +1,5 @@
 using Melious.Gateway.Auth;
+using Melious.Gateway.FunctionalTests.Clients;
 using Melious.Gateway.FunctionalTests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -113,7 +114,8 @@ public sealed class DoctorTests(AzuriteFixture azurite)
 
             var fixedRun = await box.RunAsync(["doctor", "--fix"], "y\n");
             Assert.True(fixedRun.ExitCode == 0, fixedRun.Describe());
-            Assert.Equal(before, File.ReadAllText(file + ".bak"));
+            Assert.Equal(before, File.ReadAllText(BackupOf(fixedRun, file)));
+            Assert.False(File.Exists(file + ".bak"));
             var again = await box.RunAsync("doctor");
             Assert.True(again.ExitCode == 0, again.Describe());
             if (kind == "user-settings")
@@ -121,6 +123,72 @@ public sealed class DoctorTests(AzuriteFixture azurite)
                 Assert.Contains("\"model\": \"opus\"", File.ReadAllText(file), StringComparison.Ordinal);
             }
         }
+    }
+
+    /// <summary>
+    /// The project's shared settings.json (normally committed) sets ANTHROPIC_AUTH_TOKEN, and the git-ignored
+    /// settings.local.json holds a stale key: --fix takes the token out of the shared file instead of writing the
+    /// user's key into it, and keeps its backups (old keys included) outside the project, readable by the owner only.
+    /// </summary>
+    [Fact]
+    public async Task Fix_NeverWritesTheKeyIntoTheSharedSettings_NorLeavesBackupsInTheProject()
+    {
+        await using var s = await Scenario.StartAsync(azurite, Sse.TextAnswer(["ok"]));
+        using var box = new CliSandbox();
+        box.UseClaude("pinned");
+        await box.LoginAsync(s.Gateway.BaseUrl, s.Key);
+        var projectClaude = Directory.CreateDirectory(Path.Combine(box.Project, ".claude")).FullName;
+        var shared = Path.Combine(projectClaude, "settings.json");
+        var local = Path.Combine(projectClaude, "settings.local.json");
+        var oldKey = "sk-mel-" + new string('O', 43);
+        File.WriteAllText(shared, """{"permissions":{"allow":["Bash(ls)"]},"env":{"ANTHROPIC_BASE_URL":"https://api.anthropic.com","ANTHROPIC_AUTH_TOKEN":"KEY"}}""".Replace("KEY", oldKey, StringComparison.Ordinal));
+        File.WriteAllText(local, """{"env":{"ANTHROPIC_AUTH_TOKEN":"KEY"}}""".Replace("KEY", oldKey, StringComparison.Ordinal));
+
+        var run = await box.RunAsync("doctor");
+        Assert.Equal(1, run.ExitCode);
+        Assert.Contains($"✗ settings: {shared} sets ANTHROPIC_AUTH_TOKEN: this file is shared with the project", run.Stdout, StringComparison.Ordinal);
+        Assert.Contains($"✗ settings: {shared} overrides the environment: ANTHROPIC_BASE_URL has a different value", run.Stdout, StringComparison.Ordinal);
+        Assert.Contains($"✗ settings: {local} overrides the environment: ANTHROPIC_AUTH_TOKEN", run.Stdout, StringComparison.Ordinal);
+
+        var fixedRun = await box.RunAsync("doctor", "--fix", "--yes");
+        Assert.True(fixedRun.ExitCode == 0, fixedRun.Describe());
+        Assert.Contains("  - ANTHROPIC_AUTH_TOKEN = sk-mel-… (50 characters)", fixedRun.Stdout, StringComparison.Ordinal);
+        var sharedText = File.ReadAllText(shared);
+        Assert.DoesNotContain(s.Key["sk-mel-".Length..], sharedText, StringComparison.Ordinal);
+        Assert.DoesNotContain("ANTHROPIC_AUTH_TOKEN", sharedText, StringComparison.Ordinal);
+        Assert.Contains(s.Gateway.BaseUrl, sharedText, StringComparison.Ordinal);
+        Assert.Contains("Bash(ls)", sharedText, StringComparison.Ordinal);
+        Assert.Contains(s.Key, File.ReadAllText(local), StringComparison.Ordinal);
+
+        // No copy in the project: every file there other than the git-ignored settings.local.json is key-free.
+        foreach (var file in Directory.EnumerateFiles(box.Project, "*", SearchOption.AllDirectories).Where(f => f != local))
+        {
+            var text = File.ReadAllText(file);
+            Assert.False(text.Contains(s.Key["sk-mel-".Length..], StringComparison.Ordinal) || text.Contains(oldKey, StringComparison.Ordinal), $"{file} holds a key");
+        }
+
+        foreach (var original in new[] { shared, local })
+        {
+            var backup = BackupOf(fixedRun, original);
+            Assert.StartsWith(Path.Combine(box.Home, ".config", "melious", "backups") + Path.DirectorySeparatorChar, backup, StringComparison.Ordinal);
+            Assert.Contains(oldKey, File.ReadAllText(backup), StringComparison.Ordinal);
+            if (!OperatingSystem.IsWindows())
+            {
+                Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(backup));
+            }
+        }
+
+        var again = await box.RunAsync("doctor");
+        Assert.True(again.ExitCode == 0, again.Describe());
+    }
+
+    /// <summary>The backup path <c>doctor --fix</c> reported for a file ("Fixed FILE (backup: COPY).").</summary>
+    internal static string BackupOf(ProcessResult run, string file)
+    {
+        var prefix = $"Fixed {file} (backup: ";
+        var line = run.Stdout.Split('\n').Select(l => l.Trim()).SingleOrDefault(l => l.StartsWith(prefix, StringComparison.Ordinal));
+        Assert.True(line is not null, $"no \"{prefix}\" line:\n{run.Stdout}");
+        return line[prefix.Length..^2];
     }
 
     [Fact]

@@ -89,8 +89,9 @@ public static class MeliousCli
         var command = new Command("login", "Store the gateway URL and your key (checked against the gateway first) in your user config file.") { baseUrl, keyStdin };
         command.SetAction(Guard(async (result, cancellationToken) =>
         {
+            // An empty MELIOUS_BASE_URL counts as unset, as everywhere else (UserConfig.Load).
             var url = result.GetValue(baseUrl)
-                ?? Environment.GetEnvironmentVariable(UserConfig.BaseUrlVariable)
+                ?? (Environment.GetEnvironmentVariable(UserConfig.BaseUrlVariable) is { } fromEnvironment && !string.IsNullOrWhiteSpace(fromEnvironment) ? fromEnvironment : null)
                 ?? UserConfig.ReadFile()?.BaseUrl
                 ?? Ask("Gateway URL: ");
             if (string.IsNullOrWhiteSpace(url))

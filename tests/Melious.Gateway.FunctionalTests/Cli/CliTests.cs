@@ -76,6 +76,23 @@ public sealed class CliTests(AzuriteFixture azurite)
         Assert.Contains("(from MELIOUS_API_KEY)", fromEnv.Stdout, StringComparison.Ordinal);
     }
 
+    /// <summary>An empty MELIOUS_BASE_URL is unset for login too: the stored URL is used, as status uses it.</summary>
+    [Fact]
+    public async Task Login_WithAnEmptyBaseUrlVariable_UsesTheStoredUrl()
+    {
+        await using var s = await Scenario.StartAsync(azurite, Sse.TextAnswer(["ok"]));
+        using var box = new CliSandbox();
+        await box.LoginAsync(s.Gateway.BaseUrl, s.Key);
+        box.Environment["MELIOUS_BASE_URL"] = "";
+
+        var status = await box.RunAsync("status");
+        Assert.True(status.ExitCode == 0, status.Describe());
+        var again = await box.RunAsync(["login", "--key-stdin"], s.Key + "\n");
+        Assert.True(again.ExitCode == 0, again.Describe());
+        Assert.Contains($"Logged in to {s.Gateway.BaseUrl} ", again.Stdout, StringComparison.Ordinal);
+        Assert.Equal(s.Gateway.BaseUrl, JsonDocument.Parse(File.ReadAllText(box.ConfigFile)).RootElement.GetProperty("base_url").GetString());
+    }
+
     [Theory]
     [InlineData("anthropic", "this is an Anthropic API key")]
     [InlineData("truncated", "the key looks truncated")]

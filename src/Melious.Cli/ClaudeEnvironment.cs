@@ -27,7 +27,7 @@ public static class ClaudeEnvironment
     ];
 
     /// <summary>Inherited variables that would send Claude Code elsewhere or authenticate it otherwise.</summary>
-    private static readonly string[] AlsoRemoved = ["CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX", "CLAUDE_CODE_USE_FOUNDRY", "CLAUDE_CODE_OAUTH_TOKEN"];
+    public static readonly string[] ProviderSwitches = ["CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX", "CLAUDE_CODE_USE_FOUNDRY", "CLAUDE_CODE_OAUTH_TOKEN"];
 
     /// <summary>Chooses the model for each slot: the flags, else the gateway's tiers (opus → main, sonnet → subagents, haiku → small/background).</summary>
     public static async Task<PinnedModels> ResolveAsync(GatewayClient gateway, string? model, string? smallModel, string? subagentModel, CancellationToken cancellationToken)
@@ -95,7 +95,7 @@ public static class ClaudeEnvironment
         foreach (var name in childEnvironment.Keys.ToList())
         {
             var managed = wanted.ContainsKey(name);
-            if (!managed && !name.StartsWith("ANTHROPIC_", StringComparison.Ordinal) && !AlsoRemoved.Contains(name, StringComparer.Ordinal))
+            if (!managed && !name.StartsWith("ANTHROPIC_", StringComparison.Ordinal) && !ProviderSwitches.Contains(name, StringComparer.Ordinal))
             {
                 continue;
             }

@@ -324,7 +324,10 @@ public sealed class Doctor(TextWriter output)
                 wrong.Remove(ClaudeEnvironment.AuthToken);
             }
 
-            if (wrong.Count == 0 && !keyInShared)
+            // Provider switches and a subscription token: Claude Code would go to Bedrock, Vertex, Foundry or the
+            // claude.ai login instead (melious launch strips them from the shell, but settings win).
+            var switches = env.Where(e => ClaudeEnvironment.ProviderSwitches.Contains(e.Key, StringComparer.Ordinal) && e.Value.Length > 0).Select(e => e.Key).ToList();
+            if (wrong.Count == 0 && !keyInShared && switches.Count == 0)
             {
                 Add(new Check("settings", true, $"{path}: its env block agrees with the gateway{(chosen ? " (written by melious config claude-code)" : "")}"));
                 continue;
@@ -336,7 +339,14 @@ public sealed class Doctor(TextWriter output)
                 changes.Add(new EnvChange(ClaudeEnvironment.AuthToken, env[ClaudeEnvironment.AuthToken], null));
             }
 
+            changes.AddRange(switches.Select(name => new EnvChange(name, env[name], null)));
             Repairs.Add((settings, changes));
+            if (switches.Count > 0)
+            {
+                Add(new Check("settings", false, $"{path} sets {string.Join(", ", switches)}: Claude Code would use another provider or login instead of the gateway (settings win over melious launch)",
+                    $"`melious doctor --fix` removes {(switches.Count == 1 ? "it" : "them")} (with a backup), or delete {(switches.Count == 1 ? "it" : "them")} from that file", path));
+            }
+
             if (wrong.Count > 0)
             {
                 Add(new Check("settings", false, $"{path} overrides the environment: {string.Join(", ", wrong)} {(wrong.Count == 1 ? "has a different value" : "have different values")} (settings win over exported variables and over melious launch)",

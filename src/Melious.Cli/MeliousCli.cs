@@ -370,7 +370,9 @@ public static class MeliousCli
         {
             try
             {
-                var wrong = ClaudeSettings.Load(path).Env().Where(e => wanted.TryGetValue(e.Key, out var v) && v != e.Value).Select(e => e.Key).ToList();
+                var wrong = ClaudeSettings.Load(path).Env()
+                    .Where(e => (wanted.TryGetValue(e.Key, out var v) && v != e.Value) || (ClaudeEnvironment.ProviderSwitches.Contains(e.Key, StringComparer.Ordinal) && e.Value.Length > 0))
+                    .Select(e => e.Key).ToList();
                 if (wrong.Count > 0)
                 {
                     Err.WriteLine($"melious: warning: {path} sets {string.Join(", ", wrong)} and Claude Code lets settings win; run `melious doctor --fix`");

@@ -24,6 +24,7 @@ public sealed class DoctorTests(AzuriteFixture azurite)
         { "claude-credentials", "✗ claude login: cached Claude credentials in", "fix: run `claude /logout` once, or delete" },
         { "project-settings", "✗ settings: {project}/.claude/settings.json overrides the environment: ANTHROPIC_BASE_URL", "fix: `melious doctor --fix`" },
         { "local-settings", "✗ settings: {project}/.claude/settings.local.json overrides the environment: ANTHROPIC_API_KEY", "fix: `melious doctor --fix`" },
+        { "settings-provider", "✗ settings: {project}/.claude/settings.local.json sets CLAUDE_CODE_USE_BEDROCK, CLAUDE_CODE_OAUTH_TOKEN: Claude Code would use another provider", "fix: `melious doctor --fix` removes them" },
         { "user-settings", "✗ settings: {home}/.claude/settings.json overrides the environment: ANTHROPIC_DEFAULT_HAIKU_MODEL", "--user`" },
         { "model-exported-unknown", "✗ ANTHROPIC_DEFAULT_HAIKU_MODEL (exported in this shell): retired-model-x does not resolve: the gateway has no model, alias or tier by that name", "fix: run `melious models` and export ANTHROPIC_DEFAULT_HAIKU_MODEL=" },
         { "model-settings-unknown", "✗ ANTHROPIC_MODEL (in {project}/.claude/settings.local.json): retired-model-x does not resolve", "fix: run `melious models` and set a listed model there, or `melious doctor --fix`" },
@@ -73,6 +74,7 @@ public sealed class DoctorTests(AzuriteFixture azurite)
             case "claude-credentials": File.WriteAllText(Path.Combine(claudeDir, ".credentials.json"), """{"claudeAiOauth":{"accessToken":"x"}}"""); break;
             case "project-settings": File.WriteAllText(Path.Combine(projectClaude, "settings.json"), """{"env":{"ANTHROPIC_BASE_URL":"https://api.anthropic.com"}}"""); break;
             case "local-settings": File.WriteAllText(Path.Combine(projectClaude, "settings.local.json"), """{"env":{"ANTHROPIC_API_KEY":"sk-ant-api03-old"}}"""); break;
+            case "settings-provider": File.WriteAllText(Path.Combine(projectClaude, "settings.local.json"), """{"env":{"CLAUDE_CODE_USE_BEDROCK":"1","CLAUDE_CODE_OAUTH_TOKEN":"sk-ant-oat01-xyz","MY_VAR":"kept"}}"""); break;
             case "user-settings": File.WriteAllText(Path.Combine(claudeDir, "settings.json"), """{"model":"opus","env":{"ANTHROPIC_DEFAULT_HAIKU_MODEL":"claude-haiku-4-5"}}"""); break;
             case "model-exported-unknown": box.Environment["ANTHROPIC_DEFAULT_HAIKU_MODEL"] = "retired-model-x"; break;
             case "model-settings-unknown": File.WriteAllText(Path.Combine(projectClaude, "settings.local.json"), """{"env":{"ANTHROPIC_MODEL":"retired-model-x"}}"""); break;
@@ -97,12 +99,12 @@ public sealed class DoctorTests(AzuriteFixture azurite)
         Assert.True(failures == 1 || kind is "not-logged-in" or "stored-key-wrong-length" || (kind == "model-settings-unknown" && failures == 2), $"{failures} problems for one misconfiguration:\n{run.Stdout}");
         Assert.DoesNotContain(s.Key[10..], run.Stdout + run.Stderr, StringComparison.Ordinal);
 
-        if (kind is "project-settings" or "local-settings" or "user-settings" or "model-settings-unknown")
+        if (kind is "project-settings" or "local-settings" or "user-settings" or "model-settings-unknown" or "settings-provider")
         {
             var file = kind switch
             {
                 "project-settings" => Path.Combine(projectClaude, "settings.json"),
-                "local-settings" or "model-settings-unknown" => Path.Combine(projectClaude, "settings.local.json"),
+                "local-settings" or "model-settings-unknown" or "settings-provider" => Path.Combine(projectClaude, "settings.local.json"),
                 _ => Path.Combine(claudeDir, "settings.json"),
             };
             var before = File.ReadAllText(file);
@@ -121,6 +123,14 @@ public sealed class DoctorTests(AzuriteFixture azurite)
             if (kind == "user-settings")
             {
                 Assert.Contains("\"model\": \"opus\"", File.ReadAllText(file), StringComparison.Ordinal);
+            }
+
+            if (kind == "settings-provider")
+            {
+                var fixedText = File.ReadAllText(file);
+                Assert.DoesNotContain("CLAUDE_CODE_USE_BEDROCK", fixedText, StringComparison.Ordinal);
+                Assert.DoesNotContain("CLAUDE_CODE_OAUTH_TOKEN", fixedText, StringComparison.Ordinal);
+                Assert.Contains("\"MY_VAR\": \"kept\"", fixedText, StringComparison.Ordinal);
             }
         }
     }

@@ -126,15 +126,16 @@ public sealed class LaunchEnvironmentTests(AzuriteFixture azurite)
         Assert.Equal(1, missing.ExitCode);
         Assert.Equal("error: Claude Code is not installed: run `melious tools install claude-code`", missing.Stderr.Trim());
 
-        // Settings that win over the environment: one entry that differs is named, one that agrees is not.
+        // Settings that win over the environment: one entry that differs is named, one that agrees is not, and a
+        // provider switch (which would send Claude Code elsewhere) is named too.
         var dir = UseFakeClaude(box);
         box.Environment["FAKE_MODE"] = "none";
         var settings = Directory.CreateDirectory(Path.Combine(box.Project, ".claude")).FullName;
-        File.WriteAllText(Path.Combine(settings, "settings.local.json"), """{"env":{"ANTHROPIC_BASE_URL":"https://api.anthropic.com","ANTHROPIC_DEFAULT_SONNET_MODEL":"secondary-model"}}""");
+        File.WriteAllText(Path.Combine(settings, "settings.local.json"), """{"env":{"ANTHROPIC_BASE_URL":"https://api.anthropic.com","ANTHROPIC_DEFAULT_SONNET_MODEL":"secondary-model","CLAUDE_CODE_USE_VERTEX":"1"}}""");
         var run = await box.RunAsync(["launch", "claude-code"]);
         Assert.True(run.ExitCode == 0, run.Describe());
         Assert.Equal(
-            [$"melious: warning: {Path.Combine(settings, "settings.local.json")} sets ANTHROPIC_BASE_URL and Claude Code lets settings win; run `melious doctor --fix`"],
+            [$"melious: warning: {Path.Combine(settings, "settings.local.json")} sets ANTHROPIC_BASE_URL, CLAUDE_CODE_USE_VERTEX and Claude Code lets settings win; run `melious doctor --fix`"],
             run.Stderr.Split('\n').Where(l => l.Contains("warning", StringComparison.Ordinal)));
         Assert.True(File.Exists(Path.Combine(dir, "env")), "claude was not started");
     }

@@ -77,6 +77,12 @@ public sealed class ConsumerCrashTests(AzuriteFixture azurite)
         var clock = Stopwatch.StartNew();
         var drained = await WaitUntilAsync(async () => (await queue.GetPropertiesAsync(Ct)).Value.ApproximateMessagesCount == 0 && await CountAsync(storage) >= Events, TimeSpan.FromSeconds(300), pollMs: 250);
         var drainTime = clock.Elapsed;
+        var running = consumer.IsRunning;
+        var output = consumer.Output;
+        var remaining = (await queue.GetPropertiesAsync(Ct)).Value.ApproximateMessagesCount;
+        var visible = (await queue.PeekMessagesAsync(32, Ct)).Value;
+        var markersLeft = await CountAsync(storage, TableNames.UsageLedger, "r|");
+        output = $"{remaining} messages left ({visible.Length} visible, dequeue counts {string.Join(",", visible.Select(m => m.DequeueCount))}); {markersLeft} ledger markers\n" + output;
         await consumer.KillAsync();
 
         var billing = await UsageTables.AllAsync(storage, TableNames.Billing);
@@ -87,7 +93,8 @@ public sealed class ConsumerCrashTests(AzuriteFixture azurite)
         Figure($"consumer crash: {Events} events in {messages.Count} messages; {string.Join("; ", kills)}; drained {drainTime.TotalSeconds:0.0} s after the last restart; " +
                $"{billing.Count} billing rows ({unique} unique), lost {Events - unique}, usagedaily counts {counted} requests (double-counted {counted - Events}), {poisoned} poisoned");
 
-        Assert.True(drained, "the queue did not drain within 300 s of the last restart");
+        Assert.True(drained, $"the queue did not drain within 300 s of the last restart; {(running ? "the consumer was running" : "the consumer had exited")}; " +
+            $"{output.Split('\n')[0]}; its warnings and errors:\n{string.Join('\n', output.Split('\n').Where(l => l.Contains("warn", StringComparison.Ordinal) || l.Contains("fail", StringComparison.Ordinal) || l.Contains("crit", StringComparison.Ordinal)).TakeLast(40))}");
         Assert.Equal(0, poisoned);
         Assert.Equal(Events, counted);
         await UsagePipelineTests.AssertTotalsMatchAsync(storage, events);

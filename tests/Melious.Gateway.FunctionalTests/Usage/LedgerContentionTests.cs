@@ -44,6 +44,24 @@ public sealed class LedgerContentionTests(AzuriteFixture azurite)
         await AssertCountedOnceAsync(storage, sample);
     }
 
+    /// <summary>
+    /// A redelivered batch whose events were mostly counted already (a consumer killed after its ledger write, before
+    /// its deletes) is written in one go: each counted event found leaves the batch without costing an attempt. It used
+    /// to cost one, so a batch with more counted events than attempts failed every delivery (a livelock once that
+    /// failure counted as storage trouble: the consumer-crash test's queue never drained).
+    /// </summary>
+    [Fact]
+    public async Task ARedeliveredBatch_WithMoreCountedEventsThanAttempts_IsWritten_AndCountsEachEventOnce()
+    {
+        var (storage, sample, events) = await SetUpAsync();
+        var writer = new UsageWriter(storage, NullLogger<UsageWriter>.Instance) { MaxAttempts = 2 };
+        await writer.WriteAsync(events.Take(Writers - 5).ToList(), Ct);
+
+        await writer.WriteAsync(events, Ct);
+
+        await AssertCountedOnceAsync(storage, sample);
+    }
+
     private async Task<(StorageClients Storage, UsageEvent Sample, List<UsageEvent> Events)> SetUpAsync()
     {
         var storage = new StorageClients(new StorageOptions { ConnectionString = azurite.ConnectionString, TablePrefix = AzuriteFixture.NewPrefix() });

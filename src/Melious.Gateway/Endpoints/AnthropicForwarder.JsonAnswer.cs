@@ -33,18 +33,11 @@ public sealed partial class AnthropicForwarder
         {
             upstreamCts.CancelAfter(_streaming.IdleTimeout);
             await using var body = await response.Content.ReadAsStreamAsync(upstreamCts.Token);
-            using var buffer = new PooledBuffer(16 * 1024);
-            while (buffer.WrittenCount <= MaxJsonAnswer)
+            using var buffer = await PooledBuffer.ReadToEndAsync(body, MaxJsonAnswer, upstreamCts.Token);
+            if (buffer is not null)
             {
-                var read = await body.ReadAsync(buffer.GetMemory(8 * 1024), upstreamCts.Token);
-                if (read == 0)
-                {
-                    tooLarge = false;
-                    root = JsonNode.Parse(buffer.WrittenMemory.Span, documentOptions: new JsonDocumentOptions { MaxDepth = 256 }) as JsonObject;
-                    break;
-                }
-
-                buffer.Advance(read);
+                tooLarge = false;
+                root = JsonNode.Parse(buffer.WrittenMemory.Span, documentOptions: new JsonDocumentOptions { MaxDepth = 256 }) as JsonObject;
             }
         }
         catch (OperationCanceledException) when (http.RequestAborted.IsCancellationRequested)

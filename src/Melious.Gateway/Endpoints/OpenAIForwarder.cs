@@ -315,20 +315,9 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
         {
             upstreamCts.CancelAfter(_streaming.IdleTimeout);
             await using var stream = await response.Content.ReadAsStreamAsync(upstreamCts.Token);
-            using var buffer = new PooledBuffer(16 * 1024);
-            while (buffer.WrittenCount <= MaxJsonAnswer)
-            {
-                var read = await stream.ReadAsync(buffer.GetMemory(8 * 1024), upstreamCts.Token);
-                if (read == 0)
-                {
-                    break;
-                }
-
-                buffer.Advance(read);
-            }
-
-            body = buffer.WrittenCount > MaxJsonAnswer ? [] : buffer.WrittenSpan.ToArray();
-            if (buffer.WrittenCount > MaxJsonAnswer)
+            using var buffer = await PooledBuffer.ReadToEndAsync(stream, MaxJsonAnswer, upstreamCts.Token);
+            body = buffer?.WrittenSpan.ToArray() ?? [];
+            if (buffer is null)
             {
                 error = new GatewayError(502, "api_error", "the upstream's JSON answer is too large");
             }
@@ -376,22 +365,11 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
 
     private static async Task TranslateCompletionAsync(Stream body, OpenAIStreamTranslator translator, CancellationToken cancellationToken)
     {
-        using var buffer = new PooledBuffer(16 * 1024);
-        while (true)
+        using var buffer = await PooledBuffer.ReadToEndAsync(body, MaxJsonAnswer, cancellationToken);
+        if (buffer is null)
         {
-            var memory = buffer.GetMemory(8 * 1024);
-            var read = await body.ReadAsync(memory, cancellationToken);
-            if (read == 0)
-            {
-                break;
-            }
-
-            buffer.Advance(read);
-            if (buffer.WrittenCount > MaxJsonAnswer)
-            {
-                translator.Fail("api_error", "the upstream's JSON answer is too large");
-                return;
-            }
+            translator.Fail("api_error", "the upstream's JSON answer is too large");
+            return;
         }
 
         if (CompletionAsChunk.Convert(buffer.WrittenMemory.Span) is not { } chunk)

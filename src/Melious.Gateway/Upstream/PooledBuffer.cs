@@ -8,6 +8,36 @@ internal sealed class PooledBuffer(int initialCapacity = 16 * 1024) : IBufferWri
     private byte[] _buffer = ArrayPool<byte>.Shared.Rent(initialCapacity);
     private int _written;
 
+    /// <summary>
+    /// Reads <paramref name="stream"/> to its end into a new buffer, which the caller disposes; null when the stream
+    /// holds more than <paramref name="maxBytes"/> (what was read is given back at once).
+    /// </summary>
+    public static async Task<PooledBuffer?> ReadToEndAsync(Stream stream, int maxBytes, CancellationToken cancellationToken)
+    {
+        var buffer = new PooledBuffer();
+        try
+        {
+            while (buffer.WrittenCount <= maxBytes)
+            {
+                var read = await stream.ReadAsync(buffer.GetMemory(8 * 1024), cancellationToken);
+                if (read == 0)
+                {
+                    return buffer;
+                }
+
+                buffer.Advance(read);
+            }
+        }
+        catch
+        {
+            buffer.Dispose();
+            throw;
+        }
+
+        buffer.Dispose();
+        return null;
+    }
+
     public ReadOnlyMemory<byte> WrittenMemory => _buffer.AsMemory(0, _written);
 
     public ReadOnlySpan<byte> WrittenSpan => _buffer.AsSpan(0, _written);

@@ -126,7 +126,7 @@ public sealed partial class OpenAIForwarder
         for (var round = 1; ; round++)
         {
             relay.BeginRound();
-            var translator = new OpenAIStreamTranslator(relay, call.ToolNames, call.StopSequences, call.Upstream);
+            var translator = new OpenAIStreamTranslator(relay, call.ToolNames, call.StopSequences, call.Upstream, ReasoningModes.ModeOf(model));
             bool completed;
             using (response)
             {

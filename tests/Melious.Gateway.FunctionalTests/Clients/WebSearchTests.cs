@@ -266,6 +266,29 @@ public sealed class WebSearchTests(AzuriteFixture azurite)
         Assert.Equal(0, row.GetInt32("WebSearchRequests"));
     }
 
+    /// <summary>
+    /// An Ollama model's inline <c>&lt;think&gt;</c> reasoning is a thinking block in a search's answer too, as it is
+    /// without the search tool (the search loop's translator was built without the model's reasoning mode).
+    /// </summary>
+    [Fact]
+    public async Task Inline_think_tags_of_an_ollama_model_are_a_thinking_block_in_the_answer_after_a_search()
+    {
+        await using var provider = await SearxngAsync();
+        var settings = Settings(provider);
+        settings["Melious:Upstream:Flavor"] = "ollama";
+        var search = SearchingModel();
+        await using var s = await Scenario.StartAsync(azurite, (request, context) => request.ToolMessages().Any()
+            ? Sse.WriteAsync(context, [Sse.Role(), Sse.Content("<think>weighing the results"), Sse.Content("</think>From the results."), Sse.Finish("stop"), Sse.Usage(1500, 7)])
+            : search(request, context), settings);
+
+        var response = await s.PostAsync(SearchBody(stream: true));
+        var parsed = SseGrammar.Validate(await response.Content.ReadAsStringAsync(Ct));
+        Assert.Equal(["text", "server_tool_use", "web_search_tool_result", "thinking", "text"], parsed.Blocks.Select(b => b.Type));
+        var content = JsonNode.Parse(SseGrammar.ToContent(parsed))!.AsArray();
+        Assert.Equal("weighing the results", (string?)content[3]!["thinking"]);
+        Assert.Equal("From the results.", (string?)content[4]!["text"]);
+    }
+
     [Fact]
     public async Task A_request_without_the_server_tool_is_not_offered_web_search()
     {

@@ -15,6 +15,7 @@ public sealed class AzuriteProcess : IAsyncDisposable
     private readonly string? _location;
     private readonly StringBuilder _output = new();
     private Process? _process;
+    private bool _started;
 
     public AzuriteProcess(string? location = null)
     {
@@ -24,11 +25,11 @@ public sealed class AzuriteProcess : IAsyncDisposable
         TablePort = Ports.Free();
     }
 
-    public int BlobPort { get; }
+    public int BlobPort { get; private set; }
 
-    public int QueuePort { get; }
+    public int QueuePort { get; private set; }
 
-    public int TablePort { get; }
+    public int TablePort { get; private set; }
 
     public bool IsRunning => _process is { HasExited: false };
 
@@ -38,10 +39,35 @@ public sealed class AzuriteProcess : IAsyncDisposable
         $"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={AccountKey};" +
         $"BlobEndpoint=http://127.0.0.1:{blobPort}/devstoreaccount1;QueueEndpoint=http://127.0.0.1:{queuePort}/devstoreaccount1;TableEndpoint=http://127.0.0.1:{tablePort}/devstoreaccount1;";
 
-    /// <summary>Starts Azurite and waits (120 s unless told otherwise) for its queue and table ports.</summary>
+    /// <summary>
+    /// Starts Azurite and waits (120 s unless told otherwise) for its queue and table ports. On its first start, a port
+    /// that another process took between the pick and Azurite's bind (it exits with <c>EADDRINUSE</c>; ports are picked
+    /// free, but any process may bind one a moment later) is replaced: new ports, at most three starts. A restart keeps
+    /// its ports, as the storage outage tests need.
+    /// </summary>
     public async Task StartAsync(TimeSpan? timeout = null)
     {
-        var wait = timeout ?? TimeSpan.FromSeconds(120);
+        for (var start = 1; ; start++)
+        {
+            try
+            {
+                await StartOnceAsync(timeout ?? TimeSpan.FromSeconds(120));
+                _started = true;
+                return;
+            }
+            catch (InvalidOperationException) when (!_started && start < 3 && Output.Contains("EADDRINUSE", StringComparison.Ordinal))
+            {
+                await StopAsync();
+                Append($"-- start {start} lost a port to another process; starting again on new ports");
+                BlobPort = Ports.Free();
+                QueuePort = Ports.Free();
+                TablePort = Ports.Free();
+            }
+        }
+    }
+
+    private async Task StartOnceAsync(TimeSpan wait)
+    {
         var azurite = RepoPaths.Tool("azurite", "MELIOUS_AZURITE");
         var info = new ProcessStartInfo(azurite)
         {
@@ -80,11 +106,18 @@ public sealed class AzuriteProcess : IAsyncDisposable
         {
             // A readiness wait, not a speed check: on two loaded cores (stress-ng on both, other builds) Azurite's
             // Node start-up took 35.6 s to open its table port; the default wait is therefore 120 s.
-            await Ports.WaitOpenAsync(QueuePort, wait);
-            await Ports.WaitOpenAsync(TablePort, wait);
+            var process = _process;
+            await Ports.WaitOpenAsync(QueuePort, wait, () => process.HasExited);
+            await Ports.WaitOpenAsync(TablePort, wait, () => process.HasExited);
         }
         catch (Exception ex)
         {
+            if (_process.HasExited)
+            {
+                // Its last lines (the reason it exited) arrive after the exit: wait for the end of its output.
+                await _process.WaitForExitAsync();
+            }
+
             throw new InvalidOperationException($"Azurite did not open its ports within {wait.TotalSeconds} s: " + Output, ex);
         }
     }

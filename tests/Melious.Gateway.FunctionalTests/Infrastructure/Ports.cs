@@ -12,8 +12,8 @@ public static class Ports
     public static int Free() => Net.FreePort();
 
     /// <summary>
-    /// Waits until the port accepts connections; at the timeout, throws a
-    /// <see cref="System.Net.Sockets.SocketException"/>.
+    /// Waits until the port accepts connections; at the timeout, or as soon as <paramref name="ownerExited"/> says the
+    /// process that should open it is gone, throws a <see cref="System.Net.Sockets.SocketException"/>.
     /// </summary>
-    public static Task WaitOpenAsync(int port, TimeSpan timeout) => Net.WaitOpenAsync(port, timeout);
+    public static Task WaitOpenAsync(int port, TimeSpan timeout, Func<bool>? ownerExited = null) => Net.WaitOpenAsync(port, timeout, ownerExited);
 }

@@ -30,4 +30,24 @@ public sealed class PortsTests
         listener.Start();
         await Ports.WaitOpenAsync(port, TimeSpan.FromSeconds(5));
     }
+
+    /// <summary>
+    /// A picked port that another process binds before Azurite does (seen once in a full run: Azurite exited with
+    /// EADDRINUSE and the test waited out its 120 s): the first start moves to new ports instead of failing.
+    /// </summary>
+    [Fact]
+    public async Task Azurite_WhosePortWasTakenMeanwhile_StartsOnNewPorts()
+    {
+        await using var azurite = new AzuriteProcess();
+        var taken = azurite.QueuePort;
+        using var squatter = new TcpListener(IPAddress.Loopback, taken);
+        squatter.Start();
+
+        await azurite.StartAsync(TimeSpan.FromSeconds(60));
+
+        Assert.NotEqual(taken, azurite.QueuePort);
+        Assert.Contains("EADDRINUSE", azurite.Output, StringComparison.Ordinal);
+        await Ports.WaitOpenAsync(azurite.TablePort, TimeSpan.FromSeconds(5));
+        await Ports.WaitOpenAsync(azurite.QueuePort, TimeSpan.FromSeconds(5));
+    }
 }

@@ -264,7 +264,8 @@ internal static partial class UpstreamErrors
             max = long.Parse(m.Groups["n"].Value, CultureInfo.InvariantCulture);
         }
 
-        if (PromptPattern().Match(message) is { Success: true } p)
+        // A total (prompt + completion, as vLLM and SGLang report it) first: that is what did not fit.
+        if ((TotalPattern().Match(message) is { Success: true } t ? t : PromptPattern().Match(message)) is { Success: true } p)
         {
             prompt = long.Parse(p.Groups["n"].Value, CultureInfo.InvariantCulture);
         }
@@ -283,11 +284,14 @@ internal static partial class UpstreamErrors
     [GeneratedRegex(@"context length|context size|context window|maximum context|exceed_context_size|too many tokens|prompt is too long|input is too long|longer than the model", RegexOptions.IgnoreCase)]
     private static partial Regex ContextWords();
 
-    [GeneratedRegex(@"(?:maximum context length is|context length \(|context size \(|context window (?:is|of)|maximum)\D{0,10}(?<n>\d{3,9})", RegexOptions.IgnoreCase)]
+    [GeneratedRegex(@"(?:maximum context length (?:is|of)|context length \(|context size \(|context window (?:is|of)|maximum)\D{0,10}(?<n>\d{3,9})", RegexOptions.IgnoreCase)]
     private static partial Regex MaxPattern();
 
-    [GeneratedRegex(@"(?:request has|request \(|input \(|resulted in|prompt has|prompt \()\D{0,10}(?<n>\d{2,9})", RegexOptions.IgnoreCase)]
+    [GeneratedRegex(@"(?:request has|request \(|input \(|resulted in|prompt has|prompt \(|prompt contains at least)\D{0,10}(?<n>\d{2,9})", RegexOptions.IgnoreCase)]
     private static partial Regex PromptPattern();
+
+    [GeneratedRegex(@"(?:you requested|total of(?: at least)?)\s+(?<n>\d{2,9}) tokens", RegexOptions.IgnoreCase)]
+    private static partial Regex TotalPattern();
 }
 
 /// <summary>What error mapping needs to know about the request.</summary>

@@ -86,7 +86,7 @@ public sealed class JsonAnswerTests(AzuriteFixture azurite)
     {
         await using var s = await Scenario.StartAsync(azurite, (_, context) => Sse.WriteRawAsync(context, ContextLengthError, "application/json"));
         var response = await s.PostAsync(Scenario.Body());
-        await ErrorAssert.IsErrorAsync(response, HttpStatusCode.BadRequest, "invalid_request_error", "prompt is too long: ");
+        await ErrorAssert.IsErrorAsync(response, HttpStatusCode.BadRequest, "invalid_request_error", "prompt is too long: 40000 tokens > 32768 maximum");
     }
 
     [Fact]
@@ -95,7 +95,7 @@ public sealed class JsonAnswerTests(AzuriteFixture azurite)
         await using var s = await Scenario.StartAsync(azurite, (_, context) => Sse.WriteRawAsync(context, ContextLengthError, "application/json"));
         var response = await s.PostAsync(Scenario.Body(stream: true));
         Assert.StartsWith("application/json", response.Content.Headers.ContentType!.ToString(), StringComparison.Ordinal);
-        var error = await ErrorAssert.IsErrorAsync(response, HttpStatusCode.BadRequest, "invalid_request_error", "prompt is too long: ");
+        var error = await ErrorAssert.IsErrorAsync(response, HttpStatusCode.BadRequest, "invalid_request_error", "prompt is too long: 40000 tokens > 32768 maximum");
         Assert.DoesNotContain("message_start", error.GetRawText(), StringComparison.Ordinal);
     }
 

@@ -11,6 +11,9 @@ public sealed class UpstreamErrorsTests
     [InlineData("request (24071 tokens) exceeds the available context size (8192 tokens), try increasing it", "prompt is too long: 24071 tokens > 8192 maximum")]
     [InlineData("The input (233864 tokens) is longer than the model's context length (202752 tokens).", "prompt is too long: 233864 tokens > 202752 maximum")]
     [InlineData("This model's maximum context length is 128000 tokens. However, your messages resulted in 130000 tokens.", "prompt is too long: 130000 tokens > 128000 maximum")]
+    [InlineData("This model's maximum context length is 32768 tokens. However, you requested 40000 tokens (39000 in the messages, 1000 in the completion). Please reduce the length of the messages or completion.", "prompt is too long: 40000 tokens > 32768 maximum")]
+    [InlineData("This model's maximum context length is 32768 tokens. However, you requested 1000 output tokens and your prompt contains at least 32001 input tokens, for a total of at least 33001 tokens. Please reduce the length of the input prompt or the number of requested output tokens.", "prompt is too long: 33001 tokens > 32768 maximum")]
+    [InlineData("Requested token count exceeds the model's maximum context length of 16384 tokens. You requested a total of 20000 tokens: 19000 tokens from the input messages and 1000 tokens for the completion. Please reduce the number of tokens in the input messages or the completion to fit within the limit.", "prompt is too long: 20000 tokens > 16384 maximum")]
     public void ContextLengthErrors_BecomePromptIsTooLong(string upstream, string expected)
     {
         var error = UpstreamErrors.FromStatus(400, upstream, null, Context);

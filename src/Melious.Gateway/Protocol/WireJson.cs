@@ -20,4 +20,30 @@ internal static class WireJson
     {
         Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
     };
+
+    /// <summary>
+    /// Parses a body an upstream sent (up to 256 levels deep) when it is a JSON object; null when it is not JSON or
+    /// not an object. The caller disposes the document.
+    /// </summary>
+    public static JsonDocument? ParseObject(ReadOnlySpan<byte> json)
+    {
+        JsonDocument document;
+        try
+        {
+            var reader = new Utf8JsonReader(json, new JsonReaderOptions { MaxDepth = 256 });
+            document = JsonDocument.ParseValue(ref reader);
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
+
+        if (document.RootElement.ValueKind != JsonValueKind.Object)
+        {
+            document.Dispose();
+            return null;
+        }
+
+        return document;
+    }
 }

@@ -1,3 +1,4 @@
+using Melious.Gateway.Protocol;
 using System.Buffers;
 using System.Text.Json;
 
@@ -15,57 +16,44 @@ internal static class CompletionAsChunk
     /// <summary>The chunk, or null when <paramref name="json"/> is not a JSON object.</summary>
     public static byte[]? Convert(ReadOnlySpan<byte> json)
     {
-        JsonDocument document;
-        try
-        {
-            var reader = new Utf8JsonReader(json, new JsonReaderOptions { MaxDepth = 256 });
-            document = JsonDocument.ParseValue(ref reader);
-        }
-        catch (JsonException)
+        using var document = WireJson.ParseObject(json);
+        if (document is null)
         {
             return null;
         }
 
-        using (document)
+        var root = document.RootElement;
+        var output = new ArrayBufferWriter<byte>(json.Length + 64);
+        using (var writer = new Utf8JsonWriter(output))
         {
-            var root = document.RootElement;
-            if (root.ValueKind != JsonValueKind.Object)
+            writer.WriteStartObject();
+            foreach (var property in root.EnumerateObject())
             {
-                return null;
-            }
-
-            var output = new ArrayBufferWriter<byte>(json.Length + 64);
-            using (var writer = new Utf8JsonWriter(output))
-            {
-                writer.WriteStartObject();
-                foreach (var property in root.EnumerateObject())
+                if (property.NameEquals("object"))
                 {
-                    if (property.NameEquals("object"))
-                    {
-                        writer.WriteString("object", "chat.completion.chunk");
-                    }
-                    else if (property.NameEquals("choices") && property.Value.ValueKind == JsonValueKind.Array)
-                    {
-                        writer.WritePropertyName("choices");
-                        writer.WriteStartArray();
-                        foreach (var choice in property.Value.EnumerateArray())
-                        {
-                            WriteChoice(writer, choice);
-                        }
-
-                        writer.WriteEndArray();
-                    }
-                    else
-                    {
-                        property.WriteTo(writer);
-                    }
+                    writer.WriteString("object", "chat.completion.chunk");
                 }
+                else if (property.NameEquals("choices") && property.Value.ValueKind == JsonValueKind.Array)
+                {
+                    writer.WritePropertyName("choices");
+                    writer.WriteStartArray();
+                    foreach (var choice in property.Value.EnumerateArray())
+                    {
+                        WriteChoice(writer, choice);
+                    }
 
-                writer.WriteEndObject();
+                    writer.WriteEndArray();
+                }
+                else
+                {
+                    property.WriteTo(writer);
+                }
             }
 
-            return output.WrittenSpan.ToArray();
+            writer.WriteEndObject();
         }
+
+        return output.WrittenSpan.ToArray();
     }
 
     private static void WriteChoice(Utf8JsonWriter writer, JsonElement choice)

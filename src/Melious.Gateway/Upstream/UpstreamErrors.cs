@@ -1,3 +1,4 @@
+using Melious.Gateway.Protocol;
 using System.Globalization;
 using System.Text.Json;
 using System.Text.RegularExpressions;
@@ -114,53 +115,40 @@ internal static partial class UpstreamErrors
     /// </summary>
     public static GatewayError? FromErrorBody(ReadOnlySpan<byte> json, UpstreamContext context)
     {
-        JsonDocument document;
-        try
-        {
-            var reader = new Utf8JsonReader(json, new JsonReaderOptions { MaxDepth = 256 });
-            document = JsonDocument.ParseValue(ref reader);
-        }
-        catch (JsonException)
+        using var document = WireJson.ParseObject(json);
+        if (document is null)
         {
             return null;
         }
 
-        using (document)
+        var root = document.RootElement;
+        JsonElement detail;
+        if (root.TryGetProperty("error", out var error) && error.ValueKind is JsonValueKind.Object or JsonValueKind.String)
         {
-            var root = document.RootElement;
-            if (root.ValueKind != JsonValueKind.Object)
-            {
-                return null;
-            }
-
-            JsonElement detail;
-            if (root.TryGetProperty("error", out var error) && error.ValueKind is JsonValueKind.Object or JsonValueKind.String)
-            {
-                detail = error;
-            }
-            else if (root.TryGetProperty("object", out var kind) && kind.ValueKind == JsonValueKind.String && kind.ValueEquals("error"))
-            {
-                detail = root;
-            }
-            else
-            {
-                return null;
-            }
-
-            if (detail.ValueKind == JsonValueKind.String)
-            {
-                return FromErrorBody(null, null, detail.GetString(), context);
-            }
-
-            var code = detail.TryGetProperty("code", out var c) ? c.ValueKind switch
-            {
-                JsonValueKind.String => c.GetString(),
-                JsonValueKind.Number => c.GetRawText(),
-                _ => null,
-            } : null;
-            var message = StringOf(detail, "message") ?? StringOf(root, "message");
-            return FromErrorBody(StringOf(detail, "type"), code, message, context);
+            detail = error;
         }
+        else if (root.TryGetProperty("object", out var kind) && kind.ValueKind == JsonValueKind.String && kind.ValueEquals("error"))
+        {
+            detail = root;
+        }
+        else
+        {
+            return null;
+        }
+
+        if (detail.ValueKind == JsonValueKind.String)
+        {
+            return FromErrorBody(null, null, detail.GetString(), context);
+        }
+
+        var code = detail.TryGetProperty("code", out var c) ? c.ValueKind switch
+        {
+            JsonValueKind.String => c.GetString(),
+            JsonValueKind.Number => c.GetRawText(),
+            _ => null,
+        } : null;
+        var message = StringOf(detail, "message") ?? StringOf(root, "message");
+        return FromErrorBody(StringOf(detail, "type"), code, message, context);
 
         static string? StringOf(JsonElement element, string name) =>
             element.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.String ? value.GetString() : null;

@@ -54,14 +54,14 @@ public sealed partial class AnthropicForwarder
 
         if (root is not null && MessageAsEvents.IsError(root))
         {
-            await WriteErrorAsync(http, UpstreamErrorBody(root, upstreamContext), recorder);
+            await NoAnswerAsync(http, UpstreamErrorBody(root, upstreamContext), recorder);
             return;
         }
 
         if (root is null || !MessageAsEvents.IsMessage(root))
         {
             var problem = tooLarge ? "the upstream's JSON answer is too large" : "the upstream answered a streaming request with JSON that is not a message";
-            await WriteErrorAsync(http, new GatewayError(502, "api_error", problem), recorder);
+            await NoAnswerAsync(http, new GatewayError(502, "api_error", problem), recorder);
             return;
         }
 
@@ -81,12 +81,9 @@ public sealed partial class AnthropicForwarder
         Finish(state, session, recorder, null);
     }
 
-    private static Task WriteErrorAsync(Microsoft.AspNetCore.Http.HttpContext http, GatewayError error, UsageRecorder recorder)
-    {
-        recorder.Status = error.Status;
-        recorder.ErrorType = error.Type;
-        return ErrorWriter.WriteAsync(http, error);
-    }
+    /// <summary>Nothing was generated: recorded, not billed, as the error; the next model tried if this one falls back on it.</summary>
+    private static Task NoAnswerAsync(Microsoft.AspNetCore.Http.HttpContext http, GatewayError error, UsageRecorder recorder) =>
+        UpstreamCall.NoAnswer(recorder, error) ? Task.CompletedTask : ErrorWriter.WriteAsync(http, error);
 
     /// <summary>
     /// The client error for an error body that came with a 2xx: an Anthropic <c>{"type":"error","error":{"type":…}}</c>

@@ -302,7 +302,7 @@ public sealed partial class AnthropicForwarder(UpstreamClient upstream, UsageCal
         if (MessageAsEvents.IsError(message))
         {
             // An error body that came with a 2xx status.
-            await WriteErrorAsync(http, UpstreamErrorBody(message, upstreamContext), recorder);
+            await NoAnswerAsync(http, UpstreamErrorBody(message, upstreamContext), recorder);
             return;
         }
 

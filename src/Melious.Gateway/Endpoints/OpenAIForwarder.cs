@@ -348,11 +348,13 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
 
         if (error is not null)
         {
-            // Nothing was generated: billed and recorded as the HTTP error it stands for.
-            recorder.Tokens = default;
-            recorder.Status = error.Status;
-            recorder.ErrorType = error.Type;
-            await ErrorWriter.WriteAsync(http, error);
+            // Nothing was generated: recorded as the HTTP error it stands for, and the next model tried if this one
+            // falls back on it.
+            if (!UpstreamCall.NoAnswer(recorder, error))
+            {
+                await ErrorWriter.WriteAsync(http, error);
+            }
+
             return false;
         }
 

@@ -67,4 +67,27 @@ internal static class UpstreamCall
         recorder.Estimated = true;
         return result.Response;
     }
+
+    /// <summary>
+    /// The upstream answered 2xx, but with no answer: an error body, or a JSON answer it did not finish. Nothing was
+    /// generated, so nothing is billed, and the request is recorded as the error. True when the model falls back on
+    /// that error, as it would on the same HTTP status: then the caller writes nothing, the failure is left in
+    /// <see cref="UsageRecorder.PendingFallback"/> and the attempt's endpoint is released.
+    /// </summary>
+    public static bool NoAnswer(UsageRecorder recorder, GatewayError error)
+    {
+        recorder.Tokens = default;
+        recorder.Status = error.Status;
+        recorder.ErrorType = error.Type;
+        var trigger = UpstreamClient.TriggerFor(error.Status, error);
+        if ((trigger & recorder.FallbackOn) == 0)
+        {
+            return false;
+        }
+
+        recorder.Lease?.Fail(error.Type);
+        recorder.Lease = null;
+        recorder.PendingFallback = (error, trigger);
+        return true;
+    }
 }

@@ -132,6 +132,15 @@ public sealed class AnthropicJsonAnswerTests(AzuriteFixture azurite)
             Answer(context, """{"type":"error","error":{"type":"overloaded_error","message":"secondary-model is overloaded"}}"""), anthropicUpstream: true);
         var response = await s.PostAsync(Scenario.Body(stream: stream));
         await ErrorAssert.IsErrorAsync(response, (HttpStatusCode)529, "overloaded_error", "claude-sonnet-4-5-20250929 is overloaded");
+
+        // Nothing was generated: recorded as the error, with no tokens billed (not the prompt's estimate).
+        var requestId = response.Headers.GetValues("request-id").Single();
+        var storage = s.Gateway.Services.GetRequiredService<StorageClients>();
+        var rows = await UsageTables.WaitForAsync(storage, TableNames.Billing, r => r.Any(e => e.RowKey == requestId), TimeSpan.FromSeconds(30));
+        var row = rows.Single(e => e.RowKey == requestId);
+        Assert.Equal(529, row.GetInt32("Status"));
+        Assert.Equal(0, UsageTables.Long(row, "InputTokens"));
+        Assert.Equal(0, UsageTables.Long(row, "CostNanos"));
     }
 
     [Fact]

@@ -17,9 +17,9 @@ public sealed class FallbackTests(AzuriteFixture azurite)
     private const string Overflow = "This model's maximum context length is 8192 tokens. However, your messages resulted in 9000 tokens.";
 
     /// <summary>One upstream serving every model; <paramref name="byModel"/> scripts the answer per upstream model id.</summary>
-    private static async Task<Scenario> StartAsync(AzuriteFixture azurite, Func<string, HttpContext, Task> byModel, IDictionary<string, object?> mainModel)
+    private static async Task<Scenario> StartAsync(AzuriteFixture azurite, Func<string, HttpContext, Task> byModel, IDictionary<string, object?> mainModel, bool anthropicUpstream = false)
     {
-        var s = await Scenario.StartAsync(azurite, (request, context) => byModel(request.Json.GetProperty("model").GetString()!, context));
+        var s = await Scenario.StartAsync(azurite, (request, context) => byModel(request.Json.GetProperty("model").GetString()!, context), anthropicUpstream: anthropicUpstream);
         await s.Gateway.Services.GetRequiredService<ModelCatalogStore>().UpsertModelAsync("main-model", mainModel, Ct);
         await s.Gateway.Services.GetRequiredService<ModelCatalogStore>().UpsertModelAsync("backup-model", new Dictionary<string, object?>(), Ct);
         await s.Gateway.Services.GetRequiredService<ModelCatalogStore>().UpsertModelAsync("long-model", new Dictionary<string, object?> { ["ContextWindow"] = 1_000_000L }, Ct);
@@ -36,6 +36,38 @@ public sealed class FallbackTests(AzuriteFixture azurite)
     }
 
     private sealed record TableEntityView(string RequestedModel, string UpstreamModel, string FallbackFrom, int? Status);
+
+    private const string BackupMessage = """
+        {"id":"msg_backup","type":"message","role":"assistant","model":"backup-model","content":[{"type":"text","text":"from backup"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":10,"output_tokens":3}}
+        """;
+
+    // An answer with a 200 that is an error (a proxy in front of vLLM, an Anthropic-compatible server): the same
+    // fallback as the status it stands for.
+    [Theory]
+    [InlineData(false, false)]
+    [InlineData(true, false)]
+    [InlineData(false, true)]
+    [InlineData(true, true)]
+    public async Task AnErrorBodyWith200_FallsBackAsItsStatusWould(bool stream, bool anthropicUpstream)
+    {
+        var overloaded = anthropicUpstream
+            ? """{"type":"error","error":{"type":"overloaded_error","message":"main-model is overloaded"}}"""
+            : """{"error":{"message":"main-model is overloaded","type":"server_error","code":503}}""";
+        await using var s = await StartAsync(azurite, (model, context) => model == "main-model"
+            ? Sse.WriteRawAsync(context, overloaded, "application/json")
+            : anthropicUpstream ? Sse.WriteRawAsync(context, BackupMessage, "application/json") : Sse.WriteAsync(context, Sse.TextAnswer(["from ", "backup"])),
+            new Dictionary<string, object?> { ["Fallbacks"] = "backup-model", ["FallbackOn"] = "overloaded" },
+            anthropicUpstream);
+
+        using var response = await s.PostAsync(Scenario.Body(model: "claude-opus-4-1", stream: stream));
+        var text = await response.Content.ReadAsStringAsync(Ct);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Contains("backup", text, StringComparison.Ordinal);
+        Assert.DoesNotContain("overloaded", text, StringComparison.Ordinal);
+        Assert.Equal(new[] { "main-model", "backup-model" }, s.Upstream.Requests.Select(r => r.Json.GetProperty("model").GetString()!).ToArray());
+        var row = await BillingRowAsync(s, response.Headers.GetValues("request-id").Single());
+        Assert.Equal(new TableEntityView("claude-opus-4-1", "backup-model", "main-model", 200), row);
+    }
 
     [Theory]
     [InlineData(false)]

@@ -116,6 +116,7 @@ var tableNames = [
   'energy'
   'usagedaily'
   'usageledger'
+  'ratelimits'
 ]
 
 var effectiveSecondaryModel = empty(secondaryModel) ? mainModel : secondaryModel
@@ -268,5 +269,5 @@ output MELIOUS_UPSTREAM_BASE_URL string = upstreamBaseUrl
 output MELIOUS_UPSTREAM_PROTOCOL string = upstreamProtocol
 output MELIOUS_UPSTREAM_FLAVOR string = upstreamFlavor
 output MELIOUS_MODEL_MAIN string = mainModel
-output MELIOUS_MODEL_SECONDARY string = effectiveSecondaryModel
-output MELIOUS_MODEL_LIGHTWEIGHT string = effectiveLightweightModel
+output MELIOUS_MODEL_SECONDARY string = secondaryModel
+output MELIOUS_MODEL_LIGHTWEIGHT string = lightweightModel

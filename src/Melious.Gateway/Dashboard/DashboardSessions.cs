@@ -30,8 +30,9 @@ public sealed partial class DashboardSessions
         var configured = options.Value.Dashboard.SessionSecret;
         _lifetime = options.Value.Dashboard.SessionLifetime;
         _time = time;
-        if (string.IsNullOrEmpty(configured))
+        if (string.IsNullOrEmpty(configured) || Hosting.KeyVaultReferences.IsUnresolved(configured))
         {
+            // An unresolved Key Vault reference is known text, not a secret (Hosting.KeyVaultReferences logs it).
             _secret = RandomNumberGenerator.GetBytes(32);
             Log.NoSecret(logger);
         }

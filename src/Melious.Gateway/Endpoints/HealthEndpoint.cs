@@ -2,15 +2,17 @@ using Azure.Data.Tables;
 using Melious.Gateway.Routing;
 using Melious.Gateway.Storage;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Options;
 
 namespace Melious.Gateway.Endpoints;
 
 /// <summary>
 /// <c>GET|HEAD /healthz</c> (liveness: the process serves HTTP) and <c>GET|HEAD /healthz/ready</c> (readiness: the
-/// storage account answers and the model catalog has been loaded from it). Unauthenticated, for containers and
+/// storage account answers, the model catalog has been loaded from it, and no secret setting is a Key Vault reference
+/// left unresolved, see <see cref="Hosting.KeyVaultReferences"/>). Unauthenticated, for containers and
 /// load balancers, so the body is only <c>ok</c> or <c>fail</c>: no versions, names or reasons.
 /// </summary>
-public sealed class HealthEndpoint(StorageClients storage, ModelCatalog catalog)
+public sealed class HealthEndpoint(StorageClients storage, ModelCatalog catalog, IOptions<GatewayOptions> options)
 {
     private static readonly TimeSpan StorageTimeout = TimeSpan.FromSeconds(3);
 
@@ -18,7 +20,7 @@ public sealed class HealthEndpoint(StorageClients storage, ModelCatalog catalog)
 
     public async Task ReadyAsync(HttpContext http)
     {
-        var ok = catalog.LoadedFromStorage && await StorageReachableAsync(http.RequestAborted);
+        var ok = catalog.LoadedFromStorage && Hosting.KeyVaultReferences.Unresolved(options.Value).Count == 0 && await StorageReachableAsync(http.RequestAborted);
         await WriteAsync(http, ok);
     }
 

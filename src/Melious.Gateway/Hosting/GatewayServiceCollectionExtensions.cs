@@ -74,6 +74,7 @@ public static class GatewayServiceCollectionExtensions
         services.TryAddSingleton<Melious.Gateway.Dashboard.DashboardEndpoint>();
 
         services.AddHostedService<Melious.Gateway.Hosting.StorageInitializer>();
+        services.AddHostedService<Melious.Gateway.Hosting.KeyVaultReferences.Check>();
         services.AddHostedService(sp => sp.GetRequiredService<ModelCatalog>());
         services.AddHostedService(sp => sp.GetRequiredService<QueueUsagePublisher>());
         services.AddHostedService(sp => sp.GetRequiredService<Melious.Gateway.Limits.KeyRateLimiter>());

@@ -146,7 +146,7 @@ public sealed partial class ModelCatalogStore(StorageClients storage, IOptions<G
             BaseUrl = fallbackBase,
             Protocol = NormalizeProtocol(options.Value.Upstream.Protocol),
             Flavor = options.Value.Upstream.Flavor,
-            ApiKey = options.Value.Upstream.ApiKey,
+            ApiKey = Hosting.KeyVaultReferences.IsUnresolved(options.Value.Upstream.ApiKey) ? null : options.Value.Upstream.ApiKey,
             ContextWindow = options.Value.Models.ContextWindow,
             MaxOutputTokens = options.Value.Models.MaxOutputTokens,
             InCatalog = false,
@@ -282,12 +282,12 @@ public sealed partial class ModelCatalogStore(StorageClients storage, IOptions<G
 
         if (reference.StartsWith("config:", StringComparison.OrdinalIgnoreCase))
         {
-            return configuration[reference["config:".Length..]] is { Length: > 0 } value ? value : null;
+            return configuration[reference["config:".Length..]] is { Length: > 0 } value && !Hosting.KeyVaultReferences.IsUnresolved(value) ? value : null;
         }
 
         if (reference.StartsWith("env:", StringComparison.OrdinalIgnoreCase))
         {
-            return Environment.GetEnvironmentVariable(reference["env:".Length..]) is { Length: > 0 } value ? value : null;
+            return Environment.GetEnvironmentVariable(reference["env:".Length..]) is { Length: > 0 } value && !Hosting.KeyVaultReferences.IsUnresolved(value) ? value : null;
         }
 
         Log.UnknownKeyReference(logger, e.RowKey);

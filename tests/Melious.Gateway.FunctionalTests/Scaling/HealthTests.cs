@@ -41,4 +41,28 @@ public sealed class HealthTests(AzuriteFixture azurite)
         Assert.Equal(HttpStatusCode.ServiceUnavailable, ready.StatusCode);
         Assert.Equal("fail", await ready.Content.ReadAsStringAsync(Ct));
     }
+
+    [Fact]
+    public async Task AnUnresolvedKeyVaultReference_FailsReadiness_IsLogged_AndIsNeverSentAsAKey()
+    {
+        // What App Service passes on when it cannot resolve a Key Vault reference: the reference text itself.
+        const string reference = "@Microsoft.KeyVault(SecretUri=https://kv-test.vault.azure.net/secrets/melious-upstream-api-key)";
+        await using var s = await Scenario.StartAsync(azurite, (_, context) => Sse.WriteAsync(context, Sse.TextAnswer(["ok"])), new Dictionary<string, string?>
+        {
+            ["Melious:Upstream:ApiKey"] = reference,
+            ["Melious:Dashboard:SessionSecret"] = reference,
+        });
+        using var anonymous = s.Gateway.Client(null);
+
+        using var ready = await anonymous.GetAsync("/healthz/ready", Ct);
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, ready.StatusCode);
+        using var live = await anonymous.GetAsync("/healthz", Ct);
+        Assert.Equal(HttpStatusCode.OK, live.StatusCode);
+        Assert.Contains(s.Gateway.Logs.Lines, l => l.Contains("Melious:Upstream:ApiKey is a Key Vault reference", StringComparison.Ordinal));
+        Assert.Contains(s.Gateway.Logs.Lines, l => l.Contains("Melious:Dashboard:SessionSecret is a Key Vault reference", StringComparison.Ordinal));
+
+        using var response = await s.PostAsync(Scenario.Body());
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.DoesNotContain(s.Upstream.Last.Headers, h => h.Value.Contains("KeyVault", StringComparison.OrdinalIgnoreCase));
+    }
 }

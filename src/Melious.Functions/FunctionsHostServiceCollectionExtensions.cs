@@ -1,5 +1,6 @@
 using Melious.Gateway;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -46,7 +47,7 @@ public static class FunctionsHostServiceCollectionExtensions
             }
         });
 
-        services.AddSingleton<UsageQueueRetryPolicy>();
+        services.AddSingleton(sp => UsageQueueRetryPolicy.From(sp.GetRequiredService<IConfiguration>()));
         services.AddSingleton<UsageMessageProcessor>();
         return services;
     }

@@ -69,7 +69,7 @@ public sealed class MissingTableTests(AzuriteFixture azurite)
         // The Functions worker's StorageInitializer found storage down at start: no table under this prefix exists.
         var storage = new StorageClients(new StorageOptions { ConnectionString = azurite.ConnectionString, TablePrefix = AzuriteFixture.NewPrefix() });
         var usage = UsagePipelineTests.SyntheticEvents(1).Single();
-        var processor = new UsageMessageProcessor(new UsageWriter(storage, NullLogger<UsageWriter>.Instance), new UsageQueueRetryPolicy { MaxAttempts = 1 }, NullLogger<UsageMessageProcessor>.Instance);
+        var processor = new UsageMessageProcessor(new UsageWriter(storage, NullLogger<UsageWriter>.Instance), new UsageQueueRetryPolicy { MaxAttempts = 1 }, storage, Microsoft.Extensions.Options.Options.Create(new GatewayOptions()), NullLogger<UsageMessageProcessor>.Instance);
 
         await processor.ProcessAsync(Message(usage), "m-1", 1, Ct);
 

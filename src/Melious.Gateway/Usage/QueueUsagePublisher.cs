@@ -39,6 +39,12 @@ public sealed partial class QueueUsagePublisher : BackgroundService, IUsageSink
     private readonly ILogger<QueueUsagePublisher> _logger;
     private readonly Channel<UsageEvent> _channel;
     private readonly UsageSpool? _spool;
+
+    /// <summary>
+    /// Cancels queue writes: only when a stop's drain deadline has passed. A stop cancels the waits (for events, for
+    /// a batch to fill, between retries) at once, but a batch already taken from the buffer is still sent.
+    /// </summary>
+    private readonly CancellationTokenSource _sends = new();
     private int _inFlight;
     private long _published;
     private long _delivered;
@@ -110,27 +116,37 @@ public sealed partial class QueueUsagePublisher : BackgroundService, IUsageSink
 
     public override async Task StopAsync(CancellationToken cancellationToken)
     {
+        // Batches the senders hold, and what is left in the buffer, get a short deadline; then the rest is spooled
+        // (or logged).
+        _sends.CancelAfter(StopDeadline);
+        using var stopping = cancellationToken.Register(static s => ((CancellationTokenSource)s!).Cancel(), _sends);
         await base.StopAsync(cancellationToken);
 
-        // Drain what is left with a short deadline, then spool (or log) the rest.
         _channel.Writer.TryComplete();
-        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        deadline.CancelAfter(TimeSpan.FromSeconds(5));
         var batch = new List<UsageEvent>();
         while (_channel.Reader.TryRead(out var e))
         {
             batch.Add(e);
             if (batch.Count >= _options.MaxEventsPerMessage)
             {
-                await SendOrOverflowAsync(batch, deadline.Token);
+                await SendOrOverflowAsync(batch, _sends.Token);
                 batch = [];
             }
         }
 
         if (batch.Count > 0)
         {
-            await SendOrOverflowAsync(batch, deadline.Token);
+            await SendOrOverflowAsync(batch, _sends.Token);
         }
+    }
+
+    /// <summary>How long a stop waits for the queue to take what is still in memory.</summary>
+    internal static TimeSpan StopDeadline { get; } = TimeSpan.FromSeconds(5);
+
+    public override void Dispose()
+    {
+        _sends.Dispose();
+        base.Dispose();
     }
 
     private async Task SendOrOverflowAsync(List<UsageEvent> batch, CancellationToken cancellationToken)
@@ -202,7 +218,7 @@ public sealed partial class QueueUsagePublisher : BackgroundService, IUsageSink
         {
             try
             {
-                await SendAsync(batch, stoppingToken);
+                await SendAsync(batch, _sends.Token);
                 if (attempt > 1)
                 {
                     Log.Recovered(_logger, batch.Count, attempt);
@@ -210,7 +226,7 @@ public sealed partial class QueueUsagePublisher : BackgroundService, IUsageSink
 
                 return;
             }
-            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            catch (OperationCanceledException) when (_sends.IsCancellationRequested)
             {
                 Overflow(batch, "stopping while the queue was unreachable");
                 return;

@@ -9,8 +9,9 @@ namespace Melious.Gateway.Auth;
 /// Enforces a key's monthly spend budget against the usage ledger. The spend figure is read from the ledger and
 /// reused for <see cref="AuthOptions.BudgetCacheTtl"/>; the ledger itself trails live traffic by the queue's
 /// processing lag. So a key may overspend by at most what it can consume in (cache TTL + queue lag), typically
-/// under a minute of traffic. If the ledger cannot be read, the last known figure is used, and with none the
-/// request is allowed (availability over strictness; the overspend is still billed).
+/// under a minute of traffic. If the ledger cannot be read, the last known figure is used (and the ledger is not read
+/// again for a cache period), and with none the request is allowed (availability over strictness; the overspend is
+/// still billed).
 /// </summary>
 public sealed partial class BudgetGuard(UsageReader reader, IOptions<GatewayOptions> options, TimeProvider time, ILogger<BudgetGuard> logger)
 {
@@ -40,8 +41,11 @@ public sealed partial class BudgetGuard(UsageReader reader, IOptions<GatewayOpti
             }
             catch (Exception ex) when (ex is not OperationCanceledException)
             {
+                // The last known figure stands for a cache period too: with storage unreachable, every request of a
+                // budget key would otherwise wait out a full read (its retries and timeouts) again.
                 Log.LedgerUnavailable(logger, key.KeyId, ex.GetType().Name);
                 spent = cached.Nanos;
+                _cache[cacheKey] = (spent, time.GetTimestamp());
             }
         }
 

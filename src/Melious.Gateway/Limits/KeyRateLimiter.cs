@@ -223,6 +223,17 @@ public sealed partial class KeyRateLimiter(QuotaStore store, IOptions<GatewayOpt
             lock (bucket.Sync)
             {
                 Roll(bucket, window);
+                if (bucket.Window > window)
+                {
+                    // The window ended while the lease was under way (a stream's charge moved the bucket on): that
+                    // slice is worth nothing now. The request is charged to the current window, as a debt the next
+                    // lease or heartbeat settles.
+                    bucket.Available -= amount;
+                    bucket.Spent += amount;
+                    bucket.Used = true;
+                    return new Take(true, bucket, bucket.Window, amount, false, new RateLimitStatus(limit, Math.Max(0, limit - amount), QuotaMath.WindowEnd(bucket.Window, _options.Window)), default);
+                }
+
                 bucket.Available += took;
                 bucket.Granted = granted;
                 if (TryTakeLeased(bucket, amount, window) is { } taken)
@@ -302,10 +313,13 @@ public sealed partial class KeyRateLimiter(QuotaStore store, IOptions<GatewayOpt
         }
     }
 
-    /// <summary>Moves a bucket to a new window: the old window's slice is worth nothing there (caller holds the lock).</summary>
+    /// <summary>
+    /// Moves a bucket to a later window: the old window's slice is worth nothing there (caller holds the lock). Never
+    /// back: a take whose clock was read before a stream's charge moved the bucket on spends from the current window.
+    /// </summary>
     private static void Roll(RateBucket bucket, long window)
     {
-        if (bucket.Window == window)
+        if (bucket.Window >= window)
         {
             return;
         }
@@ -763,22 +777,27 @@ public sealed partial class KeyRateLimiter(QuotaStore store, IOptions<GatewayOpt
     internal void ChargeTo(LimitTicket ticket, Take t, long total, bool running)
     {
         var bucket = t.Bucket;
+        var current = QuotaMath.WindowIndex(time.GetUtcNow(), _options.Window);
         bool owed;
         lock (bucket.Sync)
         {
+            // A stream that outlives its window: what it uses from now on counts in the current window, where the
+            // key's shared counter for it is, even when no other request of the key has moved the bucket on.
+            Roll(bucket, current);
             if (bucket.Window > ticket.ChargedWindow)
             {
-                // The request ran into the next window: its tokens count there, the old window's charge stays.
+                // What it charged before stays in the window it was charged in (its prompt is not counted twice);
+                // only tokens beyond that count here, and an end below it gives nothing back to this window.
                 ticket.ChargedWindow = bucket.Window;
-                ticket.Charged = 0;
+                ticket.CarriedOver = ticket.Charged;
             }
 
             if (bucket.Window == ticket.ChargedWindow)
             {
-                var delta = total - ticket.Charged;
+                var delta = Math.Max(total, ticket.CarriedOver) - ticket.Charged;
                 bucket.Available -= delta;
                 bucket.Spent += delta;
-                ticket.Charged = total;
+                ticket.Charged += delta;
                 if (delta > 0)
                 {
                     bucket.Used = true;
@@ -851,6 +870,9 @@ public sealed class LimitTicket
     internal long Charged;
 
     internal long ChargedWindow;
+
+    /// <summary>What was charged in earlier windows when the request moved into <see cref="ChargedWindow"/>.</summary>
+    internal long CarriedOver;
 
     /// <summary>
     /// The request's output so far (a running count from the stream): charged against tokens per minute in steps of

@@ -240,7 +240,9 @@ internal static class OpenAIRequestTranslator
                     parts.Add(ImagePart(image, model));
                     break;
                 case DocumentBlock document:
-                    parts.Add(new TextPart(DocumentText(document)));
+                    // A document the user sends is a clear 400: they can send its text instead (protocol.md §C.2).
+                    parts.Add(new TextPart(DocumentText(document) ?? throw new RequestTranslationException(
+                        $"document blocks with a {document.Source!.Type} source ({document.Source.MediaType ?? "no media type"}) are not supported by this gateway; send the text instead")));
                     break;
             }
         }
@@ -343,7 +345,8 @@ internal static class OpenAIRequestTranslator
                 string? piece = block switch
                 {
                     TextBlock { Text: { } t } => t,
-                    DocumentBlock d => DocumentText(d),
+                    // A tool's document (Claude Code's Read of a .pdf) is resent every turn, so a 400 would end the session.
+                    DocumentBlock d => DocumentText(d) ?? DocumentOmitted(d),
                     ToolReferenceBlock { ToolName: { } tool } => $"(tool loaded: {tool})",
                     _ => null,
                 };
@@ -386,7 +389,8 @@ internal static class OpenAIRequestTranslator
             : new ImageUrlPart(new ImageUrl(null, source.MediaType, source.Data));
     }
 
-    private static string DocumentText(DocumentBlock document)
+    /// <summary>The text of a <c>text</c> or <c>content</c> document; null for a source the gateway cannot read (base64 PDF, url).</summary>
+    private static string? DocumentText(DocumentBlock document)
     {
         var source = document.Source!;
         var title = string.IsNullOrWhiteSpace(document.Title) ? "" : document.Title + "\n\n";
@@ -395,10 +399,13 @@ internal static class OpenAIRequestTranslator
         {
             "text" => title + context + source.Data,
             "content" => title + context + string.Join("\n\n", (source.Content?.Blocks ?? []).OfType<TextBlock>().Select(b => b.Text)) + source.Content?.Text,
-            _ => throw new RequestTranslationException(
-                $"document blocks with a {source.Type} source ({source.MediaType ?? "no media type"}) are not supported by this gateway; send the text instead"),
+            _ => null,
         };
     }
+
+    /// <summary>Never a silent drop: the model is told a document was there (as for an image toward a model without vision).</summary>
+    private static string DocumentOmitted(DocumentBlock document) =>
+        $"[document omitted: this gateway does not accept {document.Source!.MediaType ?? document.Source.Type} documents]";
 
     private static void AddAssistant(List<ChatMessage> messages, MessageContent content, ToolNameMap names, Flavor flavor, bool clearThinking = false)
     {

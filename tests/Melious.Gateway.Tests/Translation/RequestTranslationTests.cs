@@ -121,6 +121,31 @@ public sealed class RequestTranslationTests
     }
 
     [Fact]
+    public void A_pdf_returned_by_a_tool_becomes_a_note_and_a_text_document_its_text()
+    {
+        // Claude Code's Read of a .pdf returns a base64 document block; that tool_result is resent every turn, so a 400
+        // here would end the session. Like an image toward a model without vision, the model is told what was there.
+        var upstream = Upstream("""
+            {"model":"m","max_tokens":10,"messages":[
+              {"role":"user","content":"read the files"},
+              {"role":"assistant","content":[{"type":"tool_use","id":"c1","name":"Read","input":{"file_path":"a.pdf"}},{"type":"tool_use","id":"c2","name":"Read","input":{"file_path":"b.txt"}}]},
+              {"role":"user","content":[
+                {"type":"tool_result","tool_use_id":"c1","content":[
+                  {"type":"text","text":"PDF file read: a.pdf"},
+                  {"type":"document","source":{"type":"base64","media_type":"application/pdf","data":"JVBERi0xLjQK"}},
+                  {"type":"document","source":{"type":"url","url":"https://example.com/a.pdf"}}]},
+                {"type":"tool_result","tool_use_id":"c2","content":[
+                  {"type":"document","title":"b.txt","source":{"type":"text","media_type":"text/plain","data":"hello"}}]}]}]}
+            """);
+        var messages = upstream["messages"]!.AsArray();
+        Assert.Equal(
+            "PDF file read: a.pdf\n[document omitted: this gateway does not accept application/pdf documents]\n[document omitted: this gateway does not accept url documents]",
+            (string?)messages[2]!["content"]);
+        Assert.Equal("b.txt\n\nhello", (string?)messages[3]!["content"]);
+        Assert.Equal(4, messages.Count);
+    }
+
+    [Fact]
     public void Tool_results_follow_the_order_of_the_calls_not_of_completion()
     {
         // claude-code.md §9.16; tool messages for ids the assistant never issued keep their place after the known ones.

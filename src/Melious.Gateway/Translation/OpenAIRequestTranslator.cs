@@ -586,7 +586,10 @@ internal static class OpenAIRequestTranslator
         return flavor.MaxStopSequences is { } max && stops.Count > max ? stops.GetRange(0, max) : stops;
     }
 
-    /// <summary>Maps thinking and effort (protocol.md pitfall 20): explicit effort wins; budgets map to buckets.</summary>
+    /// <summary>
+    /// Maps thinking and effort (protocol.md pitfall 20): explicit effort wins; budgets map to buckets; adaptive without
+    /// effort is medium (protocol.md §C.1). Effort never turns thinking on: without <c>thinking</c> neither is sent.
+    /// </summary>
     private static (string? Effort, bool? EnableThinking) Reasoning(MessagesRequest request, ModelEntry model)
     {
         if (!model.Thinking)
@@ -618,7 +621,9 @@ internal static class OpenAIRequestTranslator
             case "adaptive":
                 return (effort ?? "medium", true);
             default:
-                return (effort, effort is null ? null : true);
+                // No thinking (Claude Code with CLAUDE_CODE_DISABLE_THINKING=1 still sends output_config.effort): as if
+                // effort were absent too. It only tunes thinking that is on; reasoning_effort alone turns it on (Ollama).
+                return (null, null);
         }
     }
 

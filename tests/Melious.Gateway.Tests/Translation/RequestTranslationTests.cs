@@ -83,14 +83,17 @@ public sealed class RequestTranslationTests
     [InlineData("""{"type":"enabled","budget_tokens":10000}""", "low", "vllm", "low", true)]
     [InlineData("""{"type":"adaptive"}""", null, "vllm", "medium", true)]
     [InlineData("""{"type":"adaptive","display":"omitted"}""", "max", "sglang", "high", true)]
-    [InlineData(null, "medium", "vllm", "medium", true)]
+    [InlineData(null, "medium", "vllm", null, null)]          // CLAUDE_CODE_DISABLE_THINKING=1: effort alone never turns thinking on
+    [InlineData(null, "high", "ollama", null, null)]          // (reasoning_effort would: Ollama maps it to think)
+    [InlineData(null, "low", "openai", null, null)]
     [InlineData(null, null, "vllm", null, null)]
     [InlineData("""{"type":"enabled","budget_tokens":10000}""", null, "ollama", "high", null)]
     [InlineData("""{"type":"enabled","budget_tokens":10000}""", null, "openai", "high", null)]
     [InlineData("""{"type":"enabled","budget_tokens":10000}""", null, "llamacpp", "high", true)]
     public void Thinking_and_effort_map_to_the_upstream_controls(string? thinking, string? effort, string flavor, string? expectedEffort, bool? expectedEnableThinking)
     {
-        // Case 20: explicit effort wins over the budget; each server family gets the control it understands.
+        // Case 20: explicit effort wins over the budget; each server family gets the control it understands. Without
+        // thinking, effort is not sent: the request is treated as one without thinking (protocol.md §C.1).
         var upstream = Upstream(
             "{\"model\":\"m\",\"max_tokens\":32000" +
             (thinking is null ? "" : ",\"thinking\":" + thinking) +

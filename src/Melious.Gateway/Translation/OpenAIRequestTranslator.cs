@@ -89,7 +89,9 @@ internal static class OpenAIRequestTranslator
         }
 
         var prefill = messages.Count > 0 && messages[^1].Role == "assistant" && messages[^1].ToolCalls is null;
-        var tools = request.Tools is { } all && all.Any(t => t.DeferLoading == true)
+        // With Anthropic's server-side tool search (which no open model can run) nothing would ever load a deferred
+        // tool: they are all sent. Claude Code's ToolSearch is a client tool and loads them by tool_reference.
+        var tools = request.Tools is { } all && all.Any(t => t.DeferLoading == true) && !all.Any(t => t.IsToolSearch)
             ? DeferredTools(all, request.Messages!, names)
             : TranslateTools(request.Tools, names);
         var (effort, enableThinking) = Reasoning(request, model);
@@ -511,9 +513,9 @@ internal static class OpenAIRequestTranslator
     }
 
     /// <summary>
-    /// Tool search (<c>defer_loading</c>): a deferred tool is offered to an open model only once a <c>tool_reference</c>
-    /// to it (in a tool result or user turn) appears in the conversation; the others are sent as usual. Not cached:
-    /// the set depends on the conversation.
+    /// Tool search (<c>defer_loading</c>) by a client tool: a deferred tool is offered to an open model only once a
+    /// <c>tool_reference</c> to it (in a tool result or user turn) appears in the conversation; the others are sent as
+    /// usual. Not cached: the set depends on the conversation.
     /// </summary>
     private static List<ChatTool>? DeferredTools(List<ToolDefinition> tools, List<InputMessage> messages, ToolNameMap names)
     {

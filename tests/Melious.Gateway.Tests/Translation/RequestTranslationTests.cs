@@ -148,6 +148,23 @@ public sealed class RequestTranslationTests
         Assert.Equal(4, messages.Count);
     }
 
+    [Theory]
+    [InlineData("tool_search_tool_regex_20251119", "tool_search_tool_regex")]
+    [InlineData("tool_search_tool_bm25_20251119", "tool_search_tool_bm25")]
+    public void With_a_server_side_tool_search_tool_every_deferred_tool_is_sent(string type, string name)
+    {
+        // The gateway cannot run Anthropic's tool search, so no tool_reference will ever load a deferred tool: without
+        // them the model would have no tools at all. (Claude Code's own ToolSearch is a client tool: DeferredToolTests.)
+        var upstream = Upstream(
+            "{\"model\":\"m\",\"max_tokens\":10,\"tools\":[{\"type\":\"" + type + "\",\"name\":\"" + name + "\"}," + """
+              {"name":"get_weather","description":"Weather","input_schema":{"type":"object","properties":{"city":{"type":"string"}}},"defer_loading":true},
+              {"name":"Read","input_schema":{"type":"object","properties":{}}}],
+             "messages":[{"role":"user","content":"weather in Paris?"}]}
+            """);
+        Assert.Equal(["get_weather", "Read"], upstream["tools"]!.AsArray().Select(t => (string?)t!["function"]!["name"]));
+        Assert.DoesNotContain("defer_loading", upstream.ToJsonString(), StringComparison.Ordinal);
+    }
+
     [Fact]
     public void Tool_results_follow_the_order_of_the_calls_not_of_completion()
     {

@@ -141,6 +141,9 @@ public sealed record ToolDefinition
     public UserLocation? UserLocation { get; init; }
 
     public bool IsWebSearch => Type is not null && Type.StartsWith("web_search_", StringComparison.Ordinal);
+
+    /// <summary>Anthropic's server-side tool search (<c>tool_search_tool_regex_…</c>, <c>tool_search_tool_bm25_…</c>).</summary>
+    public bool IsToolSearch => Type is not null && Type.StartsWith("tool_search_tool_", StringComparison.Ordinal);
 }
 
 /// <summary>Approximate user location of the web search tool (<c>type: approximate</c>).</summary>

@@ -115,7 +115,7 @@ internal static class OpenAIRequestTranslator
             ChatTemplateKwargs = flavor.SendsTemplateKwargs && enableThinking is { } enable ? new ChatTemplateKwargs(enable) : null,
             ContinueFinalMessage = prefill && flavor.SupportsContinueFinalMessage ? true : null,
             AddGenerationPrompt = prefill && flavor.SupportsContinueFinalMessage ? false : null,
-            ResponseFormat = request.OutputConfig?.Format is { ValueKind: JsonValueKind.Object } format ? ResponseFormatFor(format) : null,
+            ResponseFormat = OutputFormatOf(request) is { } format ? ResponseFormatFor(format) : null,
         };
 
         return new TranslatedRequest(chat, names, maxTokens)
@@ -628,6 +628,12 @@ internal static class OpenAIRequestTranslator
                 return (null, null);
         }
     }
+
+    /// <summary><c>output_config.format</c>, or else the top-level <c>output_format</c> of the structured-outputs beta.</summary>
+    private static JsonElement? OutputFormatOf(MessagesRequest request) =>
+        request.OutputConfig?.Format is { ValueKind: JsonValueKind.Object } format ? format
+        : request.OutputFormat is { ValueKind: JsonValueKind.Object } alias ? alias
+        : null;
 
     private static ResponseFormat ResponseFormatFor(JsonElement format)
     {

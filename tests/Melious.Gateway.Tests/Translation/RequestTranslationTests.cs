@@ -165,6 +165,36 @@ public sealed class RequestTranslationTests
         Assert.DoesNotContain("defer_loading", upstream.ToJsonString(), StringComparison.Ordinal);
     }
 
+    private const string WeatherSchema = """{"type":"object","properties":{"city":{"type":"string"}},"required":["city"],"additionalProperties":false}""";
+
+    [Fact]
+    public void Output_config_format_maps_to_response_format()
+    {
+        // protocol.md §C.1: output_config.format (json_schema) → response_format, as vLLM's own endpoint does.
+        var upstream = Upstream(
+            "{\"model\":\"m\",\"max_tokens\":10,\"output_config\":{\"format\":{\"type\":\"json_schema\",\"schema\":" + WeatherSchema + "}}," +
+            "\"messages\":[{\"role\":\"user\",\"content\":\"weather?\"}]}");
+        var expected = JsonNode.Parse("{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"output\",\"schema\":" + WeatherSchema + "}}");
+        Assert.True(JsonNode.DeepEquals(expected, upstream["response_format"]), upstream["response_format"]?.ToJsonString());
+    }
+
+    [Fact]
+    public void Top_level_output_format_is_an_alias_of_output_config_format_which_wins()
+    {
+        // Beta structured-outputs-2025-11-13 sends the format as top-level output_format.
+        var alone = Upstream(
+            "{\"model\":\"m\",\"max_tokens\":10,\"output_format\":{\"type\":\"json_schema\",\"schema\":" + WeatherSchema + "}," +
+            "\"messages\":[{\"role\":\"user\",\"content\":\"weather?\"}]}");
+        var expected = JsonNode.Parse("{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"output\",\"schema\":" + WeatherSchema + "}}");
+        Assert.True(JsonNode.DeepEquals(expected, alone["response_format"]), alone["response_format"]?.ToJsonString());
+
+        var both = Upstream(
+            "{\"model\":\"m\",\"max_tokens\":10,\"output_format\":{\"type\":\"json_schema\",\"schema\":{\"type\":\"object\",\"properties\":{\"ignored\":{\"type\":\"string\"}}}}," +
+            "\"output_config\":{\"format\":{\"type\":\"json_schema\",\"schema\":" + WeatherSchema + "}}," +
+            "\"messages\":[{\"role\":\"user\",\"content\":\"weather?\"}]}");
+        Assert.True(JsonNode.DeepEquals(expected, both["response_format"]), both["response_format"]?.ToJsonString());
+    }
+
     [Fact]
     public void Tool_results_follow_the_order_of_the_calls_not_of_completion()
     {

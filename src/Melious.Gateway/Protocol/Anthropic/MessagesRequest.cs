@@ -36,6 +36,12 @@ public sealed record MessagesRequest
 
     public OutputConfig? OutputConfig { get; init; }
 
+    /// <summary>
+    /// Structured outputs as the beta <c>structured-outputs-2025-11-13</c> spells it: an alias of
+    /// <see cref="OutputConfig.Format"/>, which wins when both are sent.
+    /// </summary>
+    public JsonElement? OutputFormat { get; init; }
+
     public RequestMetadata? Metadata { get; init; }
 
     public bool? Stream { get; init; }

@@ -166,7 +166,8 @@ internal sealed class OpenAIStreamTranslator(IMessageEventSink sink, ToolNameMap
         if (chunk.IsError || eventType == "error")
         {
             var message = chunk.ErrorMessage.IsPresent ? FromUpstream(MessageAggregator.Unescape(chunk.ErrorMessage.Of(trimmed))) : "upstream reported an error mid-stream";
-            Fail(UpstreamErrors.TypeForMidStream(chunk.ErrorCode, chunk.ErrorType.IsPresent ? Encoding.UTF8.GetString(chunk.ErrorType.Of(trimmed)) : null), message);
+            var (type, text) = UpstreamErrors.ForMidStream(chunk.ErrorCode, chunk.ErrorType.IsPresent ? Encoding.UTF8.GetString(chunk.ErrorType.Of(trimmed)) : null, message, upstream);
+            Fail(type, text);
             return;
         }
 

@@ -154,6 +154,21 @@ internal static partial class UpstreamErrors
             element.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.String ? value.GetString() : null;
     }
 
+    /// <summary>
+    /// The Anthropic error type and message for an error chunk that arrives after the stream started (written as an
+    /// <c>error</c> event). A context-length error whose code says 400 (or 422) is an invalid_request_error in
+    /// Anthropic's "prompt is too long" wording, as its HTTP twin is.
+    /// </summary>
+    public static (string Type, string Message) ForMidStream(long code, string? type, string message, UpstreamContext? context)
+    {
+        if (code is 400 or 422 && ContextLength(message, context) is { } tooLong)
+        {
+            return ("invalid_request_error", tooLong);
+        }
+
+        return (TypeForMidStream(code, type), message);
+    }
+
     /// <summary>The Anthropic error type for an error chunk that arrives after the stream started.</summary>
     public static string TypeForMidStream(long code, string? type)
     {
@@ -238,7 +253,7 @@ internal static partial class UpstreamErrors
     private static string Prefix(string? message, string fallback) => string.IsNullOrWhiteSpace(message) ? fallback : message;
 
     /// <summary>Recognises context-length errors and rewrites them in Anthropic's wording, which Claude Code acts on.</summary>
-    internal static string? ContextLength(string? message, UpstreamContext context)
+    internal static string? ContextLength(string? message, UpstreamContext? context)
     {
         if (message is null || !ContextWords().IsMatch(message))
         {
@@ -258,8 +273,14 @@ internal static partial class UpstreamErrors
             prompt = long.Parse(p.Groups["n"].Value, CultureInfo.InvariantCulture);
         }
 
-        max ??= context.ContextWindow;
-        prompt ??= Math.Max(context.EstimatedInputTokens, max.Value + 1);
+        max ??= context?.ContextWindow;
+        if (max is null)
+        {
+            // Neither the message nor the request names the window: nothing to say "N > M" with.
+            return null;
+        }
+
+        prompt ??= Math.Max(context?.EstimatedInputTokens ?? 0, max.Value + 1);
         if (prompt <= max)
         {
             // The prompt fits but prompt + max_tokens does not: still "too long" for the client's purposes.

@@ -57,6 +57,26 @@ public sealed class UpstreamErrorsTests
     }
 
     [Theory]
+    [InlineData(400, "BadRequestError", "This model's maximum context length is 32768 tokens. However, you requested 40000 tokens.", "invalid_request_error", "prompt is too long: 40000 tokens > 32768 maximum")]
+    [InlineData(422, null, "The input (40000 tokens) is longer than the model's context length (32768 tokens).", "invalid_request_error", "prompt is too long: 40000 tokens > 32768 maximum")]
+    // A 400 that is not about the context, and llama.cpp's code-500 "context size exceeded" while generating: as before.
+    [InlineData(400, "BadRequestError", "invalid grammar", "api_error", "invalid grammar")]
+    [InlineData(500, "server_error", "Context size has been exceeded.", "api_error", "Context size has been exceeded.")]
+    [InlineData(503, null, "busy", "overloaded_error", "busy")]
+    [InlineData(429, null, "slow down", "rate_limit_error", "slow down")]
+    public void MidStreamErrors_MapByCode_AContextLength400IsPromptIsTooLong(long code, string? type, string message, string expectedType, string expectedMessage)
+    {
+        Assert.Equal((expectedType, expectedMessage), UpstreamErrors.ForMidStream(code, type, message, Context));
+    }
+
+    [Fact]
+    public void MidStreamContextLengthError_WithoutARequestContext_UsesTheMessagesNumbersOnly()
+    {
+        Assert.Equal(("invalid_request_error", "prompt is too long: 40000 tokens > 32768 maximum"), UpstreamErrors.ForMidStream(400, null, "maximum context length is 32768 tokens. However, you requested 40000 tokens", null));
+        Assert.Equal(("api_error", "the request exceeds the available context size"), UpstreamErrors.ForMidStream(400, null, "the request exceeds the available context size", null));
+    }
+
+    [Theory]
     [InlineData("""{"error":{"message":"nested","type":"x"}}""", "nested")]
     [InlineData("""{"error":"flat"}""", "flat")]
     [InlineData("""{"object":"error","message":"vllm-old","type":"BadRequestError"}""", "vllm-old")]

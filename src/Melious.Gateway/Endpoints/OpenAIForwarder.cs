@@ -129,7 +129,10 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
             return;
         }
 
-        if (IsJson(sent) && !await ReadJsonAnswerAsync(context, sent, call.Upstream, recorder, upstreamCts))
+        var answered = IsJson(sent)
+            ? await ReadJsonAnswerAsync(context, sent, call.Upstream, recorder, upstreamCts)
+            : await ReadFirstEventAsync(context, sent, call, recorder, upstreamCts);
+        if (!answered)
         {
             sent.Dispose();
             return;
@@ -365,6 +368,103 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
         return true;
     }
 
+    /// <summary>What the look at an upstream stream's first events keeps, at most (a role chunk is a few hundred bytes).</summary>
+    internal const int MaxFirstEventBytes = 64 * 1024;
+
+    /// <summary>
+    /// Reads the upstream stream up to its first meaningful event (<see cref="FirstEvent"/>) before anything is sent to
+    /// the client, so that an error the upstream sends before any output (vLLM's context-length error in a 200 stream,
+    /// SGLang's overloaded scheduler) becomes the HTTP error it stands for, mapped like an upstream error of that status
+    /// and, like one, falling back to the model's next model when the model falls back on it (protocol.md §E: the
+    /// status is decided before the stream is committed). Otherwise the upstream body is given back, from its start,
+    /// as the response content for <see cref="PumpAsync"/>; a failure of the upstream meanwhile is left for it to meet.
+    /// <para>
+    /// A streamed response does not wait long: after the ping interval (the time its first ping would be due) it is
+    /// committed whatever the upstream has sent, so the client hears from the gateway as often as before and pings run
+    /// through a long prefill. In the common case the first event is output and arrives with the first token: then
+    /// message_start and the first delta leave in one write, when the first delta would have left anyway. A
+    /// non-streamed response waits as long as the upstream keeps within the idle timeout. False when an error was
+    /// written (or left for a fallback) or the client left.
+    /// </para>
+    /// </summary>
+    private async Task<bool> ReadFirstEventAsync(RequestContext context, HttpResponseMessage response, PreparedCall call, UsageRecorder recorder, CancellationTokenSource upstreamCts)
+    {
+        var http = context.Http;
+        Stream body;
+        try
+        {
+            body = await response.Content.ReadAsStreamAsync(upstreamCts.Token);
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or HttpRequestException or IOException)
+        {
+            // PumpAsync meets the same failure and reports it.
+            return true;
+        }
+
+        // A streamed response's look is bounded by its wait; a non-streamed one's by the idle timeout, restarted by
+        // every read as the translation loop's is.
+        using var idle = call.Stream ? null : new IdleDeadline(upstreamCts, _streaming.IdleTimeout, time);
+        var peeked = new RewindableReadStream(body, upstreamCts.Token, MaxFirstEventBytes, idle);
+        GatewayError? error = null;
+        using var deadline = call.Stream ? new CancellationTokenSource(TimeSpan.FromTicks(Math.Min(_streaming.PingInterval.Ticks, _streaming.IdleTimeout.Ticks)), time) : null;
+        using (var look = CancellationTokenSource.CreateLinkedTokenSource(deadline?.Token ?? CancellationToken.None, upstreamCts.Token))
+        {
+            var fragments = new List<ToolCallFragment>(2);
+            var upstreamContext = call.Upstream;
+            var parser = SseParser.Create(peeked, (eventType, data) =>
+            {
+                var kind = FirstEvent.Classify(eventType, data, fragments, upstreamContext, out var found);
+                return (Kind: kind, Error: found);
+            });
+            try
+            {
+                await foreach (var item in parser.EnumerateAsync(look.Token))
+                {
+                    if (item.Data.Kind != FirstEventKind.None)
+                    {
+                        error = item.Data.Error;
+                        break;
+                    }
+                }
+            }
+            catch (Exception ex) when (ex is OperationCanceledException or HttpRequestException or IOException)
+            {
+                // The wait is over (the stream is committed now), or the upstream failed: PumpAsync reads on from what
+                // was kept and meets the failure, if any, as it would have without the look.
+            }
+        }
+
+        if (error is not null)
+        {
+            // Nothing was generated: recorded as the HTTP error it stands for, and the next model tried if this one
+            // falls back on it.
+            Log.ErrorEventFirst(logger, context.RequestId, error.Status, error.Type);
+            await peeked.DisposeAsync();
+            if (!UpstreamCall.NoAnswer(recorder, error))
+            {
+                await ErrorWriter.WriteAsync(http, error);
+            }
+
+            return false;
+        }
+
+        if (http.RequestAborted.IsCancellationRequested)
+        {
+            // The client left before its response began: billed as PumpAsync bills a client that leaves before the
+            // first output (the prompt at the estimate SendAsync recorded).
+            await peeked.DisposeAsync();
+            recorder.Cancelled = true;
+            recorder.Status = 499;
+            return false;
+        }
+
+        peeked.Rewind();
+        var content = new StreamContent(peeked);
+        content.Headers.ContentType = response.Content.Headers.ContentType;
+        response.Content = content;
+        return true;
+    }
+
     private static async Task TranslateCompletionAsync(Stream body, OpenAIStreamTranslator translator, CancellationToken cancellationToken)
     {
         using var buffer = await PooledBuffer.ReadToEndAsync(body, MaxJsonAnswer, cancellationToken);
@@ -475,6 +575,9 @@ public sealed partial class OpenAIForwarder(UpstreamClient upstream, UsageCalcul
 
         [LoggerMessage(4, LogLevel.Warning, "Request {RequestId}: the upstream answered 200 with an error body, sent to the client as {Status} {ErrorType}")]
         public static partial void ErrorBodyWith200(ILogger logger, string requestId, int status, string errorType);
+
+        [LoggerMessage(5, LogLevel.Warning, "Request {RequestId}: the upstream's stream began with an error, sent to the client as {Status} {ErrorType}")]
+        public static partial void ErrorEventFirst(ILogger logger, string requestId, int status, string errorType);
 
         [LoggerMessage(2, LogLevel.Warning, "Request {RequestId}: {Count} tool inputs from the upstream were not valid JSON objects and were replaced by {{}}")]
         public static partial void InvalidToolInput(ILogger logger, string requestId, int count);

@@ -155,6 +155,25 @@ internal static partial class UpstreamErrors
     }
 
     /// <summary>
+    /// The client error for an upstream stream whose first meaningful event is an error (a chunk with an
+    /// <c>error</c> member or vLLM's flat <c>{"object":"error",…}</c>, or an <c>event: error</c> whose data may be
+    /// plain text), decided before anything is sent to the client: mapped as the same error in a 200 JSON answer is
+    /// (<see cref="FromErrorBody(ReadOnlySpan{byte}, UpstreamContext)"/>); any other text is its message, a 400 when
+    /// it is a context-length error and a 500 otherwise.
+    /// </summary>
+    public static GatewayError FromStreamError(ReadOnlySpan<byte> data, UpstreamContext context)
+    {
+        if (FromErrorBody(data, context) is { } error)
+        {
+            return error;
+        }
+
+        // `event: error` with plain text, or JSON that is not an error body ({"message":…}, {"detail":…}).
+        var message = ExtractMessage(data);
+        return FromErrorBody(null, null, string.IsNullOrWhiteSpace(message) ? "upstream reported an error" : message, context);
+    }
+
+    /// <summary>
     /// The Anthropic error type and message for an error chunk that arrives after the stream started (written as an
     /// <c>error</c> event). A context-length error whose code says 400 (or 422) is an invalid_request_error in
     /// Anthropic's "prompt is too long" wording, as its HTTP twin is.

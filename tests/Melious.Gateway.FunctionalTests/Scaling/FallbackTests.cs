@@ -69,6 +69,63 @@ public sealed class FallbackTests(AzuriteFixture azurite)
         Assert.Equal(new TableEntityView("claude-opus-4-1", "backup-model", "main-model", 200), row);
     }
 
+    // A 200 stream whose first event is the error (vLLM, SGLang, llama.cpp once their stream began): the same
+    // fallback as the status it stands for, as nothing was sent to the client yet.
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task AnErrorAsTheStreamsFirstEvent_FallsBackAsItsStatusWould(bool stream)
+    {
+        await using var s = await StartAsync(azurite, (model, context) => model == "main-model"
+            ? Sse.WriteRawAsync(context, "data: {\"error\":{\"message\":\"main-model is overloaded\",\"type\":\"server_error\",\"code\":503}}\n\ndata: [DONE]\n\n")
+            : Sse.WriteAsync(context, Sse.TextAnswer(["from ", "backup"])),
+            new Dictionary<string, object?> { ["Fallbacks"] = "backup-model", ["FallbackOn"] = "overloaded" });
+
+        using var response = await s.PostAsync(Scenario.Body(model: "claude-opus-4-1", stream: stream));
+        var text = await AnswerTextAsync(response, stream);
+        Assert.Equal("from backup", text);
+        Assert.Equal(new[] { "main-model", "backup-model" }, s.Upstream.Requests.Select(r => r.Json.GetProperty("model").GetString()!).ToArray());
+        var row = await BillingRowAsync(s, response.Headers.GetValues("request-id").Single());
+        Assert.Equal(new TableEntityView("claude-opus-4-1", "backup-model", "main-model", 200), row);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task AContextLengthErrorAsTheStreamsFirstEvent_GoesToTheLongContextModel(bool stream)
+    {
+        const string Flat = """{"object":"error","message":"This model's maximum context length is 32768 tokens. However, you requested 40000 tokens (39000 in the messages, 1000 in the completion).","type":"BadRequestError","param":null,"code":400}""";
+        await using var s = await StartAsync(azurite, (model, context) => model == "main-model"
+            ? Sse.WriteRawAsync(context, $"data: {Flat}\n\n")
+            : Sse.WriteAsync(context, Sse.TextAnswer(["long ", "context"])),
+            new Dictionary<string, object?> { ["Fallbacks"] = "long-model", ["FallbackOn"] = "context_overflow" });
+
+        using var response = await s.PostAsync(Scenario.Body(model: "claude-opus-4-1", stream: stream));
+        Assert.Equal("long context", await AnswerTextAsync(response, stream));
+        Assert.Equal(new[] { "main-model", "long-model" }, s.Upstream.Requests.Select(r => r.Json.GetProperty("model").GetString()!).ToArray());
+        var row = await BillingRowAsync(s, response.Headers.GetValues("request-id").Single());
+        Assert.Equal(new TableEntityView("claude-opus-4-1", "long-model", "main-model", 200), row);
+    }
+
+    /// <summary>The text of a 200 answer: a stream of one message (its grammar checked), or a message.</summary>
+    private static async Task<string> AnswerTextAsync(HttpResponseMessage response, bool stream)
+    {
+        if (response.StatusCode != HttpStatusCode.OK)
+        {
+            Assert.Fail($"{(int)response.StatusCode}: {await response.Content.ReadAsStringAsync(Ct)}");
+        }
+
+        if (stream)
+        {
+            var events = await SseEvents.ReadAllAsync(response, Ct);
+            SseEvents.AssertGrammar(events);
+            return SseEvents.Text(events);
+        }
+
+        using var json = JsonDocument.Parse(await response.Content.ReadAsStringAsync(Ct));
+        return json.RootElement.GetProperty("content")[0].GetProperty("text").GetString()!;
+    }
+
     [Theory]
     [InlineData(false)]
     [InlineData(true)]

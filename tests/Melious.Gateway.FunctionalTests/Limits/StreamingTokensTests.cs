@@ -210,7 +210,10 @@ public sealed class StreamingTokensTests(AzuriteFixture azurite)
             started.TrySetResult();
             await release.Task.WaitAsync(TimeSpan.FromSeconds(90), context.RequestAborted);
             await Sse.WriteAsync(context, [Sse.Content("short"), Sse.Finish("stop"), Sse.Usage((int)longInput, 1)]);
-        });
+        },
+        // The long stream's upstream holds after its role chunk: the gateway answers the client's headers at the
+        // first ping interval (it waits that long for the first event), so a short one keeps the test short.
+        extra: new Dictionary<string, string?> { ["Melious:Streaming:PingInterval"] = "00:00:01" });
         var key = await cluster.Gateways[0].CreateKeyAsync(name: "tpm-streaming-control", limits: new KeyLimits(TokensPerMinute: tpm));
         var clients = cluster.Clients(key);
         await LimitCluster.WaitForWindowRoomAsync();

@@ -20,7 +20,8 @@ namespace Melious.Gateway.Endpoints;
 /// <summary>
 /// Serves a Messages request from an upstream that speaks Anthropic Messages natively (vLLM's and Ollama's
 /// <c>/v1/messages</c>, or Anthropic itself). The body is forwarded byte for byte with only <c>model</c> replaced
-/// (and thinking blocks the gateway signed removed, see <see cref="WithoutGatewayThinking"/>);
+/// (and blocks an Anthropic upstream would reject removed: thinking the gateway signed, blank assistant text; see
+/// <see cref="WithoutRejectedBlocks"/>);
 /// the response comes back event for event with only <c>message.model</c> restored and <c>billing_cost</c> /
 /// <c>environment_impact</c> added, so events and fields the gateway does not know survive. Client headers are
 /// not forwarded except <c>anthropic-version</c> and <c>anthropic-beta</c>.
@@ -43,7 +44,7 @@ public sealed partial class AnthropicForwarder(UpstreamClient upstream, UsageCal
     {
         var model = route.Model;
         var source = body.WrittenSpan;
-        var payload = ReplaceModel(WithoutGatewayThinking(source) ?? source, model.Id);
+        var payload = ReplaceModel(WithoutRejectedBlocks(source) ?? source, model.Id);
 
         // The body goes upstream as the client sent it, so the estimate is counted while the upstream works.
         var upstreamContext = new UpstreamContext(request.Model!, model.Id, model.ApiKey, model.ContextWindow, InputEstimate.Deferred(request)) { Provider = model.Flavor };
@@ -367,15 +368,17 @@ public sealed partial class AnthropicForwarder(UpstreamClient upstream, UsageCal
     }
 
     /// <summary>
-    /// The request without the thinking blocks the gateway itself signed (<see cref="ThinkingSignature"/>: reasoning
-    /// an OpenAI upstream produced, which Claude Code echoes back), or null when it has none, which one vectorized
-    /// scan for <c>"melious.</c> decides. A real Anthropic upstream rejects those signatures ("Invalid signature in
-    /// thinking block"; protocol.md §E). An assistant message left with no content is dropped (Anthropic joins the
-    /// consecutive turns around it).
+    /// The request without the blocks an Anthropic upstream rejects that Claude Code echoes back, or null when it has
+    /// none, which cheap scans decide: thinking blocks the gateway itself signed (<see cref="ThinkingSignature"/>:
+    /// reasoning an OpenAI upstream produced; "Invalid signature in thinking block", protocol.md §E), found by one
+    /// vectorized scan for <c>"melious.</c>, and assistant text blocks that are empty or whitespace only ("text
+    /// content blocks must contain non-whitespace text", claude-code.md §9.8; older gateways and other upstreams
+    /// sent them), found by <see cref="MayHaveBlankText"/>. An assistant message left with no content is dropped
+    /// (Anthropic joins the consecutive turns around it). Any other request is forwarded byte for byte.
     /// </summary>
-    internal static byte[]? WithoutGatewayThinking(ReadOnlySpan<byte> body)
+    internal static byte[]? WithoutRejectedBlocks(ReadOnlySpan<byte> body)
     {
-        if (body.IndexOf(GatewaySignatureStart) < 0)
+        if (body.IndexOf(GatewaySignatureStart) < 0 && !MayHaveBlankText(body))
         {
             return null;
         }
@@ -395,11 +398,17 @@ public sealed partial class AnthropicForwarder(UpstreamClient upstream, UsageCal
                     continue;
                 }
 
+                var assistant = IsString(message["role"], out var role) && role == "assistant";
                 var blocks = content.Count;
                 for (var b = content.Count - 1; b >= 0; b--)
                 {
-                    if (content[b] is JsonObject block && IsString(block["type"], out var type) && type == "thinking"
-                        && IsString(block["signature"], out var signature) && signature.StartsWith(ThinkingSignature.Prefix, StringComparison.Ordinal))
+                    if (content[b] is not JsonObject block || !IsString(block["type"], out var type))
+                    {
+                        continue;
+                    }
+
+                    if ((type == "thinking" && IsString(block["signature"], out var signature) && signature.StartsWith(ThinkingSignature.Prefix, StringComparison.Ordinal))
+                        || (assistant && type == "text" && block["text"] is JsonValue text && text.GetValueKind() == JsonValueKind.String && string.IsNullOrWhiteSpace(text.GetValue<string>())))
                     {
                         content.RemoveAt(b);
                         removed = true;
@@ -424,6 +433,91 @@ public sealed partial class AnthropicForwarder(UpstreamClient upstream, UsageCal
         {
             value = node is JsonValue v && v.GetValueKind() == JsonValueKind.String ? v.GetValue<string>() : "";
             return value.Length > 0;
+        }
+    }
+
+    /// <summary>
+    /// True when some <c>"text"</c> member of the body has a value that is empty or whitespace only, written as is
+    /// or escaped (<c>""</c>, <c>" "</c>, <c>"\n\n"</c>, <c>"\u00a0"</c>): a vectorized search for the member name,
+    /// and for each hit a look at the start of its value, which in a real text block stops at the first letter.
+    /// Where the member sits (a text block of an assistant message, or a tool's input) is for the parse to decide.
+    /// </summary>
+    internal static bool MayHaveBlankText(ReadOnlySpan<byte> body)
+    {
+        var rest = body;
+        while (true)
+        {
+            var at = rest.IndexOf("\"text\""u8);
+            if (at < 0)
+            {
+                return false;
+            }
+
+            rest = rest[(at + 6)..];
+            var i = SkipJsonWhitespace(rest, 0);
+            if (i < rest.Length && rest[i] == ':')
+            {
+                i = SkipJsonWhitespace(rest, i + 1);
+                if (i < rest.Length && rest[i] == '"' && IsBlankString(rest[(i + 1)..]))
+                {
+                    return true;
+                }
+            }
+        }
+
+        static int SkipJsonWhitespace(ReadOnlySpan<byte> span, int i)
+        {
+            while (i < span.Length && span[i] is (byte)' ' or (byte)'\t' or (byte)'\n' or (byte)'\r')
+            {
+                i++;
+            }
+
+            return i;
+        }
+
+        // The string's content up to its closing quote holds only whitespace (char.IsWhiteSpace, as the parse checks).
+        static bool IsBlankString(ReadOnlySpan<byte> value)
+        {
+            var i = 0;
+            while (i < value.Length)
+            {
+                var b = value[i];
+                if (b == '"')
+                {
+                    return true;
+                }
+
+                if (b == ' ')
+                {
+                    i++;
+                }
+                else if (b == '\\' && i + 1 < value.Length)
+                {
+                    switch (value[i + 1])
+                    {
+                        case (byte)'n' or (byte)'r' or (byte)'t' or (byte)'f':
+                            i += 2;
+                            break;
+                        case (byte)'u' when i + 6 <= value.Length
+                            && ushort.TryParse(value.Slice(i + 2, 4), System.Globalization.NumberStyles.AllowHexSpecifier, null, out var code)
+                            && char.IsWhiteSpace((char)code):
+                            i += 6;
+                            break;
+                        default:
+                            return false;
+                    }
+                }
+                else if (b >= 0x80 && Rune.DecodeFromUtf8(value[i..], out var rune, out var length) == OperationStatus.Done && Rune.IsWhiteSpace(rune))
+                {
+                    i += length;
+                }
+                else
+                {
+                    return false;
+                }
+            }
+
+            return false;
         }
     }
 

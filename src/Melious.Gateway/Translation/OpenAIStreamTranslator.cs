@@ -29,9 +29,11 @@ internal enum StreamOutcome
 /// interleaved or index-reusing calls), then emitted whole; <c>message_delta</c> waits for the usage chunk that
 /// follows <c>finish_reason</c>. A stream that ends without <c>[DONE]</c> or a finish reason, an error chunk (or an
 /// <c>event: error</c>, JSON or plain text), or a finish reason of <c>abort</c>/<c>error</c> becomes an <c>error</c>
-/// event, never a made-up <c>end_turn</c>; nothing an upstream sends makes it throw. Delta bytes are copied as
-/// they arrived, except that a character split between two chunks is carried into the next delta (see
-/// <see cref="Emit"/>).
+/// event, never a made-up <c>end_turn</c>; nothing an upstream sends makes it throw. No text block is opened for
+/// whitespace alone: whitespace waits for the text it precedes and is dropped when a thinking or tool block or the
+/// end comes first (see <see cref="Text"/>). Delta bytes are copied as they arrived, except that held whitespace
+/// goes out with the text that follows it and a character split between two chunks is carried into the next delta
+/// (see <see cref="Emit"/>).
 /// </summary>
 internal sealed class OpenAIStreamTranslator(IMessageEventSink sink, ToolNameMap names, IReadOnlyList<string>? stopSequences = null, UpstreamContext? upstream = null, ThinkTagMode thinkTags = ThinkTagMode.None)
 {
@@ -56,6 +58,9 @@ internal sealed class OpenAIStreamTranslator(IMessageEventSink sink, ToolNameMap
     private ArrayBufferWriter<byte>? _joined;
     private readonly byte[] _carry = new byte[6];
     private int _carryLength;
+
+    /// <summary>Escaped whitespace that arrived while no text block was open: it waits for text (see <see cref="Text"/>).</summary>
+    private ArrayBufferWriter<byte>? _heldWhitespace;
 
     /// <summary>Inline <c>&lt;think&gt;</c> reasoning (servers without a reasoning parser), when the model's setting asks for it.</summary>
     private readonly ThinkTagSplitter? _splitter = thinkTags == ThinkTagMode.None ? null : new ThinkTagSplitter(thinkTags);
@@ -195,8 +200,7 @@ internal sealed class OpenAIStreamTranslator(IMessageEventSink sink, ToolNameMap
 
                 if (!content.IsEmpty)
                 {
-                    Ensure(BlockKind.Text);
-                    Emit(content);
+                    Text(content);
                 }
             }
             else
@@ -497,7 +501,11 @@ internal sealed class OpenAIStreamTranslator(IMessageEventSink sink, ToolNameMap
     {
         foreach (var (thinking, text) in _segments)
         {
-            Ensure(thinking ? BlockKind.Thinking : BlockKind.Text);
+            if (thinking)
+            {
+                Ensure(BlockKind.Thinking);
+            }
+
             var scratch = _scratch ??= new ArrayBufferWriter<byte>(256);
             scratch.ResetWrittenCount();
             using (var writer = new Utf8JsonWriter(scratch, RawJsonWriterOptions))
@@ -505,10 +513,53 @@ internal sealed class OpenAIStreamTranslator(IMessageEventSink sink, ToolNameMap
                 writer.WriteStringValue(text);
             }
 
-            Emit(scratch.WrittenSpan[1..^1]);
+            var escaped = scratch.WrittenSpan[1..^1];
+            if (thinking)
+            {
+                Emit(escaped);
+            }
+            else
+            {
+                Text(escaped);
+            }
         }
 
         _segments.Clear();
+    }
+
+    /// <summary>
+    /// Sends escaped text to the open text block, or starts one, but never one whose whole text is whitespace:
+    /// Claude Code sends blocks back on the next turn, and Anthropic rejects a text block without non-whitespace
+    /// text (models write <c>"\n"</c> before or between tool calls). Whitespace that would start a block waits in
+    /// <see cref="_heldWhitespace"/> and opens the block together with the text that follows it; when a thinking or
+    /// tool block comes first, it is dropped (<see cref="Close"/>). Text inside an open block goes straight out.
+    /// </summary>
+    private void Text(ReadOnlySpan<byte> escaped)
+    {
+        if (_open == BlockKind.Text)
+        {
+            Emit(escaped);
+            return;
+        }
+
+        if (LeadingEscapedWhitespace(escaped) == escaped.Length)
+        {
+            // The upstream moved on from the open block (as any content would end it), but nothing starts yet.
+            Close();
+            (_heldWhitespace ??= new ArrayBufferWriter<byte>(64)).Write(escaped);
+            return;
+        }
+
+        Ensure(BlockKind.Text);
+        if (_heldWhitespace is { WrittenCount: > 0 } held)
+        {
+            held.Write(escaped);
+            Emit(held.WrittenSpan);
+            held.ResetWrittenCount();
+            return;
+        }
+
+        Emit(escaped);
     }
 
     private void Ensure(BlockKind kind)
@@ -660,10 +711,15 @@ internal sealed class OpenAIStreamTranslator(IMessageEventSink sink, ToolNameMap
             Send(Replacement);
         }
 
+        if (_open == BlockKind.None)
+        {
+            return;
+        }
+
+        // Whitespace held while no block was open belonged before this block, which is not text: it goes.
+        _heldWhitespace?.ResetWrittenCount();
         switch (_open)
         {
-            case BlockKind.None:
-                return;
             case BlockKind.Thinking:
                 sink.SignatureDelta(_openIndex, ThinkingSignature.Create());
                 break;

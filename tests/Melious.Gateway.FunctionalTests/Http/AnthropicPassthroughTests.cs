@@ -183,5 +183,34 @@ public sealed class AnthropicPassthroughTests(AzuriteFixture azurite)
         Assert.Equal(2048, sent.GetProperty("thinking").GetProperty("budget_tokens").GetInt32());
     }
 
+    [Fact]
+    public async Task BlankAssistantTextBlocks_AreNotForwarded()
+    {
+        // An OpenAI model wrote "\n" between two tool calls (older gateways made it a text block) and Claude Code
+        // echoes it after a switch to an Anthropic model: Anthropic answers 400 "text content blocks must contain
+        // non-whitespace text" (anthropics/claude-code#23440).
+        await using var s = await Scenario.StartAsync(azurite, WriteStream, anthropicUpstream: true);
+        var body = Scenario.Body(stream: true);
+        body["messages"] = JsonNodeParse("""
+            [
+              {"role":"user","content":[{"type":"text","text":"read a and b"},{"type":"text","text":" "}]},
+              {"role":"assistant","content":[{"type":"tool_use","id":"toolu_01","name":"Read","input":{"file_path":"a"}},{"type":"text","text":"\n"},{"type":"tool_use","id":"toolu_02","name":"Note","input":{"text":""}}]},
+              {"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_01","content":"A"},{"type":"tool_result","tool_use_id":"toolu_02","content":"ok"}]},
+              {"role":"assistant","content":[{"type":"text","text":""}]},
+              {"role":"user","content":"go on"}
+            ]
+            """);
+        var events = await SseEvents.ReadAllAsync(await s.PostAsync(body), Ct);
+        Assert.Equal("message_stop", events[^1].Name);
+
+        var messages = s.Upstream.Last.Json.GetProperty("messages");
+        Assert.Equal(["user", "assistant", "user", "user"], messages.EnumerateArray().Select(m => m.GetProperty("role").GetString()));
+        var assistant = messages[1].GetProperty("content");
+        Assert.Equal(["tool_use", "tool_use"], assistant.EnumerateArray().Select(b => b.GetProperty("type").GetString()));
+        Assert.Equal("", assistant[1].GetProperty("input").GetProperty("text").GetString());
+        Assert.Equal(" ", messages[0].GetProperty("content")[1].GetProperty("text").GetString());
+        Assert.Equal("secondary-model", s.Upstream.Last.Json.GetProperty("model").GetString());
+    }
+
     private static System.Text.Json.Nodes.JsonNode JsonNodeParse(string json) => System.Text.Json.Nodes.JsonNode.Parse(json)!;
 }

@@ -44,10 +44,10 @@ internal sealed record ParsedStream(
 /// (protocol.md §A.6, claude-code.md §4): every frame is <c>event: X\ndata: {json}\n\n</c> with
 /// <c>data.type == X</c>; message_start first and once; block indices 0,1,2… in start order; one open block;
 /// deltas only to the open block and of its type; every block stopped; message_delta then message_stop last,
-/// or an <c>error</c> event last with no message_stop. Plus the gateway's own rules: no empty text block, a
-/// non-empty signature on every thinking block, tool input streamed as input_json_delta that parses to an object,
-/// and tool ids unique and <c>^[a-zA-Z0-9_-]+$</c>. Server tools (web search): a <c>server_tool_use</c> block
-/// (id <c>srvtoolu_…</c>, input streamed like a tool's) is answered, later in the same message and before
+/// or an <c>error</c> event last with no message_stop. Plus the gateway's own rules: no empty or whitespace-only
+/// text block, a non-empty signature on every thinking block, tool input streamed as input_json_delta that parses to
+/// an object, and tool ids unique and <c>^[a-zA-Z0-9_-]+$</c>. Server tools (web search): a <c>server_tool_use</c>
+/// block (id <c>srvtoolu_…</c>, input streamed like a tool's) is answered, later in the same message and before
 /// message_delta, by exactly one <c>web_search_tool_result</c> block naming its id, which carries its whole content
 /// in content_block_start (an array of <c>web_search_result</c> items with url, title, encrypted_content and
 /// page_age, or a <c>web_search_tool_result_error</c> with a known error code) and has no deltas.
@@ -288,8 +288,9 @@ internal static class SseGrammar
         switch (block.Type)
         {
             case "text":
-                // Claude Code echoes empty text blocks back; a real Anthropic upstream rejects them (claude-code.md §9.8).
-                Assert.True(block.Text.Length > 0, $"text block {block.Index} is empty");
+                // Claude Code echoes text blocks back; a real Anthropic upstream rejects empty or whitespace-only
+                // ones (claude-code.md §9.8, "text content blocks must contain non-whitespace text").
+                Assert.False(string.IsNullOrWhiteSpace(block.Text.ToString()), $"text block {block.Index} is empty or whitespace only");
                 break;
             case "thinking":
                 Assert.True(block.Signature.Length > 0, $"thinking block {block.Index} has no signature_delta");

@@ -111,6 +111,72 @@ public sealed class StreamTranslatorTests
         Assert.IsType<Melious.Gateway.Protocol.Anthropic.ResponseThinkingBlock>(Assert.Single(thinkingOnly.Build("m").Content));
     }
 
+    [Fact]
+    public void Whitespace_alone_between_or_after_tool_calls_opens_no_text_block()
+    {
+        // anthropics/claude-code#23440: Claude Code sends {"type":"text","text":"\n"} back, and Anthropic answers
+        // 400 "text content blocks must contain non-whitespace text".
+        var sink = new MessageAggregator();
+        var translator = Create(sink);
+        Feed(translator, """{"choices":[{"index":0,"delta":{"content":"\n"}}]}""");
+        Feed(translator, """{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"a","function":{"name":"Read","arguments":"{}"}}]}}]}""");
+        Feed(translator, """{"choices":[{"index":0,"delta":{"content":"\n\n"}}]}""");
+        Feed(translator, """{"choices":[{"index":0,"delta":{"content":" \t"}}]}""");
+        Feed(translator, """{"choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"id":"b","function":{"name":"Read","arguments":"{}"}}]}}]}""");
+        Feed(translator, """{"choices":[{"index":0,"delta":{"content":"\r\n"},"finish_reason":"tool_calls"}]}""");
+        Feed(translator, "[DONE]");
+        Assert.Equal(StreamOutcome.Completed, translator.Finish());
+        var content = sink.Build("m").Content;
+        Assert.Equal(2, content.Count);
+        Assert.All(content, block => Assert.IsType<Melious.Gateway.Protocol.Anthropic.ResponseToolUseBlock>(block));
+        Assert.Equal("tool_use", translator.StopReason);
+    }
+
+    [Fact]
+    public void Whitespace_before_text_waits_and_goes_out_with_it_in_one_delta()
+    {
+        byte[] upstream =
+        [
+            .. "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"a\",\"function\":{\"name\":\"Read\",\"arguments\":\"{}\"}}]}}]}\n\n"u8,
+            .. "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\\n\"}}]}\n\n"u8,
+            .. "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\" \"}}]}\n\n"u8,
+            .. "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\\nDone.\"}}]}\n\n"u8,
+            .. "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\" \"}}]}\n\n"u8,
+            .. "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n"u8,
+        ];
+        var parsed = SseGrammar.Validate(StreamHarness.RunStream(upstream, new StreamSettings()).Sse);
+        Assert.Equal(["tool_use", "text"], parsed.Blocks.Select(b => b.Type));
+        Assert.Equal("\n \nDone. ", parsed.Blocks[1].Text.ToString());
+        Assert.Equal(2, parsed.Blocks[1].Deltas);
+        var message = StreamHarness.RunAggregate(upstream, new StreamSettings()).Aggregator.Build("m");
+        Assert.Equal("\n \nDone. ", Assert.IsType<Melious.Gateway.Protocol.Anthropic.ResponseTextBlock>(message.Content[1]).Text);
+    }
+
+    [Fact]
+    public void Whitespace_before_reasoning_is_dropped_and_an_answer_of_whitespace_alone_has_no_block()
+    {
+        var sink = new MessageAggregator();
+        var translator = Create(sink);
+        Feed(translator, """{"choices":[{"index":0,"delta":{"content":"\n"}}]}""");
+        Feed(translator, """{"choices":[{"index":0,"delta":{"reasoning":"plan"}}]}""");
+        Feed(translator, """{"choices":[{"index":0,"delta":{"content":"Hi"}}]}""");
+        Feed(translator, "[DONE]");
+        translator.Finish();
+        var content = sink.Build("m").Content;
+        Assert.Equal(2, content.Count);
+        Assert.Equal("Hi", Assert.IsType<Melious.Gateway.Protocol.Anthropic.ResponseTextBlock>(content[1]).Text);
+
+        var stopped = new MessageAggregator();
+        translator = new OpenAIStreamTranslator(stopped, new ToolNameMap(), ["END"]);
+        stopped.MessageStart(Ids.NewMessageId(), default);
+        Feed(translator, """{"choices":[{"index":0,"delta":{"content":"\n\n"}}]}""");
+        Feed(translator, """{"choices":[{"index":0,"delta":{},"finish_reason":"stop","stop_reason":"END"}]}""");
+        Feed(translator, "[DONE]");
+        Assert.Equal(StreamOutcome.Completed, translator.Finish());
+        Assert.Empty(stopped.Build("m").Content);
+        Assert.Equal(("stop_sequence", "END"), (translator.StopReason, translator.StopSequence));
+    }
+
     [Theory]
     [InlineData("", 0)]
     [InlineData("a", 0)]

@@ -114,6 +114,25 @@ public sealed class ThinkTagTests
         Assert.Equal("Read", Assert.IsType<ResponseToolUseBlock>(blocks[2]).Name);
     }
 
+    [Fact]
+    public void Whitespace_alone_after_a_tool_call_opens_no_text_block_in_either_mode()
+    {
+        foreach (var mode in new[] { ThinkTagMode.Leading, ThinkTagMode.Anywhere })
+        {
+            var (sink, translator) = Create(mode);
+            translator.OnEvent("message", Encoding.UTF8.GetBytes(Chunk("Reading.")));
+            translator.OnEvent("message", """{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"c1","type":"function","function":{"name":"Read","arguments":"{}"}}]}}]}"""u8);
+            translator.OnEvent("message", Encoding.UTF8.GetBytes(Chunk("\n\n")));
+            translator.OnEvent("message", """{"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"""u8);
+            translator.OnEvent("message", "[DONE]"u8);
+            translator.Finish();
+            var blocks = sink.Build("m").Content.ToList();
+            Assert.Equal(2, blocks.Count);
+            Assert.Equal("Reading.", Assert.IsType<ResponseTextBlock>(blocks[0]).Text);
+            Assert.IsType<ResponseToolUseBlock>(blocks[1]);
+        }
+    }
+
     [Theory]
     [InlineData("ollama", null, "Leading")]
     [InlineData("llamacpp", null, "Leading")]

@@ -29,6 +29,9 @@ public abstract class BadInputTests(IGatewayTarget target)
         { """{"model":"m","max_tokens":10,"messages":[{"role":"user","content":[{"type":"text"}]}]}""", "messages.0.content.0.text" },
         { """{"model":"m","max_tokens":10,"temperature":7,"messages":[{"role":"user","content":"hi"}]}""", "temperature" },
         { """{"model":"m","max_tokens":10,"tools":[{"name":"x"}],"messages":[{"role":"user","content":"hi"}]}""", "tools.0.input_schema" },
+        { """{"model":"m","max_tokens":10,"tools":[{"input_schema":{"type":"object"}}],"messages":[{"role":"user","content":"hi"}]}""", "tools.0.name: Field required" },
+        { """{"model":"m","max_tokens":10,"tools":[{"type":"custom","input_schema":{"type":"object"}}],"messages":[{"role":"user","content":"hi"}]}""", "tools.0.name: Field required" },
+        { """{"model":"m","max_tokens":10,"tools":[{"type":"mcp_toolset"}],"messages":[{"role":"user","content":"hi"}]}""", "tools.0.mcp_server_name: Field required" },
         { """{"model":"m","max_tokens":10,"tool_choice":{"type":"sometimes"},"messages":[{"role":"user","content":"hi"}]}""", "tool_choice" },
         { """{"model":"m","max_tokens":10,"messages":[{"role":"user","content":"\uDC00"}]}""", "invalid request body" },
     };

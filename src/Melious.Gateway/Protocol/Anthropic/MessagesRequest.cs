@@ -120,10 +120,20 @@ public sealed record InputMessage
 
 public sealed record ToolDefinition
 {
-    /// <summary>Absent or <c>custom</c> for client tools; a dated server-tool type (<c>web_search_20250305</c>) otherwise.</summary>
+    /// <summary>The type of an MCP connector toolset (beta <c>mcp-client-2025-11-20</c>): the tools of one of <c>mcp_servers</c>.</summary>
+    public const string McpToolset = "mcp_toolset";
+
+    /// <summary>
+    /// Absent or <c>custom</c> for client tools; a dated server-tool type (<c>web_search_20250305</c>) or
+    /// <see cref="McpToolset"/> otherwise.
+    /// </summary>
     public string? Type { get; init; }
 
+    /// <summary>Required for client tools; a dated server tool has a fixed one (<c>web_search</c>), an MCP toolset none.</summary>
     public string? Name { get; init; }
+
+    /// <summary>MCP toolset: the <c>name</c> of the <c>mcp_servers</c> entry whose tools it configures.</summary>
+    public string? McpServerName { get; init; }
 
     public string? Description { get; init; }
 

@@ -134,13 +134,20 @@ public static class MessagesRequestValidator
                     return string.Create(CultureInfo.InvariantCulture, $"tools.{i}: must be an object");
                 }
 
-                if (string.IsNullOrWhiteSpace(tool.Name))
+                // A typed tool is Anthropic's to check (an Anthropic upstream does; an OpenAI one never gets it): the
+                // dated ones carry a fixed name, but an MCP connector toolset has none (it names its server).
+                if (tool.Type == ToolDefinition.McpToolset && string.IsNullOrWhiteSpace(tool.McpServerName))
                 {
-                    return string.Create(CultureInfo.InvariantCulture, $"tools.{i}.name: Field required");
+                    return string.Create(CultureInfo.InvariantCulture, $"tools.{i}.mcp_server_name: Field required");
                 }
 
                 if (!tool.IsServerTool)
                 {
+                    if (string.IsNullOrWhiteSpace(tool.Name))
+                    {
+                        return string.Create(CultureInfo.InvariantCulture, $"tools.{i}.name: Field required");
+                    }
+
                     if (tool.InputSchema is not { } schema)
                     {
                         return string.Create(CultureInfo.InvariantCulture, $"tools.{i}.input_schema: Field required");

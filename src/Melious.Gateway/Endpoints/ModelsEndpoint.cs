@@ -12,7 +12,8 @@ namespace Melious.Gateway.Endpoints;
 /// <c>claude-{tier}</c> id per configured tier, the explicit aliases, the catalog models, then one discovery alias
 /// (<c>claude-melious-&lt;model&gt;</c>) per catalog model, named by its display name. Ids containing <c>claude</c> (or
 /// <c>anthropic</c>) are what Claude Code's gateway model discovery keeps. <c>?include_meta=true</c> adds <c>_meta</c>
-/// (capabilities, context window, max output). Pagination: <c>limit</c> (default 20, max 1000), <c>after_id</c>, <c>before_id</c>.
+/// (capabilities, context window, max output). Pagination: <c>limit</c> (default 20, max 1000), <c>after_id</c>, <c>before_id</c>;
+/// <c>has_more</c> says whether entries remain in the direction of the request (before the page with <c>before_id</c>).
 /// </summary>
 public sealed class ModelsEndpoint(ApiKeyAuthenticator authenticator, ModelCatalog catalog, TimeProvider time)
 {
@@ -30,25 +31,32 @@ public sealed class ModelsEndpoint(ApiKeyAuthenticator authenticator, ModelCatal
         var includeMeta = IsTrue(query["include_meta"]);
         var all = Entries(catalog.Current, includeMeta);
         var limit = int.TryParse(query["limit"], NumberStyles.Integer, CultureInfo.InvariantCulture, out var l) ? Math.Clamp(l, 1, 1000) : 20;
-        var start = 0;
+        // The window [floor, end) the cursors leave; the page is its first `limit` entries, or with before_id its last.
+        var floor = 0;
         var end = all.Count;
         if (query["after_id"].ToString() is { Length: > 0 } after)
         {
-            start = all.FindIndex(m => string.Equals(m.Id, after, StringComparison.OrdinalIgnoreCase)) + 1;
+            floor = all.FindIndex(m => string.Equals(m.Id, after, StringComparison.OrdinalIgnoreCase)) + 1;
         }
 
+        var start = floor;
+        var backward = false;
         if (query["before_id"].ToString() is { Length: > 0 } before)
         {
             var index = all.FindIndex(m => string.Equals(m.Id, before, StringComparison.OrdinalIgnoreCase));
             end = index < 0 ? end : index;
-            start = Math.Max(start, end - limit);
+            start = Math.Max(floor, end - limit);
+            backward = true;
         }
 
         var page = all.Skip(start).Take(Math.Min(limit, Math.Max(0, end - start))).ToList();
         var list = new ModelList
         {
             Data = page,
-            HasMore = start + page.Count < end,
+
+            // In the direction of the request (Anthropic's list APIs): the SDKs page backward with
+            // before_id=first_id while has_more holds, forward with after_id=last_id.
+            HasMore = backward ? start > floor : start + page.Count < end,
             FirstId = page.FirstOrDefault()?.Id,
             LastId = page.LastOrDefault()?.Id,
         };

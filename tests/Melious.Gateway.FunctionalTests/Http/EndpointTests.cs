@@ -130,6 +130,38 @@ public abstract class EndpointTests(IGatewayTarget target)
     }
 
     [Fact]
+    public async Task Models_PageBackwardWithBeforeId_WhileHasMore_ReachesTheFirstModel()
+    {
+        // The SDKs page backward with before_id = first_id while has_more is true (has_more: "more results in the
+        // requested page direction").
+        await using var s = await Scenario.StartAsync(target, Sse.TextAnswer(["x"]));
+        var all = (await s.JsonAsync(await s.Client.GetAsync("/v1/models?limit=1000", Ct))).GetProperty("data").EnumerateArray().Select(m => m.GetProperty("id").GetString()!).ToList();
+        Assert.True(all.Count > 5, string.Join(", ", all));
+
+        var seen = new List<string>();
+        var cursor = all[^1];
+        for (var pages = 0; ; pages++)
+        {
+            Assert.True(pages < all.Count, "backward paging does not end");
+            var page = await s.JsonAsync(await s.Client.GetAsync($"/v1/models?limit=2&before_id={Uri.EscapeDataString(cursor)}", Ct));
+            var ids = page.GetProperty("data").EnumerateArray().Select(m => m.GetProperty("id").GetString()!).ToList();
+            Assert.InRange(ids.Count, 1, 2);
+            Assert.Equal(ids[0], page.GetProperty("first_id").GetString());
+            Assert.Equal(ids[^1], page.GetProperty("last_id").GetString());
+            seen.InsertRange(0, ids);
+            if (!page.GetProperty("has_more").GetBoolean())
+            {
+                break;
+            }
+
+            cursor = ids[0];
+        }
+
+        // Every model before the cursor, once and in order.
+        Assert.Equal(all[..^1], seen);
+    }
+
+    [Fact]
     public async Task ModelById_KnownTierAndUnknown()
     {
         await using var s = await Scenario.StartAsync(target, Sse.TextAnswer(["x"]));

@@ -32,8 +32,9 @@ internal static partial class UpstreamErrors
                 // Payment required (protocol.md §A.7): not retryable, unlike the 500 an api_error would be.
                 return new GatewayError(402, "billing_error", Prefix(message, "the upstream refused the request for billing reasons"));
             case 401 or 403:
-                // The upstream refused the gateway's own credential: a gateway problem, not the client's.
-                return new GatewayError(502, "api_error", "the upstream rejected the gateway's credentials; the operator must fix the upstream API key");
+                // The upstream refused the gateway's own credential: a gateway problem, not the client's, and one that
+                // lasts until an operator fixes it, so clients must not retry (Claude Code would for ~3 minutes).
+                return new GatewayError(502, "api_error", "the upstream rejected the gateway's credentials; the operator must fix the upstream API key") { ShouldRetry = false };
             case 404:
                 return new GatewayError(404, "not_found_error", $"model: {context.RequestedModel} is not available upstream");
             case 408 or 504:

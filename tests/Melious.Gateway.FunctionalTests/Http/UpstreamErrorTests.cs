@@ -62,6 +62,24 @@ public abstract class UpstreamErrorTests(IGatewayTarget target)
         Assert.Equal("Bearer sk-upstream-123", s.Upstream.Last.Headers["authorization"]);
     }
 
+    [Theory]
+    [InlineData(401, false)]
+    [InlineData(403, true)]
+    public async Task UpstreamAuthFailure_TellsClientsNotToRetry(int status, bool stream)
+    {
+        // The gateway's upstream credential is wrong until an operator fixes it: without x-should-retry: false,
+        // Claude Code retries the 502 for about three minutes (claude-code.md §5).
+        await using var s = await Scenario.StartAsync(target, (_, c) => Sse.ErrorAsync(c, status, "invalid key"));
+        var response = await s.PostAsync(Scenario.Body(stream: stream));
+        await ErrorAssert.IsErrorAsync(response, HttpStatusCode.BadGateway, "api_error", "credentials");
+        Assert.Equal("false", Assert.Single(response.Headers.GetValues("x-should-retry")));
+        Assert.Single(s.Upstream.Requests);
+
+        // A transient failure says nothing: the client's own retry rules apply.
+        await using var failing = await Scenario.StartAsync(target, (_, c) => Sse.ErrorAsync(c, 500, "engine crashed"));
+        Assert.False((await failing.PostAsync(Scenario.Body(stream: stream))).Headers.Contains("x-should-retry"));
+    }
+
     [Fact]
     public async Task ConnectionRefused_Is502()
     {

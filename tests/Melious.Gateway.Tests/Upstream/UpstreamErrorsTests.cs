@@ -38,6 +38,9 @@ public sealed class UpstreamErrorsTests
         var error = UpstreamErrors.FromStatus(upstream, "boom", "7", Context);
         Assert.Equal(status, error.Status);
         Assert.Equal(type, error.Type);
+
+        // Only the gateway's own rejected credential is permanent (x-should-retry: false); the rest keep the client's rules.
+        Assert.Equal(upstream is 401 or 403 ? false : null, error.ShouldRetry);
     }
 
     [Fact]

@@ -27,7 +27,7 @@ internal interface IReadObserver
 /// gateway gave the response up (its reads' token cancelled: the client left, or the upstream went silent), it ends
 /// the upstream response at once instead of letting the handler drain it (see <see cref="EndAsync"/>).
 /// </summary>
-internal sealed class ObservedReadStream(Stream inner, IReadObserver observer) : Stream
+internal sealed class ObservedReadStream(Stream inner, IReadObserver observer) : AsyncReadStream(inner)
 {
     /// <summary>Bounds what is held back while the upstream keeps data ready (each read is at most a few KB).</summary>
     internal const int MaxReadsPerFlush = 8;
@@ -39,26 +39,12 @@ internal sealed class ObservedReadStream(Stream inner, IReadObserver observer) :
     private CancellationToken _token;
     private bool _readLeftPending;
 
-    public override bool CanRead => true;
-
-    public override bool CanSeek => false;
-
-    public override bool CanWrite => false;
-
-    public override long Length => throw new NotSupportedException();
-
-    public override long Position
-    {
-        get => throw new NotSupportedException();
-        set => throw new NotSupportedException();
-    }
-
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
         observer.ReadStarting();
         _token = cancellationToken;
-        var pending = inner.ReadAsync(buffer, cancellationToken);
+        var pending = Inner.ReadAsync(buffer, cancellationToken);
         if (pending.IsCompleted && ++_readsSinceFlush < MaxReadsPerFlush)
         {
             return pending.GetAwaiter().GetResult();
@@ -109,7 +95,7 @@ internal sealed class ObservedReadStream(Stream inner, IReadObserver observer) :
             for (var total = 0; total < MaxEndReadBytes;)
             {
                 using var cancel = new CancellationTokenSource();
-                var pending = inner.ReadAsync(buffer, cancel.Token);
+                var pending = Inner.ReadAsync(buffer, cancel.Token);
                 if (!pending.IsCompleted)
                 {
                     cancel.Cancel();
@@ -134,30 +120,6 @@ internal sealed class ObservedReadStream(Stream inner, IReadObserver observer) :
         }
     }
 
-    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
-        ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
-
-    public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException("Synchronous reads are not supported.");
-
-    public override void Flush()
-    {
-    }
-
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-    public override void SetLength(long value) => throw new NotSupportedException();
-
-    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-
-    protected override void Dispose(bool disposing)
-    {
-        if (disposing)
-        {
-            inner.Dispose();
-        }
-
-        base.Dispose(disposing);
-    }
 }
 
 /// <summary>

@@ -12,7 +12,7 @@ namespace Melious.Gateway.Streaming;
 /// streamed response is committed after a while, whatever the upstream has sent) goes on, and its bytes follow the
 /// kept ones. A failure of that read, or of the body, reaches the loop as if there had been no look.
 /// </summary>
-internal sealed class RewindableReadStream(Stream inner, CancellationToken upstreamToken, int maxKept, IReadObserver? observer = null) : Stream
+internal sealed class RewindableReadStream(Stream inner, CancellationToken upstreamToken, int maxKept, IReadObserver? observer = null) : AsyncReadStream(inner)
 {
     private const int ChunkSize = 16 * 1024;
 
@@ -26,20 +26,6 @@ internal sealed class RewindableReadStream(Stream inner, CancellationToken upstr
     /// <summary>Bytes the look read (what the loop reads again first).</summary>
     public int Kept => _kept?.WrittenCount ?? 0;
 
-    public override bool CanRead => true;
-
-    public override bool CanSeek => false;
-
-    public override bool CanWrite => false;
-
-    public override long Length => throw new NotSupportedException();
-
-    public override long Position
-    {
-        get => throw new NotSupportedException();
-        set => throw new NotSupportedException();
-    }
-
     /// <summary>Ends the look: the next reads serve what it read, from the start, then read on.</summary>
     public void Rewind() => _rewound = true;
 
@@ -47,7 +33,7 @@ internal sealed class RewindableReadStream(Stream inner, CancellationToken upstr
     {
         if (_passThrough)
         {
-            return inner.ReadAsync(buffer, cancellationToken);
+            return Inner.ReadAsync(buffer, cancellationToken);
         }
 
         if (!_rewound)
@@ -71,7 +57,7 @@ internal sealed class RewindableReadStream(Stream inner, CancellationToken upstr
         // Everything the look read is served: from now on the body itself.
         ReleaseBuffers();
         _passThrough = true;
-        return inner.ReadAsync(buffer, cancellationToken);
+        return Inner.ReadAsync(buffer, cancellationToken);
     }
 
     private async ValueTask<int> LookAsync(Memory<byte> buffer, CancellationToken cancellationToken)
@@ -84,7 +70,7 @@ internal sealed class RewindableReadStream(Stream inner, CancellationToken upstr
 
         observer?.ReadStarting();
         _chunk ??= ArrayPool<byte>.Shared.Rent(ChunkSize);
-        _pending = inner.ReadAsync(_chunk.AsMemory(0, Math.Min(buffer.Length, _chunk.Length)), upstreamToken).AsTask();
+        _pending = Inner.ReadAsync(_chunk.AsMemory(0, Math.Min(buffer.Length, _chunk.Length)), upstreamToken).AsTask();
 
         // On any exception the read stays in _pending: still running (the look was cut short), or failed (the loop
         // meets its failure), or just done (its bytes are the loop's).
@@ -122,26 +108,10 @@ internal sealed class RewindableReadStream(Stream inner, CancellationToken upstr
         _chunk = null;
     }
 
-    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
-        ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
-
-    public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException("Synchronous reads are not supported.");
-
-    public override void Flush()
-    {
-    }
-
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-    public override void SetLength(long value) => throw new NotSupportedException();
-
-    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-
     protected override void Dispose(bool disposing)
     {
         if (disposing)
         {
-            inner.Dispose();
             ReleaseBuffers();
         }
 

@@ -5,7 +5,10 @@ using Melious.Gateway.Usage;
 
 namespace Melious.Admin;
 
-/// <summary><c>usage report|reconcile</c>: totals from the rollups, and a check of the rollups against the billing rows.</summary>
+/// <summary>
+/// <c>usage report|reconcile|replay-poison</c>: totals from the rollups, a check of the rollups against the billing
+/// rows, and the poison queue's messages sent back for another try.
+/// </summary>
 internal static class UsageCommands
 {
     /// <summary>
@@ -23,7 +26,64 @@ internal static class UsageCommands
     {
         Report(cli),
         Reconcile(cli),
+        ReplayPoison(cli),
     };
+
+    /// <summary>Messages taken from the poison queue per receive (the queue service's maximum).</summary>
+    private const int ReceiveBatch = 32;
+
+    private static Command ReplayPoison(CliContext cli)
+    {
+        var dryRun = new Option<bool>("--dry-run") { Description = "Only count the messages in the poison queue." };
+        var command = new Command(
+            "replay-poison",
+            "Send the usage messages in the poison queue back to the usage queue (after fixing what failed them). Each is sent before it is removed, so a message is never lost; writing one twice counts it once.")
+        {
+            dryRun,
+        };
+        command.SetAction(cli.Action(async (result, cancellationToken) =>
+        {
+            await using var session = await cli.ConnectAsync(result, cancellationToken);
+            var usage = session.Options.Usage;
+            var poison = session.Storage.Queue(usage.PoisonQueueName);
+            if (!(await poison.ExistsAsync(cancellationToken)).Value)
+            {
+                cli.Out.WriteLine($"No poison queue ({usage.PoisonQueueName}): nothing to replay.");
+                return ExitCodes.Success;
+            }
+
+            if (result.GetValue(dryRun))
+            {
+                var count = (await poison.GetPropertiesAsync(cancellationToken)).Value.ApproximateMessagesCount;
+                cli.Out.WriteLine($"{count} messages in {usage.PoisonQueueName} (approximate); nothing was moved.");
+                return ExitCodes.Success;
+            }
+
+            var queue = session.Storage.Queue(usage.QueueName);
+            await queue.CreateIfNotExistsAsync(cancellationToken: cancellationToken);
+            var moved = 0;
+            while (true)
+            {
+                // Invisible to other readers while this run moves them; a message this run could not move reappears.
+                var batch = (await poison.ReceiveMessagesAsync(ReceiveBatch, TimeSpan.FromMinutes(2), cancellationToken)).Value;
+                if (batch.Length == 0)
+                {
+                    break;
+                }
+
+                foreach (var message in batch)
+                {
+                    await queue.SendMessageAsync(message.Body, cancellationToken: CancellationToken.None);
+                    await poison.DeleteMessageAsync(message.MessageId, message.PopReceipt, CancellationToken.None);
+                    moved++;
+                }
+            }
+
+            cli.Out.WriteLine($"Moved {moved} messages from {usage.PoisonQueueName} to {usage.QueueName}.");
+            return ExitCodes.Success;
+        }));
+        return command;
+    }
 
     private static Command Report(CliContext cli)
     {

@@ -14,6 +14,50 @@ public sealed class UsageCommandTests(AzuriteFixture azurite)
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
+    [Fact]
+    public async Task ReplayPoison_SendsEveryPoisonedMessageBackToTheUsageQueue()
+    {
+        var queueName = "q" + AzuriteFixture.NewPrefix();
+        await using var admin = new AdminHarness(azurite, new Dictionary<string, string?>
+        {
+            ["Melious:Usage:QueueName"] = queueName,
+            ["Melious:Usage:PoisonQueueName"] = queueName + "-poison",
+        });
+        var storage = admin.Get<StorageClients>();
+
+        var none = await admin.RunAsync("usage", "replay-poison");
+        Assert.True(none.ExitCode == 0, none.ToString());
+        Assert.Contains("nothing to replay", none.Stdout, StringComparison.Ordinal);
+
+        // More than one receive's worth (32), as the runtime or the consumer put them there.
+        var poison = storage.Queue(queueName + "-poison");
+        await poison.CreateIfNotExistsAsync(cancellationToken: Ct);
+        var bodies = Enumerable.Range(0, 40).Select(i => $$"""{"events":[{"requestId":"req-poisoned-{{i}}"}]}""").ToList();
+        foreach (var body in bodies)
+        {
+            await poison.SendMessageAsync(BinaryData.FromString(body), cancellationToken: Ct);
+        }
+
+        var dry = await admin.RunAsync("usage", "replay-poison", "--dry-run");
+        Assert.True(dry.ExitCode == 0, dry.ToString());
+        Assert.Contains("40 messages", dry.Stdout, StringComparison.Ordinal);
+        Assert.Equal(40, (await poison.GetPropertiesAsync(Ct)).Value.ApproximateMessagesCount);
+
+        var run = await admin.RunAsync("usage", "replay-poison");
+        Assert.True(run.ExitCode == 0, run.ToString());
+        Assert.Contains("Moved 40 messages", run.Stdout, StringComparison.Ordinal);
+        Assert.Equal(0, (await poison.GetPropertiesAsync(Ct)).Value.ApproximateMessagesCount);
+
+        var replayed = new List<string>();
+        var queue = storage.Queue(queueName);
+        for (var batch = await queue.ReceiveMessagesAsync(32, cancellationToken: Ct); batch.Value.Length > 0; batch = await queue.ReceiveMessagesAsync(32, cancellationToken: Ct))
+        {
+            replayed.AddRange(batch.Value.Select(m => m.Body.ToString()));
+        }
+
+        Assert.Equal(bodies.Order(StringComparer.Ordinal), replayed.Order(StringComparer.Ordinal));
+    }
+
     [Theory]
     [InlineData("day", null)]
     [InlineData("model", null)]
